@@ -1,0 +1,84 @@
+"""Control events: the registry as an append-only sequence on the control stream.
+
+Every event names its org, the admin who caused it (``actor``) and carries a chron id
+(``event_id``) so that Chron records it as a leaf like a decision. Events are tagged by ``type``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import Struct
+
+from claiim_core.policy import PolicyDocument
+
+CONTROL_SCHEMA = "claiim.control/1"
+
+
+class ControlEventBase(Struct, tag_field="type", frozen=True, kw_only=True):
+    schema: str = CONTROL_SCHEMA
+    event_id: str
+    at: str
+    actor: str
+    org: str
+
+
+class OrgCreated(ControlEventBase, tag="org.created"):
+    description: str = ""
+
+
+class SkillPublished(ControlEventBase, tag="skill.published"):
+    name: str
+    version: int
+    description: str
+    actions: tuple[str, ...]
+    content_hash: str
+
+
+class PolicyPublished(ControlEventBase, tag="policy.published"):
+    name: str
+    version: int
+    description: str
+    document: PolicyDocument
+    content_hash: str
+
+
+class AgentRegistered(ControlEventBase, tag="agent.registered"):
+    agent_id: str
+    anchor: str
+    description: str
+    skills: tuple[str, ...]
+    policy: str
+    token_hash: str
+
+
+class AgentUpdated(ControlEventBase, tag="agent.updated"):
+    """Anchor, description, skills or bound policy changed; the token stays as it was."""
+
+    agent_id: str
+    anchor: str
+    description: str
+    skills: tuple[str, ...]
+    policy: str
+
+
+ControlEvent = OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated
+
+_decoder = msgspec.json.Decoder(ControlEvent)
+
+
+def decode_control(data: bytes) -> ControlEvent:
+    """Decode a control event; raises ``msgspec.DecodeError`` or ``ValidationError``."""
+    return _decoder.decode(data)
+
+
+def aggregate(event: ControlEvent) -> tuple[str, str]:
+    """The (kind, name) of the aggregate an event belongs to: its control subject's tail."""
+    match event:
+        case OrgCreated():
+            return "org", event.org
+        case SkillPublished():
+            return "skill", event.name
+        case PolicyPublished():
+            return "policy", event.name
+        case AgentRegistered() | AgentUpdated():
+            return "agent", event.agent_id

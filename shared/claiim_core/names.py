@@ -1,0 +1,98 @@
+"""Subjects, stream and consumer names, all derived from one namespace.
+
+The default namespace is ``claiim``. A different namespace gives an isolated set of subjects and
+streams on a shared NATS server (the test suite uses one per test).
+
+Subjects (namespace ``claiim``)::
+
+    claiim.gate.check                               gate request/reply (queue group claiim-gate)
+    claiim.decision.<org>.<agent>.<allow|deny>      decision events   (stream CLAIIM_DECISIONS)
+    claiim.control.<org>.<kind>.<name>              control events    (stream CLAIIM_CONTROL)
+    claiim.admin.apply                              admin request/reply: apply a bundle
+    claiim.chron.query                              Chron request/reply: list and show records
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A subject token: what may stand between two dots. Agent ids, org and resource names use it.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+UNKNOWN = "_unknown"
+
+
+def subject_token(value: str) -> str:
+    """Return ``value`` if it is a safe subject token, else the placeholder ``_unknown``."""
+    return value if TOKEN_RE.match(value) else UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Every subject, stream and durable name of one claiim installation."""
+
+    namespace: str = "claiim"
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^[A-Za-z0-9_-]{1,32}$", self.namespace):
+            raise ValueError(f"namespace must match [A-Za-z0-9_-]{{1,32}}, got {self.namespace!r}")
+
+    @property
+    def _upper(self) -> str:
+        return self.namespace.upper().replace("-", "_")
+
+    # -- request/reply subjects
+    @property
+    def gate_check(self) -> str:
+        return f"{self.namespace}.gate.check"
+
+    @property
+    def gate_queue(self) -> str:
+        return f"{self.namespace}-gate"
+
+    @property
+    def admin_apply(self) -> str:
+        return f"{self.namespace}.admin.apply"
+
+    @property
+    def admin_queue(self) -> str:
+        return f"{self.namespace}-control"
+
+    @property
+    def chron_query(self) -> str:
+        return f"{self.namespace}.chron.query"
+
+    @property
+    def chron_queue(self) -> str:
+        return f"{self.namespace}-chron"
+
+    # -- streams
+    @property
+    def decisions_stream(self) -> str:
+        return f"{self._upper}_DECISIONS"
+
+    @property
+    def control_stream(self) -> str:
+        return f"{self._upper}_CONTROL"
+
+    @property
+    def decisions_wildcard(self) -> str:
+        return f"{self.namespace}.decision.>"
+
+    @property
+    def control_wildcard(self) -> str:
+        return f"{self.namespace}.control.>"
+
+    def decision_subject(self, org: str, agent_id: str, outcome: str) -> str:
+        return (
+            f"{self.namespace}.decision.{subject_token(org)}."
+            f"{subject_token(agent_id)}.{outcome.lower()}"
+        )
+
+    def control_subject(self, org: str, kind: str, name: str) -> str:
+        return f"{self.namespace}.control.{subject_token(org)}.{kind}.{subject_token(name)}"
+
+    # -- consumers
+    @property
+    def chron_durable(self) -> str:
+        return "chron"

@@ -1,0 +1,138 @@
+"""The policy language and the decision evaluator.
+
+A policy document (the seed's format)::
+
+    skill: deploy-v2
+    allow: [deploy:staging, health:check]
+    deny:  [deploy:production]
+
+Patterns are actions whose segments (split on ``:``) may contain ``*``, which matches any run of
+characters inside one segment (``deploy:*`` matches ``deploy:staging`` but not ``deploy``).
+
+Evaluation order (DESIGN.md): authenticate, agent active, action within the agent's skill
+versions, deny rules, allow rules, default deny. Deny wins over allow. An explicitly denied
+action gets the reason ``... -- action explicitly denied`` (the seed said "not in allow list";
+naming the deny rule is more useful to whoever reads the log).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
+
+from msgspec import Struct
+
+from claiim_core.schemas import CheckRequest
+from claiim_core.tokens import verify_token
+
+if TYPE_CHECKING:
+    from claiim_core.registry import Registry
+
+PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*]+(:[A-Za-z0-9_.\-*]+)*$")
+REF_RE = re.compile(r"^(?P<name>[a-z0-9](?:[a-z0-9_]|-(?!v\d+$))*)(?:-v(?P<version>[1-9]\d*))?$")
+
+
+class PolicyDocument(Struct, frozen=True, forbid_unknown_fields=True):
+    skill: str
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """Split ``deploy-v2`` into ``("deploy", 2)``; a bare ``deploy`` means the latest version."""
+    m = REF_RE.match(ref)
+    if not m:
+        raise ValueError(
+            f"{ref!r} is not a reference: use NAME (latest) or NAME-vN (pinned), "
+            "NAME made of a-z, 0-9, '-' and '_'"
+        )
+    version = m.group("version")
+    return m.group("name"), int(version) if version else None
+
+
+def label(name: str, version: int) -> str:
+    """The display form of a version, as recorded in decisions: ``no-prod-v1``."""
+    return f"{name}-v{version}"
+
+
+def check_pattern(pattern: str) -> None:
+    if not PATTERN_RE.match(pattern) or "**" in pattern:
+        raise ValueError(
+            f"{pattern!r} is not an action pattern: segments of [A-Za-z0-9_.-] joined by ':', "
+            "with '*' standing for any characters inside one segment"
+        )
+
+
+@lru_cache(maxsize=4096)
+def _compile(pattern: str) -> re.Pattern[str]:
+    parts = [re.escape(seg).replace(r"\*", "[^:]*") for seg in pattern.split(":")]
+    return re.compile("^" + ":".join(parts) + "$")
+
+
+def matches(pattern: str, action: str) -> bool:
+    """True when ``action`` matches ``pattern`` (exact, or with ``*`` inside segments)."""
+    if "*" not in pattern:
+        return pattern == action
+    return _compile(pattern).match(action) is not None
+
+
+def first_match(patterns: tuple[str, ...], action: str) -> int | None:
+    for i, pattern in enumerate(patterns):
+        if matches(pattern, action):
+            return i
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The result of evaluating one request against the registry."""
+
+    outcome: Literal["ALLOW", "DENY"]
+    reason: str
+    rule: str
+    org: str = ""
+    anchor: str = ""
+    policy: str = ""
+    skill: str = ""
+
+
+def deny(reason: str, rule: str, **found: str) -> Verdict:
+    return Verdict("DENY", reason, rule, **found)
+
+
+def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> Verdict:
+    """Decide one request. Pure: the same registry and request always give the same verdict."""
+    agent = registry.agents.get(request.agent_id)
+    if agent is None:
+        return deny(
+            f"agent:unknown -- no agent {request.agent_id!r} is registered", "authenticate"
+        )
+    who = {"org": agent.org, "anchor": agent.anchor}
+    if not verify_token(token_secret, request.token, agent.token_hash):
+        return deny(f"auth:bad-token -- token does not match agent {agent.agent_id}", "authenticate", **who)
+    if agent.status != "active":
+        return deny(f"agent:{agent.status} -- agent {agent.agent_id} is {agent.status}", "agent-active", **who)
+
+    skills = [registry.resolve_skill(agent.org, ref) for ref in agent.skills]
+    resolved = [s for s in skills if s is not None]
+    if len(resolved) != len(skills):
+        missing = [ref for ref, s in zip(agent.skills, skills, strict=True) if s is None]
+        return deny(f"skill:{','.join(missing)} -- skill version not found", "skill", **who)
+    skill = next((s for s in resolved if first_match(s.actions, request.action) is not None), None)
+    if skill is None:
+        labels = ",".join(s.label for s in resolved) or "none"
+        return deny(f"skill:{labels} -- action outside the agent's skills", "skill", skill=labels, **who)
+    found = {**who, "skill": skill.label}
+
+    policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
+    if policy is None:
+        return deny("policy:none -- agent has no bound policy", "policy", **found)
+    found["policy"] = policy.label
+    doc = policy.document
+    if (i := first_match(doc.deny, request.action)) is not None:
+        return deny(f"policy:{policy.label} -- action explicitly denied", f"deny[{i}]: {doc.deny[i]}", **found)
+    if (i := first_match(doc.allow, request.action)) is not None:
+        return Verdict("ALLOW", f"policy:{policy.label} -- action allowed", f"allow[{i}]: {doc.allow[i]}", **found)
+    return deny(f"policy:{policy.label} -- action not in allow list", "default-deny", **found)
