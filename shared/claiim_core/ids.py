@@ -36,3 +36,10 @@ def ulid_time_ms(value: str) -> int:
     for ch in text[:10]:
         n = n * 32 + _ALPHABET.index(ch.lower())
     return n
+
+
+def rfc3339(unix_us: int) -> str:
+    """Format microseconds since the epoch as an RFC 3339 UTC time: ``2026-11-25T21:07:30.123456Z``."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(unix_us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -6,7 +6,7 @@ evolve. Control events live in :mod:`claiim_core.events`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -131,3 +131,24 @@ class ChronRecord(Struct, frozen=True, kw_only=True):
 class ChronResult(Struct, frozen=True, kw_only=True):
     records: list[ChronRecord] = []
     error: str | None = None
+
+
+# -- admin API -------------------------------------------------------------------------------
+
+
+class ApplyRequest(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Apply a bundle (already parsed from YAML into plain data)."""
+
+    admin_token: str
+    bundle: dict[str, Any]
+    dry_run: bool = False
+
+
+class ApplyReply(Struct, frozen=True, kw_only=True):
+    """``tokens`` holds the token of each newly registered agent: it is shown once, here."""
+
+    ok: bool
+    changes: list[str] = []
+    tokens: dict[str, str] = {}
+    error: str | None = None
+    control_seq: int = 0

@@ -1,0 +1,30 @@
+"""claiim: the agent SDK (``Gate``, ``AsyncGate``) and the admin client (``Admin``, ``AsyncAdmin``).
+
+::
+
+    from claiim import Gate
+
+    gate = Gate(agent_id="deploy-bot", token="...")
+    result = gate.check(action="deploy:staging", target="api-v2")
+    if result.outcome == "ALLOW":
+        ...
+"""
+
+from claiim._admin import Admin, AsyncAdmin
+from claiim._errors import AdminError, ClaiimError, GateUnavailableError, ProtocolError, StackError
+from claiim._gate import AsyncGate, CheckResult, Gate
+from claiim._transport import Transport
+
+__all__ = [
+    "Admin",
+    "AdminError",
+    "AsyncAdmin",
+    "AsyncGate",
+    "CheckResult",
+    "ClaiimError",
+    "Gate",
+    "GateUnavailableError",
+    "ProtocolError",
+    "StackError",
+    "Transport",
+]

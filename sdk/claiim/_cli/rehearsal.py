@@ -1,0 +1,165 @@
+"""``claiim rehearsal``: check a running stack end to end, one line per check.
+
+It provisions a fresh org with a sample skill, policy and agent, fires ALLOW and DENY decisions
+and bad requests, and checks each returned chron id in Chron with its policy and skill versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from claiim_core.schemas import ChronRecord, DecisionReply
+
+from claiim._admin import AsyncAdmin
+from claiim._errors import ClaiimError
+from claiim._gate import AsyncGate, CheckResult
+from claiim._transport import NatsTransport
+
+Check = Callable[[], Awaitable[str]]
+
+
+def sample_bundle(org: str, agent: str, policy_version_allow: list[str]) -> dict[str, Any]:
+    return {
+        "org": org,
+        "skills": [{"name": "ship", "actions": ["ship:build", "ship:test", "ship:release"]}],
+        "policies": [{"name": "careful", "skill": "ship-v1", "allow": policy_version_allow,
+                      "deny": ["ship:release"]}],
+        "agents": [{"id": agent, "anchor": "rehearsal.owner", "skills": ["ship-v1"],
+                    "policy": "careful"}],
+    }
+
+
+class Rehearsal:
+    def __init__(self) -> None:
+        self.admin = AsyncAdmin()
+        suffix = secrets.token_hex(4)
+        self.org = f"rehearsal-{suffix}"
+        self.agent = f"rehearsal-bot-{suffix}"
+        self.token = ""
+        self.raw = NatsTransport(self.admin.url, name="claiim-rehearsal")
+        self.passed = 0
+        self.failed = 0
+
+    async def check(self, name: str, fn: Check) -> None:
+        try:
+            detail = await fn()
+        except (AssertionError, ClaiimError, TimeoutError) as e:
+            self.failed += 1
+            print(f"FAIL  {name}: {e}", flush=True)
+        else:
+            self.passed += 1
+            print(f"PASS  {name}{': ' + detail if detail else ''}", flush=True)
+
+    async def decide(self, action: str, token: str | None = None, agent: str | None = None) -> CheckResult:
+        gate = AsyncGate(agent or self.agent, token or self.token, self.admin.url,
+                         namespace=self.admin.names.namespace, transport=self.raw)
+        return await gate.check(action, target="rehearsal")
+
+    async def raw_request(self, payload: bytes) -> DecisionReply:
+        data = await self.raw.request(self.admin.names.gate_check, payload, 5.0)
+        return msgspec.json.decode(data, type=DecisionReply)
+
+    async def in_chron(self, chron_id: str) -> ChronRecord:
+        for _ in range(100):
+            record = await self.admin.chron_show(chron_id)
+            if record is not None:
+                return record
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{chron_id} not in Chron after 10 s")
+
+    async def run(self) -> int:
+        results: dict[str, CheckResult] = {}
+
+        async def provision() -> str:
+            reply = await self.admin.apply(sample_bundle(self.org, self.agent, ["ship:build", "ship:release"]))
+            self.token = reply.tokens[self.agent]
+            return "; ".join(reply.changes)
+
+        async def reapply() -> str:
+            reply = await self.admin.apply(sample_bundle(self.org, self.agent, ["ship:build", "ship:release"]))
+            assert all(c.startswith("unchanged") for c in reply.changes), reply.changes
+            assert not reply.tokens, "re-apply issued a token"
+            return "nothing changed"
+
+        def expect(key: str, action: str, outcome: str, reason_part: str, **kw: str) -> Check:
+            async def fn() -> str:
+                r = await self.decide(action, **kw)
+                results[key] = r
+                assert r.outcome == outcome, f"{r.outcome} {r.reason}"
+                assert reason_part in r.reason, r.reason
+                return f"{r.outcome} {r.reason}"
+            return fn
+
+        def raw(payload: bytes, reason_part: str) -> Check:
+            async def fn() -> str:
+                r = await self.raw_request(payload)
+                assert r.outcome == "DENY" and reason_part in r.reason, r.reason
+                return r.reason[:80]
+            return fn
+
+        def recorded(key: str, policy: str, skill: str) -> Check:
+            async def fn() -> str:
+                r = results[key]
+                rec = await self.in_chron(r.chron_id)
+                assert (rec.outcome, rec.policy, rec.skill, rec.agent_id) == (r.outcome, policy, skill, r.agent_id), rec
+                assert rec.anchor == "rehearsal.owner" and rec.control_seq > 0, rec
+                return f"{r.chron_id} policy={rec.policy} skill={rec.skill} seq={rec.stream_seq}"
+            return fn
+
+        async def publish_v2() -> str:
+            reply = await self.admin.apply(sample_bundle(self.org, self.agent, ["ship:build", "ship:test"]))
+            assert "published policy careful-v2" in reply.changes, reply.changes
+            return "; ".join(c for c in reply.changes if not c.startswith("unchanged"))
+
+        await self.check("provision a fresh org, skill, policy and agent", provision)
+        if not self.token:
+            return self.finish()
+        await self.check("applying the same bundle again changes nothing", reapply)
+        await self.check("allowed action is ALLOWED", expect("allow", "ship:build", "ALLOW", "policy:careful-v1"))
+        await self.check("denied action is DENIED", expect("deny", "ship:release", "DENY", "explicitly denied"))
+        await self.check("action not in allow list is DENIED", expect("notallowed", "ship:test", "DENY", "not in allow list"))
+        await self.check("action outside the skill is DENIED", expect("outside", "infra:destroy", "DENY", "outside the agent's skills"))
+        await self.check("bad token is DENIED", expect("badtoken", "ship:build", "DENY", "auth:bad-token", token="clm_wrong"))
+        await self.check("unknown agent is DENIED", expect("unknown", "ship:build", "DENY", "agent:unknown", agent=f"nobody-{secrets.token_hex(4)}"))
+        await self.check("malformed JSON is answered DENY", raw(b"{not json", "request:malformed"))
+        await self.check("wrongly typed request is answered DENY", raw(b'{"agent_id": 5, "token": [], "action": "x"}', "request:malformed"))
+        await self.check("oversized request is answered DENY", raw(b'{"pad":"' + b"x" * 20_000 + b'"}', "request:oversized"))
+        await self.check("ALLOW is in Chron with its versions", recorded("allow", "careful-v1", "ship-v1"))
+        await self.check("DENY is in Chron with its versions", recorded("deny", "careful-v1", "ship-v1"))
+        await self.check("bad-token DENY is in Chron", self._recorded_simple(results, "badtoken"))
+        await self.check("publishing policy v2 works", publish_v2)
+        await self.check("decisions after v2 use v2", expect("v2", "ship:test", "ALLOW", "policy:careful-v2"))
+        await self.check("the v2 decision is in Chron as careful-v2", recorded("v2", "careful-v2", "ship-v1"))
+        return self.finish()
+
+    def _recorded_simple(self, results: dict[str, CheckResult], key: str) -> Check:
+        async def fn() -> str:
+            rec = await self.in_chron(results[key].chron_id)
+            assert rec.outcome == "DENY" and "auth:bad-token" in rec.reason, rec
+            assert "clm_wrong" not in bytes(rec.event).decode(), "token leaked into Chron"
+            return f"{rec.chron_id} (no token stored)"
+        return fn
+
+    def finish(self) -> int:
+        print(f"PASS: {self.passed} / FAIL: {self.failed}")
+        return 1 if self.failed or not self.passed else 0
+
+    async def close(self) -> None:
+        await self.raw.close()
+        await self.admin.close()
+
+
+async def rehearsal() -> int:
+    if not os.environ.get("CLAIIM_ADMIN_TOKEN"):
+        print("CLAIIM_ADMIN_TOKEN is not set: source the stack's env file (claiim up writes .claiim/env)")
+        return 2
+    r = Rehearsal()
+    try:
+        return await r.run()
+    finally:
+        await r.close()

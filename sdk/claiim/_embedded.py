@@ -1,0 +1,133 @@
+"""``claiim up``: the whole stack on one machine, for newcomers, demos and tests.
+
+It starts nats-server (JetStream, data in DIR/nats) and PostgreSQL (pgserver, data in DIR/pg)
+unless URLs of existing servers are given, then the gate, control handler and Chron in this
+process, applies the demo bundle, and writes:
+
+- ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN``, ``CLAIIM_DATABASE_URL``, ``CLAIIM_NAMESPACE``
+  (source it, or let the CLI read it from ``./.claiim/env``);
+- ``DIR/demo-tokens.json``: agent id to token, mode 600;
+- ``DIR/secrets.json``: the token secret and admin token of this dev stack, mode 600.
+
+All data stays across restarts. This dev mode is the only place claiim makes up its own secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from claiim_runtime.settings import Settings
+
+from claiim._admin import AsyncAdmin
+from claiim._servers import NatsProcess, ensure_database, start_nats, start_postgres
+from claiim._services import start_services
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: Path
+    nats_port: int = 4222
+    nats_url: str | None = None
+    database_url: str | None = None
+    demo: bool = True
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (mode 600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def load_secrets(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "secrets.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    values = {"token_secret": secrets.token_urlsafe(32), "admin_token": "adm_" + secrets.token_urlsafe(32)}
+    write_private(path, json.dumps(values, indent=2) + "\n")
+    return values
+
+
+def demo_bundle() -> dict[str, Any]:
+    text = resources.files("claiim._cli").joinpath("demo-bundle.yaml").read_text()
+    return dict(yaml.safe_load(text))
+
+
+async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None:
+    """Start the stack, announce it, and run until ``stop`` is set."""
+    started = time.monotonic()
+    data_dir = opts.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    keys = load_secrets(data_dir)
+    nats: NatsProcess | None = None
+    pg: Any = None
+    running = None
+    try:
+        if opts.nats_url:
+            nats_url = opts.nats_url
+        else:
+            nats = await asyncio.to_thread(start_nats, opts.nats_port, data_dir / "nats")
+            nats_url = nats.url
+        if opts.database_url:
+            db_url = opts.database_url
+        else:
+            pg, server_url = await asyncio.to_thread(start_postgres, data_dir / "pg")
+            db_url = await ensure_database(server_url, "claiim")
+        settings = Settings(url=nats_url, database_url=db_url, token_secret=keys["token_secret"],
+                            admin_token=keys["admin_token"])
+        running = await start_services(settings, instance="embedded")
+        env = (f"CLAIIM_URL={nats_url}\nCLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
+               f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n")
+        write_private(data_dir / "env", env)
+        if opts.demo:
+            await load_demo(nats_url, keys["admin_token"], data_dir, say)
+        say(f"claiim ready at {nats_url} in {time.monotonic() - started:.1f}s "
+            f"(data in {data_dir}; `set -a; . {data_dir}/env; set +a` for the CLI)")
+        await stop.wait()
+        say("claiim stopping")
+    finally:
+        if running is not None:
+            await running.stop()
+        if nats is not None:
+            await asyncio.to_thread(nats.stop)
+        if pg is not None:
+            await asyncio.to_thread(pg.cleanup)
+
+
+async def load_demo(url: str, admin_token: str, data_dir: Path, say: Any) -> None:
+    admin = AsyncAdmin(url, admin_token)
+    try:
+        reply = await admin.apply(demo_bundle())
+    finally:
+        await admin.close()
+    tokens_path = data_dir / "demo-tokens.json"
+    tokens = json.loads(tokens_path.read_text()) if tokens_path.exists() else {}
+    if reply.tokens:
+        tokens.update(reply.tokens)
+        write_private(tokens_path, json.dumps(tokens, indent=2) + "\n")
+    say("demo bundle: " + ("; ".join(c for c in reply.changes if not c.startswith("unchanged"))
+                           or "unchanged"))
+    say(f"demo agents {', '.join(sorted(tokens))}: tokens in {tokens_path}")
+
+
+def main_up(opts: UpOptions) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_up(opts, stop, lambda line: print(line, flush=True))
+
+    asyncio.run(runner())

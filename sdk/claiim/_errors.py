@@ -1,0 +1,38 @@
+"""Errors raised by the SDK and the CLI.
+
+::
+
+    ClaiimError
+    ├── GateUnavailableError     the gate could not be reached or did not answer in time
+    ├── ProtocolError            an answer that does not decode
+    ├── AdminError               the admin or Chron API refused a command (the reply says why)
+    └── StackError               the embedded stack cannot start (port taken, server failed)
+
+Every error has ``diagnostics()``: a short text the CLI prints instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ClaiimError(Exception):
+    def diagnostics(self) -> str:
+        return f"error: {self}"
+
+
+class GateUnavailableError(ClaiimError):
+    """No decision: the agent must not act (this is never an ALLOW)."""
+
+    def diagnostics(self) -> str:
+        return f"gate unavailable: {self} (is the stack running? check CLAIIM_URL)"
+
+
+class ProtocolError(ClaiimError):
+    pass
+
+
+class AdminError(ClaiimError):
+    pass
+
+
+class StackError(ClaiimError):
+    pass

@@ -1,0 +1,93 @@
+"""The agent-side client: ask the gate before acting.
+
+``Gate`` is synchronous (it runs its own event loop in a background thread); ``AsyncGate`` is
+for asyncio code. Neither ever returns ALLOW without a recorded decision: when the gate cannot be
+reached they raise :class:`GateUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import msgspec
+from claiim_core.names import Names
+from claiim_core.schemas import CheckRequest, DecisionReply
+
+from claiim._errors import ProtocolError
+from claiim._transport import NatsTransport, Transport, resolve_url
+
+T = TypeVar("T")
+CheckResult = DecisionReply
+_reply = msgspec.json.Decoder(DecisionReply)
+_encode = msgspec.json.Encoder().encode
+
+
+class AsyncGate:
+    def __init__(self, agent_id: str, token: str, url: str | None = None, *,
+                 timeout: float = 5.0, namespace: str = "claiim",
+                 transport: Transport | None = None) -> None:
+        self.agent_id = agent_id
+        self._token = token
+        self.url = resolve_url(url)
+        self.timeout = timeout
+        self._subject = Names(namespace).gate_check
+        self._transport = transport or NatsTransport(self.url, name=f"claiim-agent:{agent_id}")
+
+    async def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
+                    request_id: str | None = None) -> CheckResult:
+        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``."""
+        request = CheckRequest(agent_id=self.agent_id, token=self._token, action=action,
+                               target=target, context=context or {}, request_id=request_id)
+        data = await self._transport.request(self._subject, _encode(request), self.timeout)
+        try:
+            return _reply.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ProtocolError(f"the gate's answer does not decode: {e}") from e
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncGate:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Gate:
+    """Synchronous client: ``Gate(agent_id=..., token=...).check(action=..., target=...)``."""
+
+    def __init__(self, agent_id: str, token: str, url: str | None = None, *,
+                 timeout: float = 5.0, namespace: str = "claiim",
+                 transport: Transport | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="claiim-gate",
+                                        daemon=True)
+        self._thread.start()
+        self._gate = AsyncGate(agent_id, token, url, timeout=timeout, namespace=namespace,
+                               transport=transport)
+        self.agent_id = agent_id
+        self.url = self._gate.url
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
+              request_id: str | None = None) -> CheckResult:
+        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``."""
+        return self._run(self._gate.check(action, target, context, request_id))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._gate.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

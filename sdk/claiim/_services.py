@@ -1,0 +1,84 @@
+"""The composition root: connect, create streams, and start the gate, control handler and Chron.
+
+``claiim serve`` (one service per process, as in compose) and ``claiim up`` (all in one process)
+both start services through :func:`start_services`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from claiim_chron.service import ChronService
+from claiim_chron.store import ChronStore
+from claiim_control.service import ControlService
+from claiim_gate.service import GateService
+from claiim_runtime.follower import RegistryFollower
+from claiim_runtime.settings import Settings
+from claiim_runtime.streams import connect, ensure_streams
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+SERVICES = ("gate", "control", "chron")
+
+
+@dataclass
+class RunningServices:
+    nc: Client
+    js: JetStreamContext
+    gates: list[GateService] = field(default_factory=list)
+    control: ControlService | None = None
+    chron: ChronService | None = None
+    followers: list[RegistryFollower] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for gate in self.gates:
+            await gate.stop()
+        if self.control is not None:
+            await self.control.stop()
+        if self.chron is not None:
+            await self.chron.stop()
+            await self.chron.store.close()
+        for follower in self.followers:
+            await follower.stop()
+        await self.nc.drain()
+
+
+async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
+                         instance: str | None = None) -> RunningServices:
+    """Start the named services on one NATS connection; the caller stops them."""
+    unknown = set(which) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
+    names = settings.names
+    secret = settings.require_token_secret() if {"gate", "control"} & set(which) else b""
+    admin_token = settings.require_admin_token() if {"control", "chron"} & set(which) else ""
+    db_url = settings.require_database_url() if "chron" in which else ""
+    instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+    nc = await connect(settings.url, name=f"claiim-{'+'.join(which)}-{instance}")
+    js = nc.jetstream()
+    running = RunningServices(nc, js)
+    try:
+        await ensure_streams(js, names)
+        if "chron" in which:
+            store = await ChronStore.open(db_url)
+            running.chron = ChronService(nc, js, names, store, admin_token, settings.chron_batch)
+            await running.chron.start()
+        if "control" in which:
+            follower = RegistryFollower(js, names)
+            await follower.start()
+            running.followers.append(follower)
+            running.control = ControlService(nc, js, names, follower, secret, admin_token)
+            await running.control.start()
+        if "gate" in which:
+            follower = RegistryFollower(js, names)
+            await follower.start()
+            running.followers.append(follower)
+            gate = GateService(nc, js, names, follower, secret, instance, settings.publish_timeout)
+            await gate.start()
+            running.gates.append(gate)
+    except BaseException:
+        await running.stop()
+        raise
+    return running

@@ -1,0 +1,1 @@
+"""Chron: consumes decision and control events into PostgreSQL, append-only, losing nothing."""

@@ -1,0 +1,1 @@
+"""The I/O shell shared by the services: settings, NATS connections, streams, the live registry."""

@@ -1,0 +1,56 @@
+"""Settings, read once from the environment into a frozen object.
+
+| variable              | default                  | meaning                                            |
+|-----------------------|--------------------------|----------------------------------------------------|
+| CLAIIM_URL            | nats://127.0.0.1:4222    | NATS server URL                                    |
+| CLAIIM_DATABASE_URL   | (none)                   | PostgreSQL URL for Chron                           |
+| CLAIIM_NAMESPACE      | claiim                   | prefix of every subject and stream                 |
+| CLAIIM_TOKEN_SECRET   | (none, required)         | key of the token hashes (HMAC-SHA256)              |
+| CLAIIM_ADMIN_TOKEN    | (none, required)         | bootstrap admin token for the admin and Chron APIs |
+| CLAIIM_PUBLISH_TIMEOUT| 2.0 seconds              | how long the gate waits for a PubAck               |
+| CLAIIM_CHRON_BATCH    | 256 messages             | Chron's pull batch size                            |
+"""
+
+from __future__ import annotations
+
+from claiim_core.names import Names
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLAIIM_", frozen=True, extra="ignore")
+
+    url: str = "nats://127.0.0.1:4222"
+    database_url: str | None = None
+    namespace: str = "claiim"
+    token_secret: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    publish_timeout: float = Field(default=2.0, gt=0)
+    chron_batch: int = Field(default=256, ge=1, le=10_000)
+
+    @property
+    def names(self) -> Names:
+        return Names(self.namespace)
+
+    def require_token_secret(self) -> bytes:
+        if self.token_secret is None or not self.token_secret.get_secret_value():
+            raise ConfigError(
+                "CLAIIM_TOKEN_SECRET is not set; create one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return self.token_secret.get_secret_value().encode()
+
+    def require_admin_token(self) -> str:
+        if self.admin_token is None or not self.admin_token.get_secret_value():
+            raise ConfigError("CLAIIM_ADMIN_TOKEN is not set (see `claiim up`'s DIR/env)")
+        return self.admin_token.get_secret_value()
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError("CLAIIM_DATABASE_URL is not set (postgresql://user@host/db)")
+        return self.database_url
+
+
+class ConfigError(RuntimeError):
+    """The service cannot start with this configuration; the message says what to set."""

@@ -1,0 +1,1 @@
+"""The control handler: validates admin commands against the registry and appends control events."""

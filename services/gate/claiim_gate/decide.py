@@ -1,0 +1,66 @@
+"""Request bytes in, decision event out: decode, evaluate, and name every failure.
+
+Every input, however bad, gives a :class:`DecisionEvent`, so that every request gets an explicit
+reply and every reply is recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from claiim_core.ids import chron_id, rfc3339
+from claiim_core.policy import Verdict, deny, evaluate
+from claiim_core.registry import Registry
+from claiim_core.schemas import MAX_REQUEST_BYTES, CheckRequest, DecisionEvent
+
+_decoder = msgspec.json.Decoder(CheckRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """When a decision happens and the randomness for its id (the I/O shell supplies both)."""
+
+    unix_us: int
+    randomness: bytes
+
+
+def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now: Moment) -> DecisionEvent:
+    """Decide the request in ``data`` against ``registry``."""
+    request: CheckRequest | None = None
+    if len(data) > MAX_REQUEST_BYTES:
+        verdict = deny(
+            f"request:oversized -- {len(data)} bytes, the limit is {MAX_REQUEST_BYTES}", "request"
+        )
+    else:
+        try:
+            request = _decoder.decode(data)
+        except msgspec.ValidationError as e:  # a subclass of DecodeError: test it first
+            verdict = deny(f"request:malformed -- {e}", "request")
+        except msgspec.DecodeError as e:
+            verdict = deny(f"request:malformed -- not a JSON request object: {e}", "request")
+        else:
+            verdict = evaluate(registry, request, token_secret)
+    return event_for(verdict, request, registry.last_seq, gate, now)
+
+
+def event_for(verdict: Verdict, request: CheckRequest | None, control_seq: int, gate: str,
+              now: Moment) -> DecisionEvent:
+    return DecisionEvent(
+        chron_id=chron_id(now.unix_us // 1000, now.randomness),
+        decided_at=rfc3339(now.unix_us),
+        outcome=verdict.outcome,
+        reason=verdict.reason,
+        rule=verdict.rule,
+        org=verdict.org,
+        agent_id=request.agent_id if request else "",
+        anchor=verdict.anchor,
+        action=request.action if request else "",
+        target=request.target if request else "",
+        context=dict(request.context) if request else {},
+        request_id=request.request_id if request else None,
+        policy=verdict.policy,
+        skill=verdict.skill,
+        gate=gate,
+        control_seq=control_seq,
+    )
