@@ -42,7 +42,8 @@ class RunningServices:
             await self.chron.store.close()
         for follower in self.followers:
             await follower.stop()
-        await self.nc.drain()
+        await self.nc.flush()
+        await self.nc.close()
 
 
 async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,

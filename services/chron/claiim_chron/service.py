@@ -43,6 +43,7 @@ class ChronService:
         self._admin_token = admin_token
         self._batch = batch
         self._tasks: list[asyncio.Task[None]] = []
+        self._psubs: list[JetStreamContext.PullSubscription] = []
         self._sub: Subscription | None = None
         self._stopping = asyncio.Event()
         self.stored = 0
@@ -56,18 +57,23 @@ class ChronService:
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                       max_ack_pending=50_000, ack_wait=30, max_deliver=-1),
             )
+            self._psubs.append(psub)
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, psub)))
         self._sub = await self._nc.subscribe(self._names.chron_query, queue=self._names.chron_queue,
                                              cb=self._on_query)
 
     async def stop(self) -> None:
-        """Finish the batch in hand, then stop."""
+        """Stop consuming. Cancelling is safe at any point: a batch whose transaction did not
+        commit is redelivered, and one committed but not yet acked is skipped on redelivery."""
         self._stopping.set()
         if self._sub is not None:
             await self._sub.unsubscribe()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(task, timeout=5)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for psub in self._psubs:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
 
     async def _consume(self, kind: str, stream: str, psub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
