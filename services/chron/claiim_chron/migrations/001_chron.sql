@@ -45,11 +45,8 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER chron_events_no_update_delete BEFORE UPDATE OR DELETE ON chron_events
-    FOR EACH ROW EXECUTE FUNCTION chron_reject_change();
-CREATE TRIGGER chron_events_no_truncate BEFORE TRUNCATE ON chron_events
+-- Statement-level, so that even a statement touching no row is refused.
+CREATE TRIGGER chron_events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON chron_events
     FOR EACH STATEMENT EXECUTE FUNCTION chron_reject_change();
-CREATE TRIGGER chron_parked_no_update_delete BEFORE UPDATE OR DELETE ON chron_parked
-    FOR EACH ROW EXECUTE FUNCTION chron_reject_change();
-CREATE TRIGGER chron_parked_no_truncate BEFORE TRUNCATE ON chron_parked
+CREATE TRIGGER chron_parked_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON chron_parked
     FOR EACH STATEMENT EXECUTE FUNCTION chron_reject_change();
