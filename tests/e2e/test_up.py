@@ -1,0 +1,175 @@
+"""``claiim up`` as a newcomer runs it: the seed example, the CLI, the rehearsal, restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from claiim._servers import free_port
+
+pytestmark = pytest.mark.e2e
+CLAIIM = str(Path(sys.executable).parent / "claiim")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}
+
+
+class Up:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.process = subprocess.Popen(
+            [CLAIIM, "up", "--data-dir", str(data_dir), "--nats-port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+        )
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 90
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith("claiim ready at "):
+                return
+        self.process.kill()
+        raise AssertionError("claiim up never became ready:\n" + "".join(self.lines))
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLAIIM, "--env-file", str(self.data_dir / "env"), *args], capture_output=True,
+                              text=True, env=clean_env(), timeout=120)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        return dict(json.loads((self.data_dir / "demo-tokens.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("up") / "stack"
+
+
+@pytest.fixture(scope="module")
+def up(data_dir: Path) -> Iterator[Up]:
+    stack = Up(data_dir, free_port())
+    yield stack
+    if stack.process.poll() is None:
+        stack.stop()
+
+
+SEED = """
+from claiim import Gate
+
+gate = Gate(agent_id="deploy-bot", token="{token}")
+result = gate.check(action="deploy:staging", target="api-v2")
+# result.outcome == "ALLOW"; result.chron_id == "chr_01j..."
+print(result.outcome, result.chron_id)
+result = gate.check(action="deploy:production", target="api-v2")
+# result.outcome == "DENY"; result.reason == "policy:no-prod-v1 -- action not in allow list"
+print(result.outcome, result.chron_id, result.reason)
+"""
+
+
+def test_up_writes_env_and_private_tokens(up: Up) -> None:
+    """The stack writes DIR/env with the URL and admin settings, and the demo tokens with mode 600."""
+    env = (up.data_dir / "env").read_text()
+    assert f"CLAIIM_URL=nats://127.0.0.1:{up.port}\n" in env and "CLAIIM_ADMIN_TOKEN=adm_" in env
+    mode = stat.S_IMODE((up.data_dir / "demo-tokens.json").stat().st_mode)
+    assert mode == 0o600
+    assert set(up.tokens) == {"deploy-bot", "review-bot"}
+
+
+def test_seed_example_runs_verbatim_and_lands_in_chron(up: Up) -> None:
+    """The DESIGN.md snippet (with the real token) answers ALLOW then DENY, and both are in Chron."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SEED).format(token=up.tokens["deploy-bot"])],
+                         capture_output=True, text=True, timeout=60,
+                         env={**clean_env(), "CLAIIM_URL": f"nats://127.0.0.1:{up.port}"})
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    allow_outcome, allow_id = first.split()
+    deny_outcome, deny_id, deny_reason = second.split(" ", 2)
+    assert (allow_outcome, deny_outcome) == ("ALLOW", "DENY")
+    assert deny_reason == "policy:no-prod-v1 -- action explicitly denied"
+    for chron_id, outcome in ((allow_id, "ALLOW"), (deny_id, "DENY")):
+        for _ in range(50):
+            shown = up.cli("chron", "show", chron_id, "--json")
+            if shown.returncode == 0:
+                break
+            time.sleep(0.1)
+        record = json.loads(shown.stdout)
+        assert (record["outcome"], record["agent_id"], record["anchor"], record["policy"], record["skill"]) == (
+            outcome, "deploy-bot", "s.emp1", "no-prod-v1", "deploy-v2")
+    listed = up.cli("chron", "list", "--agent", "deploy-bot", "--outcome", "deny")
+    assert listed.returncode == 0 and deny_id in listed.stdout and allow_id not in listed.stdout
+    header = listed.stdout.splitlines()[0].split()
+    assert header == ["chron_id", "occurred_at", "outcome", "agent_id", "action", "anchor", "policy", "skill"]
+
+
+def test_rehearsal_passes(up: Up) -> None:
+    """``claiim rehearsal`` against the running stack passes at least 13 checks and fails none."""
+    out = up.cli("rehearsal")
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    passed, failed = (int(part.split(":")[1]) for part in last.split(" / "))
+    assert passed >= 13 and failed == 0
+
+
+def test_apply_from_a_file_is_idempotent(up: Up, tmp_path: Path) -> None:
+    """``claiim apply -f`` publishes once; the same file again says nothing changed."""
+    bundle = tmp_path / "bundle.yaml"
+    bundle.write_text(textwrap.dedent("""
+        org: e2e
+        skills: [{name: notes, actions: ["notes:read", "notes:write"]}]
+        policies: [{name: read-only, skill: notes-v1, allow: ["notes:read"]}]
+        agents: [{id: notes-bot, anchor: a.person, skills: [notes-v1], policy: read-only-v1}]
+    """))
+    first = up.cli("apply", "-f", str(bundle))
+    assert first.returncode == 0, first.stderr
+    assert "registered agent notes-bot" in first.stdout and "token for notes-bot (shown once): clm_" in first.stdout
+    second = up.cli("apply", "-f", str(bundle))
+    assert second.returncode == 0 and "nothing to change" in second.stdout and "clm_" not in second.stdout
+
+
+def test_a_taken_port_is_reported_clearly(up: Up, tmp_path: Path) -> None:
+    """A second stack on the same port stops at once, saying the port is in use."""
+    out = subprocess.run([CLAIIM, "up", "--data-dir", str(tmp_path / "other"), "--nats-port", str(up.port)],
+                         capture_output=True, text=True, timeout=60, env=clean_env())
+    assert out.returncode != 0
+    assert f"port {up.port} is already in use" in out.stderr
+
+
+def test_restart_keeps_data_and_tokens(up: Up) -> None:
+    """After SIGTERM the stack exits cleanly; started again, old records and tokens are still good."""
+    before = json.loads(up.cli("chron", "list", "--json", "--limit", "1000").stdout)
+    assert before
+    assert up.stop() == 0
+    again = Up(up.data_dir, up.port)
+    try:
+        assert any("demo bundle: unchanged" in line for line in again.lines)
+        after = json.loads(again.cli("chron", "list", "--json", "--limit", "1000").stdout)
+        assert {r["chron_id"] for r in before} <= {r["chron_id"] for r in after}
+        out = subprocess.run([sys.executable, "-c", textwrap.dedent(SEED).format(token=again.tokens["deploy-bot"])],
+                             capture_output=True, text=True, timeout=60,
+                             env={**clean_env(), "CLAIIM_URL": f"nats://127.0.0.1:{again.port}"})
+        assert out.stdout.startswith("ALLOW chr_"), out.stderr
+    finally:
+        assert again.stop() == 0

@@ -1,0 +1,96 @@
+"""The control plane as events: apply, idempotency, versions, and projection rebuilds."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from claiim import AdminError, AsyncAdmin, AsyncGate
+from claiim._embedded import demo_bundle
+from claiim_runtime.follower import RegistryFollower
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_applying_the_demo_bundle_again_changes_nothing(stack: Stack) -> None:
+    """A second apply of the same bundle publishes no event and issues no token."""
+    before = stack.running.followers[0].registry.last_seq
+    reply = await stack.admin.apply(demo_bundle())
+    assert reply.tokens == {}
+    assert all(c.startswith("unchanged") for c in reply.changes), reply.changes
+    assert stack.running.followers[0].registry.last_seq == before
+
+
+async def test_a_gate_started_later_rebuilds_the_same_projection(stack: Stack) -> None:
+    """A new follower replaying the control stream ends with a registry equal to the live one."""
+    js = stack.running.js
+    fresh = RegistryFollower(js, stack.names)
+    await fresh.start()
+    try:
+        assert fresh.registry == stack.running.followers[-1].registry
+        assert fresh.registry.last_seq > 0
+    finally:
+        await fresh.stop()
+
+
+async def test_new_policy_version_takes_effect_and_is_recorded(stack: Stack) -> None:
+    """Rebinding review-bot to a new policy version changes its next decision and names the version."""
+    bundle = copy.deepcopy(demo_bundle())
+    bundle["policies"].append({"name": "review", "version": 3, "skill": "review-v1",
+                               "allow": ["pr:comment", "pr:approve"], "deny": ["pr:merge"]})
+    bundle["agents"][1]["policy"] = "review"  # latest
+    reply = await stack.admin.apply(bundle)
+    assert "published policy review-v3" in reply.changes and "updated agent review-bot" in reply.changes
+    async with AsyncGate("review-bot", stack.tokens["review-bot"], stack.settings.url,
+                         namespace=stack.settings.namespace) as gate:
+        result = await gate.check(action="pr:approve")
+    assert (result.outcome, result.policy) == ("ALLOW", "review-v3")
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda b: b["policies"][0].update(allow=["deploy:everything-new"]), "versions are immutable"),
+    (lambda b: b["skills"].append({"name": "x", "version": 3, "actions": ["a:b"]}), "would skip versions"),
+    (lambda b: b["agents"][0].update(policy="missing-v1"), "no policy missing-v1"),
+    (lambda b: b["agents"][0].update(skills=["deploy-v9"]), "no skill deploy-v9"),
+    (lambda b: b["policies"][0].update(allow=["bad action!"]), "not an action pattern"),
+    (lambda b: b["agents"][0].update(policy="review-v2"), "governs skill review-v1"),
+    (lambda b: b.update(colour="blue"), "unknown field"),
+])
+async def test_bad_bundles_are_refused_with_the_place_and_reason(stack: Stack, mutate, message) -> None:  # type: ignore[no-untyped-def]
+    """A bad bundle is refused as a whole, naming what is wrong, and nothing is published."""
+    bundle = copy.deepcopy(demo_bundle())
+    mutate(bundle)
+    before = stack.running.followers[0].registry.last_seq
+    with pytest.raises(AdminError, match=message):
+        await stack.admin.apply(bundle)
+    assert stack.running.followers[0].registry.last_seq == before
+
+
+async def test_admin_api_refuses_a_bad_admin_token(stack: Stack) -> None:
+    """Apply and Chron queries with a wrong admin token are refused."""
+    intruder = AsyncAdmin(stack.settings.url, "adm_wrong", namespace=stack.settings.namespace)
+    try:
+        with pytest.raises(AdminError, match="unauthorized"):
+            await intruder.apply(demo_bundle())
+        with pytest.raises(AdminError, match="unauthorized"):
+            await intruder.chron_list()
+    finally:
+        await intruder.close()
+
+
+async def test_tokens_are_never_published(stack: Stack) -> None:
+    """No plaintext agent token appears anywhere in the control stream."""
+    js = stack.running.js
+    sub = await js.subscribe(stack.names.control_wildcard, ordered_consumer=True)
+    seen = b""
+    try:
+        for _ in range(stack.running.followers[0].registry.last_seq):
+            msg = await sub.next_msg(timeout=2)
+            seen += msg.data
+    finally:
+        await sub.unsubscribe()
+    assert b"token_hash" in seen
+    for token in stack.tokens.values():
+        assert token.encode() not in seen
