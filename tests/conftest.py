@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-
 from claiim import AsyncAdmin
 from claiim._embedded import demo_bundle
 from claiim._servers import ensure_database, free_port, start_nats, start_postgres

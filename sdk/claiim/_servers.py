@@ -100,7 +100,7 @@ def start_postgres(data_dir: Path) -> tuple[object, str]:
 
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+        server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     except Exception as e:
         raise StackError(f"PostgreSQL (pgserver) did not start in {data_dir}: {e}") from e
     return server, str(server.get_uri())

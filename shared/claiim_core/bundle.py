@@ -133,7 +133,7 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
 
     for i, s in enumerate(bundle.skills):
         where = f"skills[{i}] ({s.name})"
-        bad = _bad_patterns(s.actions, f"{where}.actions")
+        bad: list[str] = _bad_patterns(s.actions, f"{where}.actions")
         if bad:
             problems += bad
             continue
@@ -158,10 +158,10 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
             continue
         doc = PolicyDocument(skill=p.skill, allow=tuple(p.allow), deny=tuple(p.deny))
         digest = content_hash({"document": doc, "description": p.description})
-        versions = work.policies.get((org, p.name), [])
-        version = _next_version(where, p.version, [v.content_hash for v in versions], digest, problems)
+        pversions = work.policies.get((org, p.name), [])
+        version = _next_version(where, p.version, [v.content_hash for v in pversions], digest, problems)
         if version is None:
-            plan.changes.append(f"unchanged policy {p.name}-v{p.version or len(versions)}")
+            plan.changes.append(f"unchanged policy {p.name}-v{p.version or len(pversions)}")
             continue
         if version > 0:
             emit(PolicyPublished(event_id=ctx.new_id(), name=p.name, version=version,
@@ -171,7 +171,7 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
 
     for i, a in enumerate(bundle.agents):
         where = f"agents[{i}] ({a.id})"
-        bad: list[str] = []
+        bad = []
         for j, ref in enumerate(a.skills):
             _resolve_or_report(work.resolve_skill, org, ref, f"{where}.skills[{j}]", "skill", bad)
         policy = _resolve_or_report(work.resolve_policy, org, a.policy, f"{where}.policy", "policy", bad)

@@ -22,11 +22,11 @@ class ControlEventBase(Struct, tag_field="type", frozen=True, kw_only=True):
     org: str
 
 
-class OrgCreated(ControlEventBase, tag="org.created"):
+class OrgCreated(ControlEventBase, tag="org.created", frozen=True):
     description: str = ""
 
 
-class SkillPublished(ControlEventBase, tag="skill.published"):
+class SkillPublished(ControlEventBase, tag="skill.published", frozen=True):
     name: str
     version: int
     description: str
@@ -34,7 +34,7 @@ class SkillPublished(ControlEventBase, tag="skill.published"):
     content_hash: str
 
 
-class PolicyPublished(ControlEventBase, tag="policy.published"):
+class PolicyPublished(ControlEventBase, tag="policy.published", frozen=True):
     name: str
     version: int
     description: str
@@ -42,7 +42,7 @@ class PolicyPublished(ControlEventBase, tag="policy.published"):
     content_hash: str
 
 
-class AgentRegistered(ControlEventBase, tag="agent.registered"):
+class AgentRegistered(ControlEventBase, tag="agent.registered", frozen=True):
     agent_id: str
     anchor: str
     description: str
@@ -51,7 +51,7 @@ class AgentRegistered(ControlEventBase, tag="agent.registered"):
     token_hash: str
 
 
-class AgentUpdated(ControlEventBase, tag="agent.updated"):
+class AgentUpdated(ControlEventBase, tag="agent.updated", frozen=True):
     """Anchor, description, skills or bound policy changed; the token stays as it was."""
 
     agent_id: str
@@ -68,7 +68,8 @@ _decoder = msgspec.json.Decoder(ControlEvent)
 
 def decode_control(data: bytes) -> ControlEvent:
     """Decode a control event; raises ``msgspec.DecodeError`` or ``ValidationError``."""
-    return _decoder.decode(data)
+    event: ControlEvent = _decoder.decode(data)
+    return event
 
 
 def aggregate(event: ControlEvent) -> tuple[str, str]:

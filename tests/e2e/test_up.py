@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from claiim._servers import free_port
 
 pytestmark = pytest.mark.e2e

@@ -8,11 +8,11 @@ import asyncpg
 import msgspec
 import nats
 import pytest
-
 from claiim._services import start_services
 from claiim_core.canonical import canonical_bytes
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.settings import Settings
+
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from claiim import AdminError, AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
 from claiim_runtime.follower import RegistryFollower
+
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

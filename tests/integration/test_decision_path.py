@@ -7,16 +7,17 @@ import asyncio
 import msgspec
 import nats
 import pytest
-from nats.js.api import DiscardPolicy
-
 from claiim import AsyncGate, GateUnavailableError
 from claiim_core.schemas import DecisionEvent, DecisionReply
+from nats.js.api import DiscardPolicy
+
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
 SEED_TABLE = [
-    ("deploy-bot", "deploy:staging", "ALLOW", "policy:no-prod-v1 -- action allowed", "no-prod-v1", "deploy-v2", "s.emp1"),
+    ("deploy-bot", "deploy:staging", "ALLOW", "policy:no-prod-v1 -- action allowed", "no-prod-v1", "deploy-v2",
+     "s.emp1"),
     ("deploy-bot", "deploy:production", "DENY", "policy:no-prod-v1 -- action explicitly denied", "no-prod-v1",
      "deploy-v2", "s.emp1"),
     ("deploy-bot", "deploy:rollback-staging", "ALLOW", "policy:no-prod-v1 -- action allowed", "no-prod-v1",

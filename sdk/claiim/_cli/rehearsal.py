@@ -120,15 +120,19 @@ class Rehearsal:
         if not self.token:
             return self.finish()
         await self.check("applying the same bundle again changes nothing", reapply)
-        await self.check("allowed action is ALLOWED", expect("allow", "ship:build", "ALLOW", "policy:careful-v1"))
-        await self.check("denied action is DENIED", expect("deny", "ship:release", "DENY", "explicitly denied"))
-        await self.check("action not in allow list is DENIED", expect("notallowed", "ship:test", "DENY", "not in allow list"))
-        await self.check("action outside the skill is DENIED", expect("outside", "infra:destroy", "DENY", "outside the agent's skills"))
-        await self.check("bad token is DENIED", expect("badtoken", "ship:build", "DENY", "auth:bad-token", token="clm_wrong"))
-        await self.check("unknown agent is DENIED", expect("unknown", "ship:build", "DENY", "agent:unknown", agent=f"nobody-{secrets.token_hex(4)}"))
-        await self.check("malformed JSON is answered DENY", raw(b"{not json", "request:malformed"))
-        await self.check("wrongly typed request is answered DENY", raw(b'{"agent_id": 5, "token": [], "action": "x"}', "request:malformed"))
-        await self.check("oversized request is answered DENY", raw(b'{"pad":"' + b"x" * 20_000 + b'"}', "request:oversized"))
+        c = self.check
+        await c("allowed action is ALLOWED", expect("allow", "ship:build", "ALLOW", "policy:careful-v1"))
+        await c("denied action is DENIED", expect("deny", "ship:release", "DENY", "explicitly denied"))
+        await c("action not in allow list is DENIED", expect("notallowed", "ship:test", "DENY", "not in allow list"))
+        await c("action outside the skill is DENIED",
+                expect("outside", "infra:destroy", "DENY", "outside the agent's skills"))
+        await c("bad token is DENIED", expect("badtoken", "ship:build", "DENY", "auth:bad-token", token="clm_wrong"))
+        await c("unknown agent is DENIED",
+                expect("unknown", "ship:build", "DENY", "agent:unknown", agent=f"nobody-{secrets.token_hex(4)}"))
+        await c("malformed JSON is answered DENY", raw(b"{not json", "request:malformed"))
+        await c("wrongly typed request is answered DENY",
+                raw(b'{"agent_id": 5, "token": [], "action": "x"}', "request:malformed"))
+        await c("oversized request is answered DENY", raw(b'{"pad":"' + b"x" * 20_000 + b'"}', "request:oversized"))
         await self.check("ALLOW is in Chron with its versions", recorded("allow", "careful-v1", "ship-v1"))
         await self.check("DENY is in Chron with its versions", recorded("deny", "careful-v1", "ship-v1"))
         await self.check("bad-token DENY is in Chron", self._recorded_simple(results, "badtoken"))

@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from claiim_core.names import Names
@@ -24,7 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from claiim_chron.rows import Parked, to_row
+from claiim_chron.rows import Parked, Row, to_row
 from claiim_chron.store import ChronStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,18 @@ class ChronService:
             await self._store(kind, stream, msgs)
 
     async def _store(self, kind: str, stream: str, msgs: list[Msg]) -> None:
-        rows, parked = [], []
+        rows: list[Row] = []
+        parked: list[Parked] = []
         for msg in msgs:
             item = to_row(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data)
-            (parked if isinstance(item, Parked) else rows).append(item)
+            if isinstance(item, Parked):
+                parked.append(item)
+            else:
+                rows.append(item)
         for p in parked:
             log.error("parked undecodable message %s seq %s: %s", p.stream, p.stream_seq, p.error)
         try:
-            await self.store.write_batch(rows, parked)  # type: ignore[arg-type]
+            await self.store.write_batch(rows, parked)
         except StoreError as e:
             log.warning("%s; %d messages will be redelivered", e, len(msgs))
             for msg in msgs:
@@ -139,9 +144,9 @@ class ChronService:
         return ChronResult(records=[_record(r) for r in rows])
 
 
-def _record(r: dict[str, object]) -> ChronRecord:
+def _record(r: dict[str, Any]) -> ChronRecord:
     fields = {k: v for k, v in r.items() if k in ChronRecord.__struct_fields__}
-    fields["recorded_at"] = r["recorded_at"].isoformat()  # type: ignore[attr-defined]
-    fields["occurred_at"] = r["occurred_at"].isoformat()  # type: ignore[attr-defined]
-    fields["event"] = msgspec.Raw(bytes(r["event"]))  # type: ignore[arg-type]
-    return ChronRecord(**fields)  # type: ignore[arg-type]
+    fields["recorded_at"] = r["recorded_at"].isoformat()
+    fields["occurred_at"] = r["occurred_at"].isoformat()
+    fields["event"] = msgspec.Raw(bytes(r["event"]))
+    return ChronRecord(**fields)

@@ -86,7 +86,8 @@ class ChronStore:
                     outcome: str | None = None, since: datetime | None = None,
                     kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first. Filters combine with AND."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for column, value in (("chron_id", chron_id), ("agent_id", agent_id),
                               ("outcome", outcome), ("kind", kind)):
             if value is not None:
