@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def start_nats(port: int, store_dir: Path, *, log_file: Path | None = None) -> N
 
 def start_postgres(data_dir: Path) -> tuple[object, str]:
     """Start (or reuse) PostgreSQL from pgserver in ``data_dir``; returns (server, URL)."""
-    import pgserver
+    with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
+        import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -173,3 +173,18 @@ async def test_many_concurrent_decisions_all_recorded(stack: Stack) -> None:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("not every decision reached Chron")
+
+
+async def test_internal_error_is_answered_and_recorded(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When evaluation itself raises, the agent still gets an explicit, recorded DENY."""
+    import claiim_gate.service
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("evaluator bug")
+
+    monkeypatch.setattr(claiim_gate.service, "decide", broken)
+    async with gate_for(stack, "deploy-bot") as gate:
+        result = await gate.check(action="deploy:staging", target="api-v2")
+    assert result.outcome == "DENY" and result.reason == "gate:internal-error -- RuntimeError"
+    row = await wait_in_chron(stack, result.chron_id)
+    assert row["reason"] == result.reason
