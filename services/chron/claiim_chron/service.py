@@ -80,7 +80,7 @@ class ChronService:
         while not self._stopping.is_set():
             try:
                 msgs = await psub.fetch(self._batch, timeout=1)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nats-py raises either when a fetch finds nothing
                 continue
             except Exception as e:  # NATS down or reconnecting: wait and try again
                 log.warning("chron fetch from %s failed: %r", stream, e)
