@@ -85,6 +85,7 @@ class Gate:
             self._run(self._gate.close())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+            self._loop.close()
 
     def __enter__(self) -> Gate:
         return self

@@ -29,11 +29,11 @@ from claiim_core.events import (
     aggregate,
 )
 from claiim_core.names import TOKEN_RE
-from claiim_core.policy import PolicyDocument, check_pattern, parse_ref
+from claiim_core.policy import NAME_PATTERN, PolicyDocument, check_pattern, parse_ref
 from claiim_core.registry import Registry
 from claiim_core.tokens import hash_token
 
-Name = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+Name = Annotated[str, Meta(max_length=63, pattern=rf"^{NAME_PATTERN}\Z")]
 Id = Annotated[str, Meta(pattern=TOKEN_RE.pattern)]
 
 

@@ -40,6 +40,7 @@ def ulid_time_ms(value: str) -> int:
 
 def rfc3339(unix_us: int) -> str:
     """Format microseconds since the epoch as an RFC 3339 UTC time: ``2026-11-25T21:07:30.123456Z``."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
-    return datetime.fromtimestamp(unix_us / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=unix_us)  # exact: no float
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

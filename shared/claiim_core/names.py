@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 
 # A subject token: what may stand between two dots. Agent ids, org and resource names use it.
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# \Z, not $: "$" would also accept a trailing newline.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 UNKNOWN = "_unknown"
 
 
@@ -34,7 +35,7 @@ class Names:
     namespace: str = "claiim"
 
     def __post_init__(self) -> None:
-        if not re.match(r"^[A-Za-z0-9_-]{1,32}$", self.namespace):
+        if not re.match(r"^[A-Za-z0-9_-]{1,32}\Z", self.namespace):
             raise ValueError(f"namespace must match [A-Za-z0-9_-]{{1,32}}, got {self.namespace!r}")
 
     @property

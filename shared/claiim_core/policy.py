@@ -30,8 +30,11 @@ from claiim_core.tokens import verify_token
 if TYPE_CHECKING:
     from claiim_core.registry import Registry
 
-PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*]+(:[A-Za-z0-9_.\-*]+)*$")
-REF_RE = re.compile(r"^(?P<name>[a-z0-9](?:[a-z0-9_]|-(?!v\d+$))*)(?:-v(?P<version>[1-9]\d*))?$")
+# Patterns end in \Z, not $: "$" would also accept a trailing newline.
+PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*]+(:[A-Za-z0-9_.\-*]+)*\Z")
+NAME_PATTERN = r"[a-z0-9](?:[a-z0-9_]|-(?!v\d+\Z))*"
+"""A skill or policy name: it may not itself end in ``-vN``, which would read as a version."""
+REF_RE = re.compile(rf"^(?P<name>{NAME_PATTERN})(?:-v(?P<version>[1-9]\d*))?\Z")
 
 
 class PolicyDocument(Struct, frozen=True, forbid_unknown_fields=True):

@@ -18,7 +18,7 @@ Outcome = Literal["ALLOW", "DENY"]
 DECISION_SCHEMA = "claiim.decision/1"
 
 ShortStr = Annotated[str, Meta(max_length=256)]
-Action = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*$")]
+Action = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)*\Z")]
 Context = Annotated[dict[Annotated[str, Meta(max_length=64)], ShortStr], Meta(max_length=32)]
 
 
