@@ -1,0 +1,64 @@
+"""The container files agree with the code (no Docker engine runs here, so this is what CI checks)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+from claiim._cli.main import build_parser
+from claiim._servers import nats_server_binary
+from claiim_core.names import Names
+from claiim_runtime.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, object]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text()))
+
+
+def test_compose_runs_every_service_with_a_real_serve_command() -> None:
+    """Each claiim service in compose runs a `claiim serve` choice the CLI accepts."""
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    choices = build_parser()._subparsers._group_actions[0].choices["serve"]._actions[1].choices  # type: ignore[union-attr]
+    assert {"nats", "postgres", "gate", "control", "chron"} <= set(services)
+    for name in ("gate", "control", "chron"):
+        command = services[name]["command"].split()
+        assert command[:2] == ["claiim", "serve"] and command[2] in choices
+
+
+def test_compose_environment_names_only_real_settings() -> None:
+    """Every CLAIIM_* variable compose sets is a field of Settings (a typo would be ignored silently)."""
+    fields = {f"CLAIIM_{name.upper()}" for name in Settings.model_fields}
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    for name in ("gate", "control", "chron"):
+        env = services[name]["environment"]
+        assert {k for k in env if k.startswith("CLAIIM_")} <= fields, name
+    assert "CLAIIM_DATABASE_URL" in services["chron"]["environment"]
+
+
+def test_nats_config_is_accepted_by_nats_server() -> None:
+    """nats-server's own config test accepts deploy/nats/nats.conf."""
+    out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats/nats.conf"), "-t"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+
+
+def test_asyncapi_names_the_subjects_the_code_uses() -> None:
+    """The AsyncAPI document's channel addresses are the subjects of the default namespace."""
+    doc = yaml.safe_load((ROOT / "docs/asyncapi.yaml").read_text())
+    addresses = {c["address"] for c in doc["channels"].values() if c.get("address")}
+    names = Names()
+    assert {names.gate_check, names.admin_apply, names.chron_query} <= addresses
+    assert "claiim.decision.{org}.{agent}.{outcome}" in addresses
+    assert "claiim.control.{org}.{kind}.{name}" in addresses
+
+
+def test_dockerfile_installs_the_package_and_runs_as_non_root() -> None:
+    """The image installs claiim, runs `claiim serve`, and does not run as root."""
+    text = (ROOT / "Dockerfile").read_text()
+    assert "pip install ." in text and '"claiim", "serve"' in text
+    assert "\nUSER " in text and "USER root" not in text
