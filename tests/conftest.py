@@ -1,7 +1,9 @@
 """Shared fixtures: one real nats-server and one real PostgreSQL per test run.
 
 ``CLAIIM_TEST_NATS_URL`` and ``CLAIIM_TEST_DATABASE_URL`` point the suite at existing servers
-instead. Every test that needs the stack gets its own namespace (subjects and streams) and its
+instead. Where a Docker engine exists, ``CLAIIM_TEST_DOCKER=1`` starts both with testcontainers
+(``pip install -e '.[docker]'``); that path is not exercised here, where no engine runs.
+Every test that needs the stack gets its own namespace (subjects and streams) and its
 own database, so tests never see each other's data.
 """
 
@@ -34,6 +36,12 @@ def nats_url(workdir: Path) -> Iterator[str]:
     if url := os.environ.get("CLAIIM_TEST_NATS_URL"):
         yield url
         return
+    if os.environ.get("CLAIIM_TEST_DOCKER") == "1":
+        from testcontainers.community.nats import NatsContainer
+
+        with NatsContainer("nats:2.10", jetstream=True) as container:
+            yield container.nats_uri()
+        return
     server = start_nats(free_port(), workdir / "nats")
     try:
         yield server.url
@@ -45,6 +53,12 @@ def nats_url(workdir: Path) -> Iterator[str]:
 def pg_url(workdir: Path) -> Iterator[str]:
     if url := os.environ.get("CLAIIM_TEST_DATABASE_URL"):
         yield url
+        return
+    if os.environ.get("CLAIIM_TEST_DOCKER") == "1":
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url()
         return
     server: Any
     server, url = start_postgres(workdir / "pg")
