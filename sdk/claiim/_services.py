@@ -76,7 +76,7 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
             follower = RegistryFollower(js, names)
             await follower.start()
             running.followers.append(follower)
-            gate = GateService(nc, js, names, follower, secret, instance, settings.publish_timeout)
+            gate = GateService(nc, names, follower, secret, instance, settings.publish_timeout)
             await gate.start()
             running.gates.append(gate)
     except BaseException:
