@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from claiim_runtime.settings import ConfigError, Settings
 
@@ -30,6 +31,6 @@ def serve(services: list[str]) -> int:
     try:
         asyncio.run(run())
     except ConfigError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

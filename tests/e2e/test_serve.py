@@ -1,0 +1,70 @@
+"""``claiim serve`` against existing servers, as compose runs it, and its refusal to start unconfigured."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from claiim import AsyncAdmin, AsyncGate
+from claiim._embedded import demo_bundle
+from claiim._servers import ensure_database
+
+pytestmark = pytest.mark.e2e
+CLAIIM = str(Path(sys.executable).parent / "claiim")
+
+
+def env_without_claiim(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **extra}
+
+
+async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_path: Path) -> None:
+    """`claiim serve all` with settings from the environment answers checks and fills Chron."""
+    namespace = f"s{secrets.token_hex(5)}"
+    admin_token = "adm_" + secrets.token_hex(8)
+    db_url = await ensure_database(pg_url, f"serve_{secrets.token_hex(4)}")
+    env = env_without_claiim(CLAIIM_URL=nats_url, CLAIIM_DATABASE_URL=db_url, CLAIIM_NAMESPACE=namespace,
+                             CLAIIM_TOKEN_SECRET=secrets.token_urlsafe(32), CLAIIM_ADMIN_TOKEN=admin_token)
+    process = await asyncio.create_subprocess_exec(CLAIIM, "--env-file", str(tmp_path / "none"), "serve", "all",
+                                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        assert line.decode().startswith("claiim serving gate, control, chron"), line
+        admin = AsyncAdmin(nats_url, admin_token, namespace=namespace)
+        tokens = (await admin.apply(demo_bundle())).tokens
+        async with AsyncGate("deploy-bot", tokens["deploy-bot"], nats_url, namespace=namespace) as gate:
+            result = await gate.check(action="deploy:staging", target="api-v2")
+        assert result.outcome == "ALLOW"
+        for _ in range(100):
+            if await admin.chron_show(result.chron_id):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("decision not in Chron")
+        records = await admin.chron_list(agent_id="deploy-bot", outcome="ALLOW")
+        assert [r.chron_id for r in records] == [result.chron_id]
+        assert await admin.chron_list(agent_id="deploy-bot", outcome="DENY") == []
+        assert await admin.chron_list(since="2999-01-01T00:00:00+00:00") == []
+        assert len(await admin.chron_list(kind="control", limit=100)) == 9
+        await admin.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+@pytest.mark.parametrize(("service", "missing"), [
+    ("gate", "CLAIIM_TOKEN_SECRET"), ("control", "CLAIIM_TOKEN_SECRET"), ("chron", "CLAIIM_ADMIN_TOKEN"),
+])
+def test_services_refuse_to_start_without_their_secrets(nats_url: str, tmp_path: Path, service: str,
+                                                        missing: str) -> None:
+    """A service without its secret stops at once and says which variable to set."""
+    out = subprocess.run([CLAIIM, "--env-file", str(tmp_path / "none"), "serve", service], capture_output=True,
+                         text=True, timeout=30, env=env_without_claiim(CLAIIM_URL=nats_url))
+    assert out.returncode == 2
+    assert f"{missing} is not set" in out.stdout + out.stderr
