@@ -11,7 +11,15 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 from claiim_core.names import Names
-from claiim_core.schemas import ApplyReply, ApplyRequest, ChronQuery, ChronRecord, ChronResult
+from claiim_core.schemas import (
+    AgentCommand,
+    AgentCommandReply,
+    ApplyReply,
+    ApplyRequest,
+    ChronQuery,
+    ChronRecord,
+    ChronResult,
+)
 
 from claiim._errors import AdminError, ProtocolError
 from claiim._transport import NatsTransport, Transport, resolve_url
@@ -51,6 +59,33 @@ class AsyncAdmin:
             raise AdminError(reply.error or "refused")
         return reply
 
+    async def agent_command(self, op: Literal["suspend", "reactivate", "rotate-token", "revoke-token"],
+                            agent_id: str, reason: str = "") -> AgentCommandReply:
+        """Run one agent lifecycle command; rotate-token's reply carries the new token (shown once)."""
+        cmd = AgentCommand(admin_token=self._token, op=op, agent_id=agent_id, reason=reason)
+        data = await self._transport.request(self.names.admin_agent, _encode(cmd), self.timeout)
+        reply = _decode(data, AgentCommandReply)
+        if not reply.ok:
+            raise AdminError(reply.error or "refused")
+        return reply
+
+    async def suspend(self, agent_id: str, reason: str = "") -> AgentCommandReply:
+        """The kill switch: every later check of the agent is denied, in every gate replica."""
+        return await self.agent_command("suspend", agent_id, reason)
+
+    async def reactivate(self, agent_id: str, reason: str = "") -> AgentCommandReply:
+        return await self.agent_command("reactivate", agent_id, reason)
+
+    async def rotate_token(self, agent_id: str) -> str:
+        """Issue a new token; the old one is denied as rotated out from now on."""
+        token = (await self.agent_command("rotate-token", agent_id)).token
+        if token is None:
+            raise ProtocolError("rotate-token answered without a token")
+        return token
+
+    async def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
+        return await self.agent_command("revoke-token", agent_id, reason)
+
     async def chron_list(self, *, agent_id: str | None = None,
                          outcome: Literal["ALLOW", "DENY"] | None = None, since: str | None = None,
                          kind: Literal["decision", "control"] | None = None,
@@ -84,6 +119,18 @@ class Admin:
 
     def apply(self, bundle: dict[str, Any], dry_run: bool = False) -> ApplyReply:
         return self._loop.run_until_complete(self._admin.apply(bundle, dry_run))
+
+    def suspend(self, agent_id: str, reason: str = "") -> AgentCommandReply:
+        return self._loop.run_until_complete(self._admin.suspend(agent_id, reason))
+
+    def reactivate(self, agent_id: str, reason: str = "") -> AgentCommandReply:
+        return self._loop.run_until_complete(self._admin.reactivate(agent_id, reason))
+
+    def rotate_token(self, agent_id: str) -> str:
+        return self._loop.run_until_complete(self._admin.rotate_token(agent_id))
+
+    def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
+        return self._loop.run_until_complete(self._admin.revoke_token(agent_id, reason))
 
     def chron_list(self, **filters: Any) -> list[ChronRecord]:
         return self._loop.run_until_complete(self._admin.chron_list(**filters))

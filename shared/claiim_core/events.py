@@ -61,7 +61,34 @@ class AgentUpdated(ControlEventBase, tag="agent.updated", frozen=True):
     policy: str
 
 
-ControlEvent = OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated
+class AgentSuspended(ControlEventBase, tag="agent.suspended", frozen=True):
+    """The kill switch: every check of the agent is denied until it is reactivated."""
+
+    agent_id: str
+    reason: str
+
+
+class AgentReactivated(ControlEventBase, tag="agent.reactivated", frozen=True):
+    agent_id: str
+    reason: str
+
+
+class AgentTokenRotated(ControlEventBase, tag="agent.token-rotated", frozen=True):
+    """A new token replaces the old one, which is denied from now on as rotated out."""
+
+    agent_id: str
+    token_hash: str
+
+
+class AgentTokenRevoked(ControlEventBase, tag="agent.token-revoked", frozen=True):
+    """The agent has no valid token until one is rotated in."""
+
+    agent_id: str
+    reason: str
+
+
+AgentLifecycle = AgentSuspended | AgentReactivated | AgentTokenRotated | AgentTokenRevoked
+ControlEvent = OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated | AgentLifecycle
 
 _decoder = msgspec.json.Decoder(ControlEvent)
 
@@ -81,5 +108,6 @@ def aggregate(event: ControlEvent) -> tuple[str, str]:
             return "skill", event.name
         case PolicyPublished():
             return "policy", event.name
-        case AgentRegistered() | AgentUpdated():
+        case (AgentRegistered() | AgentUpdated() | AgentSuspended() | AgentReactivated()
+              | AgentTokenRotated() | AgentTokenRevoked()):
             return "agent", event.agent_id

@@ -9,6 +9,7 @@ Subjects (namespace ``claiim``)::
     claiim.decision.<org>.<agent>.<allow|deny>      decision events   (stream CLAIIM_DECISIONS)
     claiim.control.<org>.<kind>.<name>              control events    (stream CLAIIM_CONTROL)
     claiim.admin.apply                              admin request/reply: apply a bundle
+    claiim.admin.agent                              admin request/reply: suspend, reactivate, rotate, revoke
     claiim.chron.query                              Chron request/reply: list and show records
 """
 
@@ -54,6 +55,10 @@ class Names:
     @property
     def admin_apply(self) -> str:
         return f"{self.namespace}.admin.apply"
+
+    @property
+    def admin_agent(self) -> str:
+        return f"{self.namespace}.admin.agent"
 
     @property
     def admin_queue(self) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from msgspec import Struct
 
 from claiim_core.schemas import CheckRequest
-from claiim_core.tokens import verify_token
+from claiim_core.tokens import check_token
 
 if TYPE_CHECKING:
     from claiim_core.registry import Registry
@@ -113,8 +113,12 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
             f"agent:unknown -- no agent {request.agent_id!r} is registered", "authenticate"
         )
     who = {"org": agent.org, "anchor": agent.anchor}
-    if not verify_token(token_secret, request.token, agent.token_hash):
+    status = check_token(token_secret, request.token, agent.token_hash, agent.retired_tokens)
+    if status == "bad":
         return deny(f"auth:bad-token -- token does not match agent {agent.agent_id}", "authenticate", **who)
+    if status != "ok":
+        return deny(f"auth:{status}-token -- this token of agent {agent.agent_id} was {status}",
+                    "authenticate", **who)
     if agent.status != "active":
         return deny(f"agent:{agent.status} -- agent {agent.agent_id} is {agent.status}", "agent-active", **who)
 

@@ -6,11 +6,15 @@ same registry, so any replica started later rebuilds exactly what the others hol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
 from claiim_core.events import (
+    AgentReactivated,
     AgentRegistered,
+    AgentSuspended,
+    AgentTokenRevoked,
+    AgentTokenRotated,
     AgentUpdated,
     ControlEvent,
     OrgCreated,
@@ -58,6 +62,8 @@ class AgentState:
     policy: str
     token_hash: str
     status: Literal["active", "suspended"] = "active"
+    retired_tokens: tuple[tuple[str, str], ...] = ()
+    """Hashes of tokens no longer valid, each with why: ``rotated`` or ``revoked``."""
 
 
 @dataclass
@@ -92,13 +98,26 @@ class Registry:
                     event.skills, event.policy, event.token_hash,
                 )
             case AgentUpdated():
-                old = self.agents[event.agent_id]
-                self.agents[event.agent_id] = AgentState(
-                    old.org, old.agent_id, event.anchor, event.description,
-                    event.skills, event.policy, old.token_hash, old.status,
-                )
+                self._change_agent(event.agent_id, anchor=event.anchor, description=event.description,
+                                   skills=event.skills, policy=event.policy)
+            case AgentSuspended():
+                self._change_agent(event.agent_id, status="suspended")
+            case AgentReactivated():
+                self._change_agent(event.agent_id, status="active")
+            case AgentTokenRotated():
+                self._retire_token(event.agent_id, "rotated", event.token_hash)
+            case AgentTokenRevoked():
+                self._retire_token(event.agent_id, "revoked", "")
         self.last_seq = seq
         self.subject_seq[subject] = seq
+
+    def _change_agent(self, agent_id: str, **changes: Any) -> None:
+        self.agents[agent_id] = replace(self.agents[agent_id], **changes)
+
+    def _retire_token(self, agent_id: str, why: str, new_hash: str) -> None:
+        old = self.agents[agent_id]
+        retired = (*old.retired_tokens, (old.token_hash, why)) if old.token_hash else old.retired_tokens
+        self._change_agent(agent_id, token_hash=new_hash, retired_tokens=retired)
 
     def resolve_skill(self, org: str, ref: str) -> SkillVersion | None:
         """The skill version ``ref`` names in ``org`` now (a bare name means the latest)."""

@@ -152,3 +152,22 @@ class ApplyReply(Struct, frozen=True, kw_only=True):
     tokens: dict[str, str] = {}
     error: str | None = None
     control_seq: int = 0
+
+
+class AgentCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Suspend or reactivate an agent, or rotate or revoke its token."""
+
+    admin_token: str
+    op: Literal["suspend", "reactivate", "rotate-token", "revoke-token"]
+    agent_id: str
+    reason: Annotated[str, Meta(max_length=512)] = ""
+
+
+class AgentCommandReply(Struct, frozen=True, kw_only=True):
+    """``token`` is set by rotate-token only: the new token, shown once, here."""
+
+    ok: bool
+    change: str = ""
+    token: str | None = None
+    error: str | None = None
+    control_seq: int = 0

@@ -25,6 +25,14 @@ def hash_token(secret: bytes, token: str) -> str:
     return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
 
 
-def verify_token(secret: bytes, token: str, stored_hash: str) -> bool:
-    """Constant-time check of ``token`` against its stored keyed hash."""
-    return hmac.compare_digest(hash_token(secret, token), stored_hash)
+def check_token(secret: bytes, token: str, current_hash: str,
+                retired: tuple[tuple[str, str], ...] = ()) -> str:
+    """``"ok"`` when ``token`` is the current one, the retirement cause (``"rotated"``,
+    ``"revoked"``) when it is an old one, else ``"bad"``. Comparisons are constant-time."""
+    presented = hash_token(secret, token)
+    if current_hash and hmac.compare_digest(presented, current_hash):
+        return "ok"
+    for old_hash, why in retired:
+        if hmac.compare_digest(presented, old_hash):
+            return why
+    return "bad"

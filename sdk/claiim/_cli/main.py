@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("chron_id")
     show.add_argument("--json", action="store_true")
 
+    agent = sub.add_parser("agent", help="suspend or reactivate an agent, rotate or revoke its token")
+    asub = agent.add_subparsers(dest="agent_command", required=True)
+    for op, text in (("suspend", "deny every check of the agent at once (kill switch)"),
+                     ("reactivate", "end a suspension"),
+                     ("rotate-token", "issue a new token; the old one is denied from now on"),
+                     ("revoke-token", "invalidate the agent's token")):
+        cmd = asub.add_parser(op, help=text)
+        cmd.add_argument("agent_id")
+        if op != "rotate-token":
+            cmd.add_argument("--reason", default="")
+        cmd.add_argument("--json", action="store_true")
+
     sub.add_parser("rehearsal", help="check a running stack end to end")
     return p
 
@@ -119,6 +131,15 @@ async def admin_command(args: argparse.Namespace) -> int:
                     print("nothing to change")
                 for agent, token in reply.tokens.items():
                     print(f"token for {agent} (shown once): {token}")
+            return 0
+        if args.command == "agent":
+            done = await admin.agent_command(args.agent_command, args.agent_id, getattr(args, "reason", ""))
+            if args.json:
+                print(msgspec.json.encode(done).decode())
+            else:
+                print(f"{done.change} (control seq {done.control_seq})")
+                if done.token:
+                    print(f"new token for {args.agent_id} (shown once): {done.token}")
             return 0
         if args.chron_command == "list":
             records = await admin.chron_list(agent_id=args.agent, outcome=args.outcome,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from claiim_core.events import AgentRegistered, AgentUpdated, ControlEvent, decode_control
+from claiim_core.events import ControlEvent, decode_control
 from claiim_core.policy import label
 from claiim_core.schemas import DecisionEvent
 
@@ -45,8 +45,8 @@ def control_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
     name = getattr(e, "name", getattr(e, "agent_id", e.org))
     version = getattr(e, "version", None)
     what = label(name, version) if version else name
-    agent = e.agent_id if isinstance(e, AgentRegistered | AgentUpdated) else ""
-    anchor = e.anchor if isinstance(e, AgentRegistered | AgentUpdated) else ""
+    agent = str(getattr(e, "agent_id", ""))
+    anchor = str(getattr(e, "anchor", ""))
     policy = what if e.__struct_config__.tag == "policy.published" else ""
     skill = what if e.__struct_config__.tag == "skill.published" else ""
     tag = str(e.__struct_config__.tag)

@@ -18,10 +18,11 @@ import time
 import msgspec
 from claiim_core.bundle import BundleError, PlanContext, parse_bundle, plan_bundle
 from claiim_core.canonical import canonical_bytes
+from claiim_core.commands import CommandError, plan_agent_command
 from claiim_core.events import ControlEvent, aggregate
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.names import Names
-from claiim_core.schemas import ApplyReply, ApplyRequest
+from claiim_core.schemas import AgentCommand, AgentCommandReply, ApplyReply, ApplyRequest
 from claiim_core.tokens import format_token
 from claiim_runtime.follower import RegistryFollower
 from nats.aio.client import Client
@@ -32,6 +33,7 @@ from nats.js.errors import APIError
 
 log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder(ApplyRequest)
+_agent_decoder = msgspec.json.Decoder(AgentCommand)
 _encode = msgspec.json.Encoder().encode
 WRONG_LAST_SEQUENCE = 10071
 
@@ -50,18 +52,18 @@ class ControlService:
         self._secret = token_secret
         self._admin_token = admin_token
         self._lock = asyncio.Lock()
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(
-            self._names.admin_apply, queue=self._names.admin_queue, cb=self._on_request
-        )
+        for subject, cb in ((self._names.admin_apply, self._on_apply),
+                            (self._names.admin_agent, self._on_agent_command)):
+            self._subs.append(await self._nc.subscribe(subject, queue=self._names.admin_queue, cb=cb))
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
+        for sub in self._subs:
+            await sub.unsubscribe()
 
-    async def _on_request(self, msg: Msg) -> None:
+    async def _on_apply(self, msg: Msg) -> None:
         try:
             reply = await self.apply(msg.data)
         except Exception as e:
@@ -70,12 +72,48 @@ class ControlService:
         if msg.reply:
             await msg.respond(_encode(reply))
 
+    async def _on_agent_command(self, msg: Msg) -> None:
+        try:
+            reply = await self.agent_command(msg.data)
+        except Exception as e:
+            log.exception("agent command failed")
+            reply = AgentCommandReply(ok=False, error=f"internal error: {type(e).__name__}: {e}")
+        if msg.reply:
+            await msg.respond(_encode(reply))
+
+    def _context(self) -> PlanContext:
+        return PlanContext(actor="admin", now=rfc3339(time.time_ns() // 1000), new_id=_new_id,
+                           new_token=lambda: format_token(os.urandom(32)), token_secret=self._secret)
+
+    def _authorized(self, admin_token: str) -> bool:
+        return hmac.compare_digest(admin_token.encode(), self._admin_token.encode())
+
+    async def agent_command(self, data: bytes) -> AgentCommandReply:
+        try:
+            cmd = _agent_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return AgentCommandReply(ok=False, error=f"malformed request: {e}")
+        if not self._authorized(cmd.admin_token):
+            return AgentCommandReply(ok=False, error="unauthorized: bad admin token")
+        async with self._lock:
+            await self._follower.wait_caught_up()
+            try:
+                event, token = plan_agent_command(self._follower.registry, cmd, self._context())
+            except CommandError as e:
+                return AgentCommandReply(ok=False, error=str(e))
+            change = f"{cmd.op} {cmd.agent_id}"
+            try:
+                seq = await self._append([event])
+            except AppendError as e:
+                return AgentCommandReply(ok=False, error=str(e))
+            return AgentCommandReply(ok=True, change=change, token=token, control_seq=seq)
+
     async def apply(self, data: bytes) -> ApplyReply:
         try:
             request = _decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             return ApplyReply(ok=False, error=f"malformed request: {e}")
-        if not hmac.compare_digest(request.admin_token.encode(), self._admin_token.encode()):
+        if not self._authorized(request.admin_token):
             return ApplyReply(ok=False, error="unauthorized: bad admin token")
         try:
             bundle = parse_bundle(request.bundle)
@@ -83,20 +121,25 @@ class ControlService:
             return ApplyReply(ok=False, error="invalid bundle: " + "; ".join(e.problems))
         async with self._lock:
             await self._follower.wait_caught_up()
-            ctx = PlanContext(actor="admin", now=rfc3339(time.time_ns() // 1000), new_id=_new_id,
-                              new_token=lambda: format_token(os.urandom(32)),
-                              token_secret=self._secret)
             try:
-                plan = plan_bundle(self._follower.registry, bundle, ctx)
+                plan = plan_bundle(self._follower.registry, bundle, self._context())
             except BundleError as e:
                 return ApplyReply(ok=False, error="invalid bundle: " + "; ".join(e.problems))
             if request.dry_run or plan.unchanged:
                 return ApplyReply(ok=True, changes=plan.changes,
                                   control_seq=self._follower.registry.last_seq)
-            return await self._append(plan.events, plan.changes, plan.tokens)
+            try:
+                seq = await self._append(plan.events)
+            except AppendError as e:
+                done = plan.changes[:e.appended]
+                tokens = {k: v for k, v in plan.tokens.items() if f"registered agent {k}" in done}
+                return ApplyReply(ok=False, changes=done, tokens=tokens,
+                                  error=f"{e} (applied before: {done})")
+            return ApplyReply(ok=True, changes=plan.changes, tokens=plan.tokens, control_seq=seq)
 
-    async def _append(self, events: list[ControlEvent], changes: list[str],
-                      tokens: dict[str, str]) -> ApplyReply:
+    async def _append(self, events: list[ControlEvent]) -> int:
+        """Append ``events`` in order, each expecting its subject's last sequence; returns the
+        last sequence once the projection includes it. Raises :class:`AppendError`."""
         expected = dict(self._follower.registry.subject_seq)
         seq = self._follower.registry.last_seq
         for n, event in enumerate(events):
@@ -108,11 +151,17 @@ class ControlService:
                 ack = await self._js.publish(subject, canonical_bytes(event),
                                              stream=self._names.control_stream, headers=headers)
             except APIError as e:
-                done = changes[:n]
                 why = ("conflict: the registry changed concurrently; re-run the command"
                        if e.err_code == WRONG_LAST_SEQUENCE else f"control stream refused: {e}")
-                return ApplyReply(ok=False, changes=done, error=f"{why} (applied before: {done})",
-                                  tokens={k: v for k, v in tokens.items() if any(k in c for c in done)})
+                raise AppendError(why, n) from e
             expected[subject] = seq = ack.seq
         await self._follower.wait_for(seq)
-        return ApplyReply(ok=True, changes=changes, tokens=tokens, control_seq=seq)
+        return seq
+
+
+class AppendError(RuntimeError):
+    """The control stream refused an event; ``appended`` events before it were stored."""
+
+    def __init__(self, message: str, appended: int) -> None:
+        super().__init__(message)
+        self.appended = appended
