@@ -139,6 +139,27 @@ class Rehearsal:
         await self.check("publishing policy v2 works", publish_v2)
         await self.check("decisions after v2 use v2", expect("v2", "ship:test", "ALLOW", "policy:careful-v2"))
         await self.check("the v2 decision is in Chron as careful-v2", recorded("v2", "careful-v2", "ship-v1"))
+
+        async def suspend() -> str:
+            await self.admin.suspend(self.agent, reason="rehearsal")
+            return "suspended"
+
+        async def reactivate() -> str:
+            await self.admin.reactivate(self.agent, reason="rehearsal")
+            return "reactivated"
+
+        async def rotate() -> str:
+            old, self.token = self.token, await self.admin.rotate_token(self.agent)
+            r = await self.decide("ship:build", token=old)
+            assert r.outcome == "DENY" and r.reason.startswith("auth:rotated-token"), r.reason
+            return r.reason
+
+        await c("suspend the agent", suspend)
+        await c("a suspended agent is DENIED", expect("suspended", "ship:build", "DENY", "agent:suspended"))
+        await c("reactivate the agent", reactivate)
+        await c("a reactivated agent is ALLOWED again", expect("back", "ship:build", "ALLOW", "action allowed"))
+        await c("a rotated-out token is DENIED", rotate)
+        await c("the new token is ALLOWED", expect("rotated", "ship:build", "ALLOW", "action allowed"))
         return self.finish()
 
     def _recorded_simple(self, results: dict[str, CheckResult], key: str) -> Check:
