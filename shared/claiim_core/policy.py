@@ -136,10 +136,14 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
     if policy is None:
         return deny("policy:none -- agent has no bound policy", "policy", **found)
-    found["policy"] = policy.label
-    doc = policy.document
-    if (i := first_match(doc.deny, request.action)) is not None:
-        return deny(f"policy:{policy.label} -- action explicitly denied", f"deny[{i}]: {doc.deny[i]}", **found)
-    if (i := first_match(doc.allow, request.action)) is not None:
-        return Verdict("ALLOW", f"policy:{policy.label} -- action allowed", f"allow[{i}]: {doc.allow[i]}", **found)
-    return deny(f"policy:{policy.label} -- action not in allow list", "default-deny", **found)
+    outcome, reason, rule = decide_policy(policy.label, policy.document, request.action)
+    return Verdict(outcome, reason, rule, policy=policy.label, **found)
+
+
+def decide_policy(label: str, doc: PolicyDocument, action: str) -> tuple[Literal["ALLOW", "DENY"], str, str]:
+    """The policy step alone: deny rules, then allow rules, then default deny."""
+    if (i := first_match(doc.deny, action)) is not None:
+        return "DENY", f"policy:{label} -- action explicitly denied", f"deny[{i}]: {doc.deny[i]}"
+    if (i := first_match(doc.allow, action)) is not None:
+        return "ALLOW", f"policy:{label} -- action allowed", f"allow[{i}]: {doc.allow[i]}"
+    return "DENY", f"policy:{label} -- action not in allow list", "default-deny"

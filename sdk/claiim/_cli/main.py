@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 import yaml
+from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
 from claiim_core.schemas import ChronRecord
 
 from claiim._admin import AsyncAdmin
@@ -80,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--reason", default="")
         cmd.add_argument("--json", action="store_true")
 
+    policy = sub.add_parser("policy", help="work with policy documents")
+    psub = policy.add_subparsers(dest="policy_command", required=True)
+    ptest = psub.add_parser("test", help="run a policy against expected cases (exit 1 on a mismatch)")
+    ptest.add_argument("policy_file", type=Path)
+    ptest.add_argument("cases_file", type=Path)
+
     sub.add_parser("rehearsal", help="check a running stack end to end")
     return p
 
@@ -109,6 +116,8 @@ def dispatch(args: argparse.Namespace) -> int:
         from claiim._cli.serve import serve
 
         return serve(args.services)
+    if args.command == "policy":
+        return policy_test(args.policy_file, args.cases_file)
     if args.command == "rehearsal":
         from claiim._cli.rehearsal import rehearsal
 
@@ -159,6 +168,25 @@ async def admin_command(args: argparse.Namespace) -> int:
         return 0
     finally:
         await admin.close()
+
+
+def policy_test(policy_file: Path, cases_file: Path) -> int:
+    """Exit 0 when every case holds, 1 on a mismatch, 2 when a document is invalid."""
+    try:
+        label, doc = parse_policy(policy_file.read_text(), str(policy_file))
+        cases = parse_cases(cases_file.read_text(), str(cases_file))
+    except DocumentError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    results = run_cases(label, doc, cases)
+    for r in results:
+        mark = "PASS" if r.passed else "FAIL"
+        want = r.case.expect + (f" ({r.case.reason})" if r.case.reason else "")
+        got = f"{r.outcome} {r.reason} [{r.rule}]"
+        print(f"{mark}  {cases_file}:{r.case.line}  {r.case.action}: got {got}, want {want}")
+    failed = sum(not r.passed for r in results)
+    print(f"PASS: {len(results) - failed} / FAIL: {failed}")
+    return 1 if failed else 0
 
 
 COLUMNS = ("chron_id", "occurred_at", "outcome", "agent_id", "action", "anchor", "policy", "skill")
