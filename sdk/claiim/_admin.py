@@ -19,6 +19,9 @@ from claiim_core.schemas import (
     ChronQuery,
     ChronRecord,
     ChronResult,
+    PolicyVersionInfo,
+    RegistryQuery,
+    RegistryQueryReply,
 )
 
 from claiim._errors import AdminError, ProtocolError
@@ -85,6 +88,23 @@ class AsyncAdmin:
 
     async def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         return await self.agent_command("revoke-token", agent_id, reason)
+
+    async def explain(self, agent_id: str, action: str) -> RegistryQueryReply:
+        """What the gate would decide now for ``agent_id`` and ``action``, with the path; not recorded."""
+        return await self._registry(RegistryQuery(admin_token=self._token, op="explain", agent_id=agent_id,
+                                                  action=action))
+
+    async def policy_versions(self, org: str, name: str) -> list[PolicyVersionInfo]:
+        reply = await self._registry(RegistryQuery(admin_token=self._token, op="policy-versions", org=org,
+                                                   name=name))
+        return reply.versions
+
+    async def _registry(self, query: RegistryQuery) -> RegistryQueryReply:
+        data = await self._transport.request(self.names.admin_query, _encode(query), self.timeout)
+        reply = _decode(data, RegistryQueryReply)
+        if not reply.ok:
+            raise AdminError(reply.error or "refused")
+        return reply
 
     async def chron_list(self, *, agent_id: str | None = None,
                          outcome: Literal["ALLOW", "DENY"] | None = None, since: str | None = None,

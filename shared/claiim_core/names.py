@@ -10,6 +10,7 @@ Subjects (namespace ``claiim``)::
     claiim.control.<org>.<kind>.<name>              control events    (stream CLAIIM_CONTROL)
     claiim.admin.apply                              admin request/reply: apply a bundle
     claiim.admin.agent                              admin request/reply: suspend, reactivate, rotate, revoke
+    claiim.admin.query                              admin request/reply: explain, policy versions
     claiim.chron.query                              Chron request/reply: list and show records
 """
 
@@ -59,6 +60,10 @@ class Names:
     @property
     def admin_agent(self) -> str:
         return f"{self.namespace}.admin.agent"
+
+    @property
+    def admin_query(self) -> str:
+        return f"{self.namespace}.admin.query"
 
     @property
     def admin_queue(self) -> str:

@@ -28,7 +28,7 @@ from claiim_core.schemas import CheckRequest
 from claiim_core.tokens import check_token
 
 if TYPE_CHECKING:
-    from claiim_core.registry import Registry
+    from claiim_core.registry import AgentState, Registry
 
 # Patterns end in \Z, not $: "$" would also accept a trailing newline.
 PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*]+(:[A-Za-z0-9_.\-*]+)*\Z")
@@ -119,6 +119,12 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     if status != "ok":
         return deny(f"auth:{status}-token -- this token of agent {agent.agent_id} was {status}",
                     "authenticate", **who)
+    return evaluate_agent(registry, agent, request.action)
+
+
+def evaluate_agent(registry: Registry, agent: AgentState, action: str) -> Verdict:
+    """Everything after authentication: agent active, skills, policy."""
+    who = {"org": agent.org, "anchor": agent.anchor}
     if agent.status != "active":
         return deny(f"agent:{agent.status} -- agent {agent.agent_id} is {agent.status}", "agent-active", **who)
 
@@ -127,7 +133,7 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     if len(resolved) != len(skills):
         missing = [ref for ref, s in zip(agent.skills, skills, strict=True) if s is None]
         return deny(f"skill:{','.join(missing)} -- skill version not found", "skill", **who)
-    skill = next((s for s in resolved if first_match(s.actions, request.action) is not None), None)
+    skill = next((s for s in resolved if first_match(s.actions, action) is not None), None)
     if skill is None:
         labels = ",".join(s.label for s in resolved) or "none"
         return deny(f"skill:{labels} -- action outside the agent's skills", "skill", skill=labels, **who)
@@ -136,7 +142,7 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
     if policy is None:
         return deny("policy:none -- agent has no bound policy", "policy", **found)
-    outcome, reason, rule = decide_policy(policy.label, policy.document, request.action)
+    outcome, reason, rule = decide_policy(policy.label, policy.document, action)
     return Verdict(outcome, reason, rule, policy=policy.label, **found)
 
 

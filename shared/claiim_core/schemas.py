@@ -171,3 +171,35 @@ class AgentCommandReply(Struct, frozen=True, kw_only=True):
     token: str | None = None
     error: str | None = None
     control_seq: int = 0
+
+
+class RegistryQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Read the registry: ``explain`` a decision without recording it, or list a policy's versions."""
+
+    admin_token: str
+    op: Literal["explain", "policy-versions"]
+    agent_id: str = ""
+    action: str = ""
+    org: str = ""
+    name: str = ""
+
+
+class PolicyVersionInfo(Struct, frozen=True, kw_only=True):
+    label: str
+    version: int
+    description: str
+    skill: str
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+    content_hash: str
+
+
+class RegistryQueryReply(Struct, frozen=True, kw_only=True):
+    ok: bool
+    error: str | None = None
+    outcome: str = ""
+    reason: str = ""
+    rule: str = ""
+    steps: list[str] = []
+    versions: list[PolicyVersionInfo] = []
+    control_seq: int = 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
 from claiim import AdminError, AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
+from claiim_core.explain import policy_diff
 from claiim_runtime.follower import RegistryFollower
 
 from tests.conftest import Stack
@@ -94,3 +96,29 @@ async def test_tokens_are_never_published(stack: Stack) -> None:
     assert b"token_hash" in seen
     for token in stack.tokens.values():
         assert token.encode() not in seen
+
+
+async def test_explain_shows_the_path_and_records_nothing(stack: Stack) -> None:
+    """explain gives the gate's verdict with the skill and policy steps, and adds nothing to Chron."""
+    reply = await stack.admin.explain("deploy-bot", "deploy:production")
+    assert (reply.outcome, reply.reason, reply.rule) == (
+        "DENY", "policy:no-prod-v1 -- action explicitly denied", "deny[0]: deploy:production")
+    assert reply.steps[1] == "skill deploy-v2 -> deploy-v2: covers deploy:production (actions[1]: deploy:production)"
+    assert reply.steps[2].startswith("policy no-prod-v1 -> no-prod-v1: deny matches deny[0]")
+    allowed = await stack.admin.explain("review-bot", "pr:comment")
+    assert allowed.outcome == "ALLOW"
+    unknown = await stack.admin.explain("ghost", "a:b")
+    assert unknown.outcome == "DENY" and unknown.reason == "agent:unknown"
+    assert stack.running.chron is not None
+    await asyncio.sleep(0.3)
+    assert await stack.running.chron.store.query(kind="decision") == []
+
+
+async def test_policy_versions_and_diff(stack: Stack) -> None:
+    """The versions of a policy come back in order, and the diff names what changed."""
+    versions = await stack.admin.policy_versions("demo", "review")
+    assert [v.label for v in versions] == ["review-v1", "review-v2"]
+    assert policy_diff(versions[0], versions[1]) == [
+        "- description: Comment only.", "+ description: Comment; merging is for humans.", "+ deny: pr:merge"]
+    with pytest.raises(AdminError, match="no policy 'nope'"):
+        await stack.admin.policy_versions("demo", "nope")

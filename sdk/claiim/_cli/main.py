@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 import yaml
+from claiim_core.explain import policy_diff
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
 from claiim_core.schemas import ChronRecord
 
@@ -83,9 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     policy = sub.add_parser("policy", help="work with policy documents")
     psub = policy.add_subparsers(dest="policy_command", required=True)
+    pdiff = psub.add_parser("diff", help="what changed between two versions of a policy")
+    pdiff.add_argument("name")
+    pdiff.add_argument("v1", type=int)
+    pdiff.add_argument("v2", type=int)
+    pdiff.add_argument("--org", required=True)
     ptest = psub.add_parser("test", help="run a policy against expected cases (exit 1 on a mismatch)")
     ptest.add_argument("policy_file", type=Path)
     ptest.add_argument("cases_file", type=Path)
+
+    explain = sub.add_parser("explain", help="what the gate would decide now, and why (dry run, not recorded)")
+    explain.add_argument("--agent", required=True)
+    explain.add_argument("--action", required=True)
+    explain.add_argument("--target", default="", help="accepted for symmetry with checks; rules do not use it yet")
+    explain.add_argument("--json", action="store_true")
 
     sub.add_parser("rehearsal", help="check a running stack end to end")
     return p
@@ -116,7 +128,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from claiim._cli.serve import serve
 
         return serve(args.services)
-    if args.command == "policy":
+    if args.command == "policy" and args.policy_command == "test":
         return policy_test(args.policy_file, args.cases_file)
     if args.command == "rehearsal":
         from claiim._cli.rehearsal import rehearsal
@@ -140,6 +152,23 @@ async def admin_command(args: argparse.Namespace) -> int:
                     print("nothing to change")
                 for agent, token in reply.tokens.items():
                     print(f"token for {agent} (shown once): {token}")
+            return 0
+        if args.command == "explain":
+            explained = await admin.explain(args.agent, args.action)
+            if args.json:
+                print(msgspec.json.encode(explained).decode())
+            else:
+                print("\n".join(explained.steps))
+            return 0
+        if args.command == "policy":
+            versions = {v.version: v for v in await admin.policy_versions(args.org, args.name)}
+            missing = [v for v in (args.v1, args.v2) if v not in versions]
+            if missing:
+                print(f"policy {args.name} has no version {missing[0]} (it has 1..{len(versions)})", file=sys.stderr)
+                return 1
+            old, new = versions[args.v1], versions[args.v2]
+            print(f"--- {old.label} {old.content_hash}\n+++ {new.label} {new.content_hash}")
+            print("\n".join(policy_diff(old, new)) or "(no difference)")
             return 0
         if args.command == "agent":
             done = await admin.agent_command(args.agent_command, args.agent_id, getattr(args, "reason", ""))

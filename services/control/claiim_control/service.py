@@ -20,9 +20,18 @@ from claiim_core.bundle import BundleError, PlanContext, parse_bundle, plan_bund
 from claiim_core.canonical import canonical_bytes
 from claiim_core.commands import CommandError, plan_agent_command
 from claiim_core.events import ControlEvent, aggregate
+from claiim_core.explain import explain
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.names import Names
-from claiim_core.schemas import AgentCommand, AgentCommandReply, ApplyReply, ApplyRequest
+from claiim_core.schemas import (
+    AgentCommand,
+    AgentCommandReply,
+    ApplyReply,
+    ApplyRequest,
+    PolicyVersionInfo,
+    RegistryQuery,
+    RegistryQueryReply,
+)
 from claiim_core.tokens import format_token
 from claiim_runtime.follower import RegistryFollower
 from nats.aio.client import Client
@@ -34,6 +43,7 @@ from nats.js.errors import APIError
 log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder(ApplyRequest)
 _agent_decoder = msgspec.json.Decoder(AgentCommand)
+_query_decoder = msgspec.json.Decoder(RegistryQuery)
 _encode = msgspec.json.Encoder().encode
 WRONG_LAST_SEQUENCE = 10071
 
@@ -56,7 +66,8 @@ class ControlService:
 
     async def start(self) -> None:
         for subject, cb in ((self._names.admin_apply, self._on_apply),
-                            (self._names.admin_agent, self._on_agent_command)):
+                            (self._names.admin_agent, self._on_agent_command),
+                            (self._names.admin_query, self._on_query)):
             self._subs.append(await self._nc.subscribe(subject, queue=self._names.admin_queue, cb=cb))
 
     async def stop(self) -> None:
@@ -80,6 +91,39 @@ class ControlService:
             reply = AgentCommandReply(ok=False, error=f"internal error: {type(e).__name__}: {e}")
         if msg.reply:
             await msg.respond(_encode(reply))
+
+    async def _on_query(self, msg: Msg) -> None:
+        try:
+            reply = await self.query(msg.data)
+        except Exception as e:
+            log.exception("registry query failed")
+            reply = RegistryQueryReply(ok=False, error=f"internal error: {type(e).__name__}: {e}")
+        if msg.reply:
+            await msg.respond(_encode(reply))
+
+    async def query(self, data: bytes) -> RegistryQueryReply:
+        try:
+            q = _query_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return RegistryQueryReply(ok=False, error=f"malformed request: {e}")
+        if not self._authorized(q.admin_token):
+            return RegistryQueryReply(ok=False, error="unauthorized: bad admin token")
+        await self._follower.wait_caught_up()
+        registry = self._follower.registry
+        if q.op == "explain":
+            verdict, steps = explain(registry, q.agent_id, q.action)
+            if verdict is None:
+                return RegistryQueryReply(ok=True, outcome="DENY", reason="agent:unknown", steps=steps,
+                                          control_seq=registry.last_seq)
+            return RegistryQueryReply(ok=True, outcome=verdict.outcome, reason=verdict.reason, rule=verdict.rule,
+                                      steps=steps, control_seq=registry.last_seq)
+        versions = registry.policies.get((q.org, q.name))
+        if not versions:
+            return RegistryQueryReply(ok=False, error=f"no policy {q.name!r} in org {q.org!r}")
+        return RegistryQueryReply(ok=True, control_seq=registry.last_seq, versions=[
+            PolicyVersionInfo(label=v.label, version=v.version, description=v.description,
+                              skill=v.document.skill, allow=v.document.allow, deny=v.document.deny,
+                              content_hash=v.content_hash) for v in versions])
 
     def _context(self) -> PlanContext:
         return PlanContext(actor="admin", now=rfc3339(time.time_ns() // 1000), new_id=_new_id,
