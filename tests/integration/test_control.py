@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 
+import msgspec
 import pytest
 from claiim import AdminError, AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
+from claiim._services import start_services
 from claiim_core.explain import policy_diff
 from claiim_runtime.follower import RegistryFollower
 
@@ -122,3 +124,26 @@ async def test_policy_versions_and_diff(stack: Stack) -> None:
         "- description: Comment only.", "+ description: Comment; merging is for humans.", "+ deny: pr:merge"]
     with pytest.raises(AdminError, match="no policy 'nope'"):
         await stack.admin.policy_versions("demo", "nope")
+
+
+async def test_of_two_conflicting_commands_one_wins(stack: Stack) -> None:
+    """Two control replicas publishing different contents as the same version: one wins, one is refused."""
+    replicas = [await start_services(stack.settings, which=("control",)) for _ in range(2)]
+    try:
+        def bundle(action: str) -> bytes:
+            return msgspec.json.encode({"admin_token": stack.settings.require_admin_token(), "bundle": {
+                "org": "demo", "skills": [{"name": "race", "version": 1, "actions": [action]}]}})
+
+        replies = await asyncio.gather(*[r.control.apply(bundle(f"race:{i}"))  # type: ignore[union-attr]
+                                         for i, r in enumerate(replicas)])
+        winners = [r for r in replies if r.ok]
+        losers = [r for r in replies if not r.ok]
+        assert len(winners) == 1 and len(losers) == 1, replies
+        assert losers[0].error is not None
+        assert "conflict" in losers[0].error or "immutable" in losers[0].error, losers[0].error
+        registry = replicas[0].followers[0].registry
+        await replicas[0].followers[0].wait_caught_up()
+        assert len(registry.skills[("demo", "race")]) == 1
+    finally:
+        for r in replicas:
+            await r.stop()
