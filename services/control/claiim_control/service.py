@@ -14,6 +14,7 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from claiim_core.bundle import BundleError, PlanContext, parse_bundle, plan_bundle
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder(ApplyRequest)
 _agent_decoder = msgspec.json.Decoder(AgentCommand)
 _query_decoder = msgspec.json.Decoder(RegistryQuery)
+Reply = ApplyReply | AgentCommandReply | RegistryQueryReply
 _encode = msgspec.json.Encoder().encode
 WRONG_LAST_SEQUENCE = 10071
 
@@ -65,41 +67,18 @@ class ControlService:
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
-        for subject, cb in ((self._names.admin_apply, self._on_apply),
-                            (self._names.admin_agent, self._on_agent_command),
-                            (self._names.admin_query, self._on_query)):
+        handlers: list[tuple[str, Callable[[bytes], Awaitable[Reply]], Callable[[str], Reply]]] = [
+            (self._names.admin_apply, self.apply, lambda e: ApplyReply(ok=False, error=e)),
+            (self._names.admin_agent, self.agent_command, lambda e: AgentCommandReply(ok=False, error=e)),
+            (self._names.admin_query, self.query, lambda e: RegistryQueryReply(ok=False, error=e)),
+        ]
+        for subject, handle, failed in handlers:
+            cb = _responder(handle, failed)
             self._subs.append(await self._nc.subscribe(subject, queue=self._names.admin_queue, cb=cb))
 
     async def stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
-
-    async def _on_apply(self, msg: Msg) -> None:
-        try:
-            reply = await self.apply(msg.data)
-        except Exception as e:
-            log.exception("admin apply failed")
-            reply = ApplyReply(ok=False, error=f"internal error: {type(e).__name__}: {e}")
-        if msg.reply:
-            await msg.respond(_encode(reply))
-
-    async def _on_agent_command(self, msg: Msg) -> None:
-        try:
-            reply = await self.agent_command(msg.data)
-        except Exception as e:
-            log.exception("agent command failed")
-            reply = AgentCommandReply(ok=False, error=f"internal error: {type(e).__name__}: {e}")
-        if msg.reply:
-            await msg.respond(_encode(reply))
-
-    async def _on_query(self, msg: Msg) -> None:
-        try:
-            reply = await self.query(msg.data)
-        except Exception as e:
-            log.exception("registry query failed")
-            reply = RegistryQueryReply(ok=False, error=f"internal error: {type(e).__name__}: {e}")
-        if msg.reply:
-            await msg.respond(_encode(reply))
 
     async def query(self, data: bytes) -> RegistryQueryReply:
         try:
@@ -201,6 +180,22 @@ class ControlService:
             expected[subject] = seq = ack.seq
         await self._follower.wait_for(seq)
         return seq
+
+
+def _responder(handle: Callable[[bytes], Awaitable[Reply]],
+               failed: Callable[[str], Reply]) -> Callable[[Msg], Awaitable[None]]:
+    """A subscription callback that always answers: a handler that raises gets ``failed(...)``."""
+
+    async def respond(msg: Msg) -> None:
+        try:
+            reply = await handle(msg.data)
+        except Exception as e:
+            log.exception("admin request on %s failed", msg.subject)
+            reply = failed(f"internal error: {type(e).__name__}: {e}")
+        if msg.reply:
+            await msg.respond(_encode(reply))
+
+    return respond
 
 
 class AppendError(RuntimeError):
