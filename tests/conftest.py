@@ -75,6 +75,7 @@ class Stack:
     settings: Settings
     running: RunningServices
     admin: AsyncAdmin
+    """The operator, acting in the demo org."""
     tokens: dict[str, str]
 
     @property
@@ -96,7 +97,7 @@ async def stack_settings(nats_url: str, pg_url: str) -> Settings:
 @pytest.fixture
 async def stack(stack_settings: Settings) -> AsyncIterator[Stack]:
     running = await start_services(stack_settings, instance="test-gate")
-    admin = AsyncAdmin(stack_settings.url, stack_settings.require_admin_token(),
+    admin = AsyncAdmin(stack_settings.url, stack_settings.require_admin_token(), org="demo",
                        namespace=stack_settings.namespace)
     reply = await admin.apply(demo_bundle())
     try:

@@ -1,27 +1,38 @@
-"""The admin client: apply bundles and read Chron, over the admin and Chron request subjects.
+"""The admin client: change and read the registry of an org, and read Chron, over the admin and
+Chron request subjects.
 
-Settings come from arguments, else ``CLAIIM_URL`` and ``CLAIIM_ADMIN_TOKEN``.
+Settings come from arguments, else ``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN`` and ``CLAIIM_ORG``.
+An org admin's token acts in its own org; the operator token must name an org (``org=``) for
+everything but creating and listing orgs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
 import msgspec
 from claiim_core.names import Names
 from claiim_core.schemas import (
+    AdminCommand,
+    AdminInfo,
     AgentCommand,
     AgentCommandReply,
+    AgentInfo,
     ApplyReply,
     ApplyRequest,
     ChronQuery,
     ChronRecord,
     ChronResult,
+    OrgCommand,
+    OrgInfo,
     PolicyVersionInfo,
+    RegistryOp,
     RegistryQuery,
     RegistryQueryReply,
+    SkillVersionInfo,
 )
 
 from claiim._errors import AdminError, ProtocolError
@@ -40,37 +51,44 @@ def _decode(data: bytes, kind: type[T]) -> T:
         raise ProtocolError(f"answer does not decode: {e}") from e
 
 
+AgentOp = Literal["suspend", "reactivate", "set-anchor", "rotate-token", "revoke-token"]
+
+
 class AsyncAdmin:
-    def __init__(self, url: str | None = None, admin_token: str | None = None, *,
+    def __init__(self, url: str | None = None, admin_token: str | None = None, *, org: str | None = None,
                  timeout: float = 30.0, namespace: str | None = None,
                  transport: Transport | None = None) -> None:
         token = admin_token or os.environ.get("CLAIIM_ADMIN_TOKEN")
         if not token:
             raise AdminError("no admin token: pass admin_token or set CLAIIM_ADMIN_TOKEN")
         self._token = token
+        self.org = org or os.environ.get("CLAIIM_ORG") or ""
         self.url = resolve_url(url)
         self.names = Names(namespace or os.environ.get("CLAIIM_NAMESPACE") or "claiim")
         self.timeout = timeout
         self._transport = transport or NatsTransport(self.url, name="claiim-admin")
 
+    async def _call(self, subject: str, request: Any, kind: type[T]) -> T:
+        data = await self._transport.request(subject, _encode(request), self.timeout)
+        reply = _decode(data, kind)
+        error = getattr(reply, "error", None)
+        if error or getattr(reply, "ok", True) is False:
+            raise AdminError(error or "refused", getattr(reply, "problems", None))
+        return reply
+
+    # -- changes
+
     async def apply(self, bundle: dict[str, Any], dry_run: bool = False) -> ApplyReply:
         """Apply a bundle; raises :class:`AdminError` with the server's reason when refused."""
         request = ApplyRequest(admin_token=self._token, bundle=bundle, dry_run=dry_run)
-        data = await self._transport.request(self.names.admin_apply, _encode(request), self.timeout)
-        reply = _decode(data, ApplyReply)
-        if not reply.ok:
-            raise AdminError(reply.error or "refused")
-        return reply
+        return await self._call(self.names.admin_apply, request, ApplyReply)
 
-    async def agent_command(self, op: Literal["suspend", "reactivate", "rotate-token", "revoke-token"],
-                            agent_id: str, reason: str = "") -> AgentCommandReply:
+    async def agent_command(self, op: AgentOp, agent_id: str, reason: str = "",
+                            anchor: str = "") -> AgentCommandReply:
         """Run one agent lifecycle command; rotate-token's reply carries the new token (shown once)."""
-        cmd = AgentCommand(admin_token=self._token, op=op, agent_id=agent_id, reason=reason)
-        data = await self._transport.request(self.names.admin_agent, _encode(cmd), self.timeout)
-        reply = _decode(data, AgentCommandReply)
-        if not reply.ok:
-            raise AdminError(reply.error or "refused")
-        return reply
+        cmd = AgentCommand(admin_token=self._token, op=op, agent_id=agent_id, org=self.org, reason=reason,
+                           anchor=anchor)
+        return await self._call(self.names.admin_agent, cmd, AgentCommandReply)
 
     async def suspend(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         """The kill switch: every later check of the agent is denied, in every gate replica."""
@@ -78,6 +96,10 @@ class AsyncAdmin:
 
     async def reactivate(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         return await self.agent_command("reactivate", agent_id, reason)
+
+    async def set_anchor(self, agent_id: str, anchor: str, reason: str = "") -> AgentCommandReply:
+        """Name another accountable human for the agent."""
+        return await self.agent_command("set-anchor", agent_id, reason, anchor=anchor)
 
     async def rotate_token(self, agent_id: str) -> str:
         """Issue a new token; the old one is denied as rotated out from now on."""
@@ -89,75 +111,160 @@ class AsyncAdmin:
     async def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         return await self.agent_command("revoke-token", agent_id, reason)
 
-    async def explain(self, agent_id: str, action: str) -> RegistryQueryReply:
-        """What the gate would decide now for ``agent_id`` and ``action``, with the path; not recorded."""
-        return await self._registry(RegistryQuery(admin_token=self._token, op="explain", agent_id=agent_id,
-                                                  action=action))
+    async def enrol_admin(self, name: str, role: Literal["admin", "auditor"] = "admin") -> str:
+        """Enrol an admin or auditor of the org; returns its token (shown once)."""
+        cmd = AdminCommand(admin_token=self._token, op="enrol", name=name, org=self.org, role=role)
+        token = (await self._call(self.names.admin_admins, cmd, AgentCommandReply)).token
+        if token is None:
+            raise ProtocolError("enrol answered without a token")
+        return token
 
-    async def policy_versions(self, org: str, name: str) -> list[PolicyVersionInfo]:
-        reply = await self._registry(RegistryQuery(admin_token=self._token, op="policy-versions", org=org,
-                                                   name=name))
-        return reply.versions
+    async def revoke_admin(self, name: str, reason: str = "") -> AgentCommandReply:
+        cmd = AdminCommand(admin_token=self._token, op="revoke", name=name, org=self.org, reason=reason)
+        return await self._call(self.names.admin_admins, cmd, AgentCommandReply)
 
-    async def _registry(self, query: RegistryQuery) -> RegistryQueryReply:
-        data = await self._transport.request(self.names.admin_query, _encode(query), self.timeout)
-        reply = _decode(data, RegistryQueryReply)
-        if not reply.ok:
-            raise AdminError(reply.error or "refused")
-        return reply
+    async def create_org(self, name: str, description: str = "") -> AgentCommandReply:
+        """Create an org (the operator token only)."""
+        cmd = OrgCommand(admin_token=self._token, op="create", org=name, description=description)
+        return await self._call(self.names.admin_org, cmd, AgentCommandReply)
+
+    # -- reads
+
+    async def registry(self, op: RegistryOp, name: str = "", action: str = "", target: str = "",
+                       org: str | None = None) -> RegistryQueryReply:
+        query = RegistryQuery(admin_token=self._token, op=op, org=self.org if org is None else org, name=name,
+                              action=action, target=target)
+        return await self._call(self.names.admin_query, query, RegistryQueryReply)
+
+    async def whoami(self) -> RegistryQueryReply:
+        """Who the token belongs to (``principal``, ``role``, ``org``) and its org."""
+        return await self.registry("whoami", org="")
+
+    async def orgs(self) -> list[OrgInfo]:
+        """The orgs this token sees: its own, or every org for the operator."""
+        return (await self.registry("orgs")).orgs
+
+    async def agents(self) -> list[AgentInfo]:
+        return (await self.registry("agents")).agents
+
+    async def agent(self, agent_id: str) -> AgentInfo:
+        return (await self.registry("agent", agent_id)).agents[0]
+
+    async def skills(self) -> list[SkillVersionInfo]:
+        """The latest version of each skill."""
+        return (await self.registry("skills")).skills
+
+    async def skill_versions(self, name: str) -> list[SkillVersionInfo]:
+        return (await self.registry("skill-versions", name)).skills
+
+    async def policies(self) -> list[PolicyVersionInfo]:
+        """The latest version of each policy."""
+        return (await self.registry("policies")).versions
+
+    async def policy_versions(self, name: str) -> list[PolicyVersionInfo]:
+        return (await self.registry("policy-versions", name)).versions
+
+    async def admins(self) -> list[AdminInfo]:
+        return (await self.registry("admins")).admins
+
+    async def explain(self, agent_id: str, action: str, target: str = "") -> RegistryQueryReply:
+        """What the gate would decide now, with the path through skill and policy; not recorded."""
+        return await self.registry("explain", agent_id, action, target)
 
     async def chron_list(self, *, agent_id: str | None = None,
                          outcome: Literal["ALLOW", "DENY"] | None = None, since: str | None = None,
                          kind: Literal["decision", "control"] | None = None,
                          limit: int = 50) -> list[ChronRecord]:
-        return await self._query(ChronQuery(admin_token=self._token, op="list", agent_id=agent_id,
+        """Chron records of the org, newest first (the operator without an org sees every org)."""
+        return await self._chron(ChronQuery(admin_token=self._token, op="list", org=self.org, agent_id=agent_id,
                                             outcome=outcome, since=since, kind=kind, limit=limit))
 
     async def chron_show(self, chron_id: str) -> ChronRecord | None:
-        records = await self._query(ChronQuery(admin_token=self._token, op="show",
+        records = await self._chron(ChronQuery(admin_token=self._token, op="show", org=self.org,
                                                chron_id=chron_id))
         return records[0] if records else None
 
-    async def _query(self, query: ChronQuery) -> list[ChronRecord]:
-        data = await self._transport.request(self.names.chron_query, _encode(query), self.timeout)
-        result = _decode(data, ChronResult)
-        if result.error:
-            raise AdminError(result.error)
-        return result.records
+    async def _chron(self, query: ChronQuery) -> list[ChronRecord]:
+        return (await self._call(self.names.chron_query, query, ChronResult)).records
 
     async def close(self) -> None:
         await self._transport.close()
 
 
 class Admin:
-    """Synchronous wrapper around :class:`AsyncAdmin` (one call at a time)."""
+    """Synchronous wrapper around :class:`AsyncAdmin` (one call at a time); same methods."""
 
-    def __init__(self, url: str | None = None, admin_token: str | None = None, *,
+    def __init__(self, url: str | None = None, admin_token: str | None = None, *, org: str | None = None,
                  timeout: float = 30.0, namespace: str | None = None) -> None:
-        self._admin = AsyncAdmin(url, admin_token, timeout=timeout, namespace=namespace)
+        self._admin = AsyncAdmin(url, admin_token, org=org, timeout=timeout, namespace=namespace)
         self._loop = asyncio.new_event_loop()
 
+    def _run(self, call: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(call)
+
     def apply(self, bundle: dict[str, Any], dry_run: bool = False) -> ApplyReply:
-        return self._loop.run_until_complete(self._admin.apply(bundle, dry_run))
+        return self._run(self._admin.apply(bundle, dry_run))
 
     def suspend(self, agent_id: str, reason: str = "") -> AgentCommandReply:
-        return self._loop.run_until_complete(self._admin.suspend(agent_id, reason))
+        return self._run(self._admin.suspend(agent_id, reason))
 
     def reactivate(self, agent_id: str, reason: str = "") -> AgentCommandReply:
-        return self._loop.run_until_complete(self._admin.reactivate(agent_id, reason))
+        return self._run(self._admin.reactivate(agent_id, reason))
+
+    def set_anchor(self, agent_id: str, anchor: str, reason: str = "") -> AgentCommandReply:
+        return self._run(self._admin.set_anchor(agent_id, anchor, reason))
 
     def rotate_token(self, agent_id: str) -> str:
-        return self._loop.run_until_complete(self._admin.rotate_token(agent_id))
+        return self._run(self._admin.rotate_token(agent_id))
 
     def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
-        return self._loop.run_until_complete(self._admin.revoke_token(agent_id, reason))
+        return self._run(self._admin.revoke_token(agent_id, reason))
+
+    def enrol_admin(self, name: str, role: Literal["admin", "auditor"] = "admin") -> str:
+        return self._run(self._admin.enrol_admin(name, role))
+
+    def revoke_admin(self, name: str, reason: str = "") -> AgentCommandReply:
+        return self._run(self._admin.revoke_admin(name, reason))
+
+    def create_org(self, name: str, description: str = "") -> AgentCommandReply:
+        return self._run(self._admin.create_org(name, description))
+
+    def whoami(self) -> RegistryQueryReply:
+        return self._run(self._admin.whoami())
+
+    def orgs(self) -> list[OrgInfo]:
+        return self._run(self._admin.orgs())
+
+    def agents(self) -> list[AgentInfo]:
+        return self._run(self._admin.agents())
+
+    def agent(self, agent_id: str) -> AgentInfo:
+        return self._run(self._admin.agent(agent_id))
+
+    def skills(self) -> list[SkillVersionInfo]:
+        return self._run(self._admin.skills())
+
+    def skill_versions(self, name: str) -> list[SkillVersionInfo]:
+        return self._run(self._admin.skill_versions(name))
+
+    def policies(self) -> list[PolicyVersionInfo]:
+        return self._run(self._admin.policies())
+
+    def policy_versions(self, name: str) -> list[PolicyVersionInfo]:
+        return self._run(self._admin.policy_versions(name))
+
+    def admins(self) -> list[AdminInfo]:
+        return self._run(self._admin.admins())
+
+    def explain(self, agent_id: str, action: str, target: str = "") -> RegistryQueryReply:
+        return self._run(self._admin.explain(agent_id, action, target))
 
     def chron_list(self, **filters: Any) -> list[ChronRecord]:
-        return self._loop.run_until_complete(self._admin.chron_list(**filters))
+        return self._run(self._admin.chron_list(**filters))
 
     def chron_show(self, chron_id: str) -> ChronRecord | None:
-        return self._loop.run_until_complete(self._admin.chron_show(chron_id))
+        return self._run(self._admin.chron_show(chron_id))
 
     def close(self) -> None:
-        self._loop.run_until_complete(self._admin.close())
+        self._run(self._admin.close())
         self._loop.close()

@@ -4,10 +4,13 @@ It starts nats-server (JetStream, data in DIR/nats) and PostgreSQL (pgserver, da
 unless URLs of existing servers are given, then the gate, control handler and Chron in this
 process, applies the demo bundle, and writes:
 
-- ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN``, ``CLAIIM_DATABASE_URL``, ``CLAIIM_NAMESPACE``
-  (source it, or let the CLI read it from ``./.claiim/env``);
+- ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN`` (the operator token), ``CLAIIM_DATABASE_URL``,
+  ``CLAIIM_NAMESPACE`` and, with the demo, ``CLAIIM_ORG=demo`` (source it, or let the CLI read it
+  from ``./.claiim/env``);
 - ``DIR/demo-tokens.json``: agent id to token, mode 600;
-- ``DIR/secrets.json``: the token secret and admin token of this dev stack, mode 600.
+- ``DIR/demo-admins.json``: the demo org's admins (alice, bob) and auditor (audrey) to their
+  tokens, mode 600;
+- ``DIR/secrets.json``: the token secret and operator token of this dev stack, mode 600.
 
 All data stays across restarts. This dev mode is the only place claiim makes up its own secrets.
 """
@@ -23,7 +26,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from claiim_runtime.settings import Settings
@@ -89,7 +92,8 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
                             admin_token=keys["admin_token"])
         running = await start_services(settings, instance="embedded")
         env = (f"CLAIIM_URL={nats_url}\nCLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
-               f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n")
+               f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n"
+               + (f"CLAIIM_ORG={DEMO_ORG}\n" if opts.demo else ""))
         write_private(data_dir / "env", env)
         if opts.demo:
             await load_demo(nats_url, keys["admin_token"], data_dir, say)
@@ -106,20 +110,32 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             await asyncio.to_thread(pg.cleanup)
 
 
+DEMO_ORG = "demo"
+DEMO_ADMINS: tuple[tuple[str, Literal["admin", "auditor"]], ...] = (
+    ("alice", "admin"), ("bob", "admin"), ("audrey", "auditor"))
+"""Two admins (two-person control needs a second one) and a read-only auditor of the demo org."""
+
+
 async def load_demo(url: str, admin_token: str, data_dir: Path, say: Any) -> None:
-    admin = AsyncAdmin(url, admin_token)
+    """Apply the demo bundle and enrol the demo admins; tokens go to files readable by the owner only."""
+    admin = AsyncAdmin(url, admin_token, org=DEMO_ORG)
     try:
         reply = await admin.apply(demo_bundle())
+        enrolled = {a.name for a in await admin.admins()}
+        admin_tokens = {name: await admin.enrol_admin(name, role) for name, role in DEMO_ADMINS
+                        if name not in enrolled}
     finally:
         await admin.close()
     tokens_path = data_dir / "demo-tokens.json"
-    tokens = json.loads(tokens_path.read_text()) if tokens_path.exists() else {}
-    if reply.tokens:
-        tokens.update(reply.tokens)
-        write_private(tokens_path, json.dumps(tokens, indent=2) + "\n")
+    admins_path = data_dir / "demo-admins.json"
+    for path, new in ((tokens_path, reply.tokens), (admins_path, admin_tokens)):
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        if new:
+            write_private(path, json.dumps(saved | new, indent=2) + "\n")
     say("demo bundle: " + ("; ".join(c for c in reply.changes if not c.startswith("unchanged"))
                            or "unchanged"))
-    say(f"demo agents {', '.join(sorted(tokens))}: tokens in {tokens_path}")
+    say(f"demo agents: tokens in {tokens_path}; demo admins {', '.join(n for n, _ in DEMO_ADMINS)}: "
+        f"tokens in {admins_path}")
 
 
 def main_up(opts: UpOptions) -> None:

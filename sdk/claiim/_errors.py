@@ -31,7 +31,11 @@ class ProtocolError(ClaiimError):
 
 
 class AdminError(ClaiimError):
-    pass
+    """``problems`` lists each problem of an invalid bundle, with its path in the bundle."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class StackError(ClaiimError):

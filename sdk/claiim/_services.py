@@ -53,7 +53,7 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
     names = settings.names
-    secret = settings.require_token_secret() if {"gate", "control"} & set(which) else b""
+    secret = settings.require_token_secret()
     admin_token = settings.require_admin_token() if {"control", "chron"} & set(which) else ""
     db_url = settings.require_database_url() if "chron" in which else ""
     instance = instance or f"{socket.gethostname()}-{os.getpid()}"
@@ -64,7 +64,10 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
         await ensure_streams(js, names)
         if "chron" in which:
             store = await ChronStore.open(db_url)
-            running.chron = ChronService(nc, js, names, store, admin_token, settings.chron_batch)
+            follower = RegistryFollower(js, names)
+            await follower.start()
+            running.followers.append(follower)
+            running.chron = ChronService(nc, js, names, store, follower, secret, admin_token, settings.chron_batch)
             await running.chron.start()
         if "control" in which:
             follower = RegistryFollower(js, names)

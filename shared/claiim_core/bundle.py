@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from claiim_core.canonical import canonical_bytes
+from claiim_core.document import PolicyDocument, RuleLike
 from claiim_core.events import (
     AgentRegistered,
     AgentUpdated,
@@ -29,9 +30,9 @@ from claiim_core.events import (
     aggregate,
 )
 from claiim_core.names import TOKEN_RE
-from claiim_core.policy import NAME_PATTERN, PolicyDocument, check_pattern, parse_ref
+from claiim_core.policy import NAME_PATTERN, check_pattern, check_rule, parse_ref
 from claiim_core.registry import Registry
-from claiim_core.tokens import hash_token
+from claiim_core.tokens import Kind, hash_token
 
 Name = Annotated[str, Meta(max_length=63, pattern=rf"^{NAME_PATTERN}\Z")]
 Id = Annotated[str, Meta(pattern=TOKEN_RE.pattern)]
@@ -47,8 +48,8 @@ class SkillSpec(Struct, forbid_unknown_fields=True):
 class PolicySpec(Struct, forbid_unknown_fields=True):
     name: Name
     skill: str
-    allow: list[str] = []
-    deny: list[str] = []
+    allow: list[RuleLike] = []
+    deny: list[RuleLike] = []
     description: str = ""
     version: Annotated[int, Meta(ge=1)] | None = None
 
@@ -104,7 +105,8 @@ class PlanContext:
     actor: str
     now: str
     new_id: Callable[[], str]
-    new_token: Callable[[], str]
+    new_token: Callable[[Kind, str], str]
+    """Makes a token of a kind (agent, admin) for an org."""
     token_secret: bytes
 
 
@@ -133,7 +135,7 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
 
     for i, s in enumerate(bundle.skills):
         where = f"skills[{i}] ({s.name})"
-        bad: list[str] = _bad_patterns(s.actions, f"{where}.actions")
+        bad = _bad_patterns(s.actions, f"{where}.actions")
         if bad:
             problems += bad
             continue
@@ -151,12 +153,14 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
 
     for i, p in enumerate(bundle.policies):
         where = f"policies[{i}] ({p.name})"
-        bad = _bad_patterns(p.allow, f"{where}.allow") + _bad_patterns(p.deny, f"{where}.deny")
+        bad = []
+        allow = _checked_rules(p.allow, f"{where}.allow", bad)
+        deny = _checked_rules(p.deny, f"{where}.deny", bad)
         _resolve_or_report(work.resolve_skill, org, p.skill, f"{where}.skill", "skill", bad)
         if bad:
             problems += bad
             continue
-        doc = PolicyDocument(skill=p.skill, allow=tuple(p.allow), deny=tuple(p.deny))
+        doc = PolicyDocument(skill=p.skill, allow=allow, deny=deny)
         digest = content_hash({"document": doc, "description": p.description})
         pversions = work.policies.get((org, p.name), [])
         version = _next_version(where, p.version, [v.content_hash for v in pversions], digest, problems)
@@ -180,15 +184,13 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
             if governed not in {parse_ref(ref)[0] for ref in a.skills}:
                 bad.append(f"{where}.policy: {a.policy} governs skill {policy.document.skill}, "
                            f"which the agent does not have")
-        existing = work.agents.get(a.id)
-        if existing is not None and existing.org != org:
-            bad.append(f"{where}.id: agent {a.id} belongs to another org")
+        existing = work.agents.get((org, a.id))
         if bad:
             problems += bad
             continue
         spec = (a.anchor, a.description, tuple(a.skills), a.policy)
         if existing is None:
-            token = ctx.new_token()
+            token = ctx.new_token("agent", org)
             plan.tokens[a.id] = token
             emit(AgentRegistered(event_id=ctx.new_id(), agent_id=a.id, anchor=a.anchor,
                                  description=a.description, skills=tuple(a.skills),
@@ -209,13 +211,23 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
 
 
 def _bad_patterns(patterns: list[str], where: str) -> list[str]:
-    bad = []
+    bad: list[str] = []
     for j, pattern in enumerate(patterns):
         try:
             check_pattern(pattern)
         except ValueError as e:
             bad.append(f"{where}[{j}]: {e}")
     return bad
+
+
+def _checked_rules(rules: list[RuleLike], where: str, problems: list[str]) -> tuple[RuleLike, ...]:
+    checked = []
+    for j, rule in enumerate(rules):
+        try:
+            checked.append(check_rule(rule))
+        except ValueError as e:
+            problems.append(f"{where}[{j}]: {e}")
+    return tuple(checked)
 
 
 def _resolve_or_report(resolve: Callable[[str, str], Any], org: str, ref: str, where: str,

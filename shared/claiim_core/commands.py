@@ -1,20 +1,26 @@
-"""Agent lifecycle commands: suspend, reactivate, rotate and revoke tokens.
+"""Single commands: agent lifecycle, admin enrolment, org creation.
 
-Each command is checked against the registry and becomes exactly one control event.
+Each command is checked against the registry (in the org it acts in) and becomes exactly one
+control event. Authorization happens before: :mod:`claiim_core.access`.
 """
 
 from __future__ import annotations
 
+from claiim_core.access import OPERATOR
 from claiim_core.bundle import PlanContext
 from claiim_core.events import (
+    AdminEnrolled,
+    AdminRevoked,
     AgentLifecycle,
     AgentReactivated,
     AgentSuspended,
     AgentTokenRevoked,
     AgentTokenRotated,
+    AgentUpdated,
+    OrgCreated,
 )
 from claiim_core.registry import Registry
-from claiim_core.schemas import AgentCommand
+from claiim_core.schemas import AdminCommand, AgentCommand
 from claiim_core.tokens import hash_token
 
 
@@ -22,13 +28,13 @@ class CommandError(ValueError):
     """The command does not apply to the registry as it is; the message says why."""
 
 
-def plan_agent_command(registry: Registry, cmd: AgentCommand,
-                       ctx: PlanContext) -> tuple[AgentLifecycle, str | None]:
-    """The event for ``cmd`` and, for rotate-token, the new plaintext token."""
-    agent = registry.agents.get(cmd.agent_id)
+def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
+                       ctx: PlanContext) -> tuple[AgentLifecycle | AgentUpdated, str | None]:
+    """The event for ``cmd`` on an agent of ``org`` and, for rotate-token, the new token."""
+    agent = registry.agents.get((org, cmd.agent_id))
     if agent is None:
-        raise CommandError(f"no agent {cmd.agent_id!r} is registered")
-    base = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": agent.org,
+        raise CommandError(f"no agent {cmd.agent_id!r} in org {org}")
+    base = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org,
             "agent_id": agent.agent_id}
     if cmd.op == "suspend":
         if agent.status == "suspended":
@@ -38,9 +44,45 @@ def plan_agent_command(registry: Registry, cmd: AgentCommand,
         if agent.status == "active":
             raise CommandError(f"agent {agent.agent_id} is already active")
         return AgentReactivated(reason=cmd.reason, **base), None
+    if cmd.op == "set-anchor":
+        if not cmd.anchor:
+            raise CommandError("set-anchor needs the new anchor")
+        if cmd.anchor == agent.anchor:
+            raise CommandError(f"agent {agent.agent_id}'s anchor is already {agent.anchor}")
+        return AgentUpdated(anchor=cmd.anchor, description=agent.description, skills=agent.skills,
+                            policy=agent.policy, **base), None
     if cmd.op == "rotate-token":
-        token = ctx.new_token()
+        token = ctx.new_token("agent", org)
         return AgentTokenRotated(token_hash=hash_token(ctx.token_secret, token), **base), token
     if not agent.token_hash:
         raise CommandError(f"agent {agent.agent_id} has no valid token to revoke")
     return AgentTokenRevoked(reason=cmd.reason, **base), None
+
+
+def plan_admin_command(registry: Registry, org: str, cmd: AdminCommand,
+                       ctx: PlanContext) -> tuple[AdminEnrolled | AdminRevoked, str | None]:
+    """Enrol an admin (the reply carries its token, shown once) or revoke one."""
+    if org not in registry.orgs:
+        raise CommandError(f"no org {org!r}")
+    existing = registry.admins.get((org, cmd.name))
+    base = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org, "name": cmd.name}
+    if cmd.op == "enrol":
+        if cmd.name == OPERATOR:
+            raise CommandError(f"{OPERATOR!r} is reserved for the installation's bootstrap token")
+        if existing is not None:
+            raise CommandError(f"{cmd.name} is already enrolled in org {org} as {existing.role}; "
+                               "revoke first to change the role or the token")
+        token = ctx.new_token("admin", org)
+        return AdminEnrolled(role=cmd.role, token_hash=hash_token(ctx.token_secret, token), **base), token
+    if existing is None:
+        raise CommandError(f"no admin {cmd.name!r} in org {org}")
+    others = [a for key, a in registry.admins.items() if key[0] == org and a.role == "admin" and a.name != cmd.name]
+    if existing.role == "admin" and not others and ctx.actor != OPERATOR:
+        raise CommandError(f"{cmd.name} is the last admin of org {org}; enrol another admin first")
+    return AdminRevoked(reason=cmd.reason, **base), None
+
+
+def plan_org_create(registry: Registry, org: str, description: str, ctx: PlanContext) -> OrgCreated:
+    if org in registry.orgs:
+        raise CommandError(f"org {org} already exists")
+    return OrgCreated(event_id=ctx.new_id(), at=ctx.now, actor=ctx.actor, org=org, description=description)

@@ -1,15 +1,18 @@
 """Control events: the registry as an append-only sequence on the control stream.
 
-Every event names its org, the admin who caused it (``actor``) and carries a chron id
+Every event names its org, the admin who caused it (``actor``: an admin's name, or ``operator``
+for the installation's bootstrap token) and carries a chron id
 (``event_id``) so that Chron records it as a leaf like a decision. Events are tagged by ``type``.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 from msgspec import Struct
 
-from claiim_core.policy import PolicyDocument
+from claiim_core.document import PolicyDocument
 
 CONTROL_SCHEMA = "claiim.control/1"
 
@@ -87,8 +90,24 @@ class AgentTokenRevoked(ControlEventBase, tag="agent.token-revoked", frozen=True
     reason: str
 
 
+class AdminEnrolled(ControlEventBase, tag="admin.enrolled", frozen=True):
+    """An admin of ``org`` with a role: ``admin`` (read and change) or ``auditor`` (read only)."""
+
+    name: str
+    role: Literal["admin", "auditor"]
+    token_hash: str
+
+
+class AdminRevoked(ControlEventBase, tag="admin.revoked", frozen=True):
+    """The admin's token stops working; enrolling the name again issues a new one."""
+
+    name: str
+    reason: str
+
+
 AgentLifecycle = AgentSuspended | AgentReactivated | AgentTokenRotated | AgentTokenRevoked
-ControlEvent = OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated | AgentLifecycle
+ControlEvent = (OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated | AgentLifecycle
+                | AdminEnrolled | AdminRevoked)
 
 _decoder = msgspec.json.Decoder(ControlEvent)
 
@@ -104,6 +123,8 @@ def aggregate(event: ControlEvent) -> tuple[str, str]:
     match event:
         case OrgCreated():
             return "org", event.org
+        case AdminEnrolled() | AdminRevoked():
+            return "admin", event.name
         case SkillPublished():
             return "skill", event.name
         case PolicyPublished():

@@ -4,19 +4,21 @@ changed between two policy versions. Nothing here is on the gate's hot path.
 
 from __future__ import annotations
 
-from claiim_core.policy import Verdict, evaluate_agent, first_match
+from claiim_core.document import RuleLike
+from claiim_core.policy import Verdict, describe_rule, evaluate_agent, first_match, first_rule, rule_text
 from claiim_core.registry import Registry
 from claiim_core.schemas import PolicyVersionInfo
 
 
-def explain(registry: Registry, agent_id: str, action: str) -> tuple[Verdict | None, list[str]]:
+def explain(registry: Registry, org: str, agent_id: str, action: str,
+            target: str = "") -> tuple[Verdict | None, list[str]]:
     """The verdict an authenticated request would get now, with the path through skill and policy.
 
     The token is not checked (this is the admin's view); the verdict is None for an unknown agent.
     """
-    agent = registry.agents.get(agent_id)
+    agent = registry.agents.get((org, agent_id))
     if agent is None:
-        return None, [f"agent {agent_id!r} is not registered: DENY agent:unknown"]
+        return None, [f"agent {agent_id!r} is not registered in org {org}: DENY agent:unknown"]
     steps = [f"agent {agent.agent_id}: org {agent.org}, anchor {agent.anchor}, {agent.status}, "
              f"control seq {registry.last_seq}"]
     for ref in agent.skills:
@@ -31,18 +33,23 @@ def explain(registry: Registry, agent_id: str, action: str) -> tuple[Verdict | N
     if policy is None:
         steps.append(f"policy {agent.policy or '(none)'}: not found")
     else:
-        d, a = first_match(policy.document.deny, action), first_match(policy.document.allow, action)
-        steps.append(f"policy {agent.policy} -> {policy.label}: "
-                     f"deny {'matches deny[' + str(d) + ']' if d is not None else 'no match'}, "
-                     f"allow {'matches allow[' + str(a) + ']' if a is not None else 'no match'}")
-    verdict = evaluate_agent(registry, agent, action)
+        doc = policy.document
+        steps.append(f"policy {agent.policy} -> {policy.label} on target {target!r}: "
+                     f"deny {_match_text('deny', doc.deny, action, target)}, "
+                     f"allow {_match_text('allow', doc.allow, action, target)}")
+    verdict = evaluate_agent(registry, agent, action, target)
     steps.append(f"=> {verdict.outcome} {verdict.reason} [{verdict.rule}]")
     return verdict, steps
 
 
+def _match_text(kind: str, rules: tuple[RuleLike, ...], action: str, target: str) -> str:
+    i = first_rule(rules, action, target)
+    return "no match" if i is None else "matches " + describe_rule(kind, i, rules[i])
+
+
 def _doc_lines(version: PolicyVersionInfo) -> list[str]:
     return ([f"description: {version.description}", f"skill: {version.skill}"]
-            + [f"allow: {p}" for p in version.allow] + [f"deny: {p}" for p in version.deny])
+            + [f"allow: {rule_text(r)}" for r in version.allow] + [f"deny: {rule_text(r)}" for r in version.deny])
 
 
 def policy_diff(old: PolicyVersionInfo, new: PolicyVersionInfo) -> list[str]:

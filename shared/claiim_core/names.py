@@ -9,8 +9,10 @@ Subjects (namespace ``claiim``)::
     claiim.decision.<org>.<agent>.<allow|deny>      decision events   (stream CLAIIM_DECISIONS)
     claiim.control.<org>.<kind>.<name>              control events    (stream CLAIIM_CONTROL)
     claiim.admin.apply                              admin request/reply: apply a bundle
-    claiim.admin.agent                              admin request/reply: suspend, reactivate, rotate, revoke
-    claiim.admin.query                              admin request/reply: explain, policy versions
+    claiim.admin.agent                              admin request/reply: suspend, reactivate, set anchor, tokens
+    claiim.admin.admins                             admin request/reply: enrol and revoke admins
+    claiim.admin.org                                admin request/reply: create an org (operator)
+    claiim.admin.query                              admin request/reply: read the registry, explain
     claiim.chron.query                              Chron request/reply: list and show records
 """
 
@@ -60,6 +62,14 @@ class Names:
     @property
     def admin_agent(self) -> str:
         return f"{self.namespace}.admin.agent"
+
+    @property
+    def admin_admins(self) -> str:
+        return f"{self.namespace}.admin.admins"
+
+    @property
+    def admin_org(self) -> str:
+        return f"{self.namespace}.admin.org"
 
     @property
     def admin_query(self) -> str:

@@ -9,6 +9,16 @@ A policy document (the seed's format)::
 Patterns are actions whose segments (split on ``:``) may contain ``*``, which matches any run of
 characters inside one segment (``deploy:*`` matches ``deploy:staging`` but not ``deploy``).
 
+A rule is either a bare action pattern or a mapping with an optional target pattern and an
+optional description::
+
+    deny:
+      - action: deploy:*
+        target: prod-*          # '*' matches any run of characters, ':' and '/' included
+        description: production changes need a human
+
+A rule without ``target`` applies to every target.
+
 Evaluation order (DESIGN.md): authenticate, agent active, action within the agent's skill
 versions, deny rules, allow rules, default deny. Deny wins over allow. An explicitly denied
 action gets the reason ``... -- action explicitly denied`` (the seed said "not in allow list";
@@ -22,10 +32,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
-from msgspec import Struct
-
+from claiim_core.document import MAX_DESCRIPTION, MAX_TARGET_PATTERN, PolicyDocument, RuleLike
 from claiim_core.schemas import CheckRequest
-from claiim_core.tokens import check_token
+from claiim_core.tokens import check_token, token_org
 
 if TYPE_CHECKING:
     from claiim_core.registry import AgentState, Registry
@@ -35,12 +44,6 @@ PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*]+(:[A-Za-z0-9_.\-*]+)*\Z")
 NAME_PATTERN = r"[a-z0-9](?:[a-z0-9_]|-(?!v\d+\Z))*"
 """A skill or policy name: it may not itself end in ``-vN``, which would read as a version."""
 REF_RE = re.compile(rf"^(?P<name>{NAME_PATTERN})(?:-v(?P<version>[1-9]\d*))?\Z")
-
-
-class PolicyDocument(Struct, frozen=True, forbid_unknown_fields=True):
-    skill: str
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -68,10 +71,39 @@ def check_pattern(pattern: str) -> None:
         )
 
 
+def check_target_pattern(pattern: str) -> None:
+    if not pattern or len(pattern) > MAX_TARGET_PATTERN or not pattern.isprintable():
+        raise ValueError(
+            f"{pattern!r} is not a target pattern: 1 to {MAX_TARGET_PATTERN} printable characters, "
+            "with '*' standing for any characters"
+        )
+
+
+def check_rule(rule: RuleLike) -> RuleLike:
+    """The rule in its stored form, a bare string when it has neither target nor description.
+
+    Raises ValueError naming what is wrong with its action, target or description.
+    """
+    if isinstance(rule, str):
+        check_pattern(rule)
+        return rule
+    check_pattern(rule.action)
+    if rule.target is not None:
+        check_target_pattern(rule.target)
+    if len(rule.description) > MAX_DESCRIPTION:
+        raise ValueError(f"a rule's description is at most {MAX_DESCRIPTION} characters")
+    return rule.action if rule.target is None and not rule.description else rule
+
+
 @lru_cache(maxsize=4096)
 def _compile(pattern: str) -> re.Pattern[str]:
     parts = [re.escape(seg).replace(r"\*", "[^:]*") for seg in pattern.split(":")]
-    return re.compile("^" + ":".join(parts) + "$")
+    return re.compile("^" + ":".join(parts) + r"\Z")
+
+
+@lru_cache(maxsize=4096)
+def _compile_target(pattern: str) -> re.Pattern[str]:
+    return re.compile(re.escape(pattern).replace(r"\*", ".*") + r"\Z", re.DOTALL)
 
 
 def matches(pattern: str, action: str) -> bool:
@@ -81,11 +113,49 @@ def matches(pattern: str, action: str) -> bool:
     return _compile(pattern).match(action) is not None
 
 
+def target_matches(pattern: str | None, target: str) -> bool:
+    """True when the rule's target pattern (None: any target) matches ``target``."""
+    if pattern is None:
+        return True
+    if "*" not in pattern:
+        return pattern == target
+    return _compile_target(pattern).match(target) is not None
+
+
 def first_match(patterns: tuple[str, ...], action: str) -> int | None:
+    """The index of the first action pattern matching ``action`` (skills use this)."""
     for i, pattern in enumerate(patterns):
         if matches(pattern, action):
             return i
     return None
+
+
+def first_rule(rules: tuple[RuleLike, ...], action: str, target: str) -> int | None:
+    """The index of the first rule matching ``action`` on ``target``."""
+    for i, rule in enumerate(rules):
+        if isinstance(rule, str):
+            if matches(rule, action):
+                return i
+        elif matches(rule.action, action) and target_matches(rule.target, target):
+            return i
+    return None
+
+
+def rule_text(rule: RuleLike) -> str:
+    """A rule on one line: ``deploy:* @ prod-* -- why`` (target and description when set)."""
+    if isinstance(rule, str):
+        return rule
+    text = rule.action
+    if rule.target is not None:
+        text += f" @ {rule.target}"
+    if rule.description:
+        text += f" -- {rule.description}"
+    return text
+
+
+def describe_rule(kind: str, i: int, rule: RuleLike) -> str:
+    """How a decision names its rule: ``deny[0]: deploy:* @ prod-* -- why``."""
+    return f"{kind}[{i}]: {rule_text(rule)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +176,19 @@ def deny(reason: str, rule: str, **found: str) -> Verdict:
 
 
 def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> Verdict:
-    """Decide one request. Pure: the same registry and request always give the same verdict."""
-    agent = registry.agents.get(request.agent_id)
+    """Decide one request. Pure: the same registry and request always give the same verdict.
+
+    The agent is looked up in the org its token names. A request for an agent the org does not
+    have is recorded under that org when the org exists (so its auditors see the attempt).
+    """
+    org = token_org("agent", request.token)
+    if org is None:
+        return deny(f"auth:bad-token -- not an agent token of any org (agent {request.agent_id})",
+                    "authenticate")
+    agent = registry.agents.get((org, request.agent_id))
     if agent is None:
-        return deny(
-            f"agent:unknown -- no agent {request.agent_id!r} is registered", "authenticate"
-        )
+        return deny(f"agent:unknown -- no agent {request.agent_id!r} is registered in org {org}",
+                    "authenticate", org=org if org in registry.orgs else "")
     who = {"org": agent.org, "anchor": agent.anchor}
     status = check_token(token_secret, request.token, agent.token_hash, agent.retired_tokens)
     if status == "bad":
@@ -119,10 +196,10 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     if status != "ok":
         return deny(f"auth:{status}-token -- this token of agent {agent.agent_id} was {status}",
                     "authenticate", **who)
-    return evaluate_agent(registry, agent, request.action)
+    return evaluate_agent(registry, agent, request.action, request.target)
 
 
-def evaluate_agent(registry: Registry, agent: AgentState, action: str) -> Verdict:
+def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: str) -> Verdict:
     """Everything after authentication: agent active, skills, policy."""
     who = {"org": agent.org, "anchor": agent.anchor}
     if agent.status != "active":
@@ -142,14 +219,15 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str) -> Verdic
     policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
     if policy is None:
         return deny("policy:none -- agent has no bound policy", "policy", **found)
-    outcome, reason, rule = decide_policy(policy.label, policy.document, action)
+    outcome, reason, rule = decide_policy(policy.label, policy.document, action, target)
     return Verdict(outcome, reason, rule, policy=policy.label, **found)
 
 
-def decide_policy(label: str, doc: PolicyDocument, action: str) -> tuple[Literal["ALLOW", "DENY"], str, str]:
+def decide_policy(label: str, doc: PolicyDocument, action: str,
+                  target: str) -> tuple[Literal["ALLOW", "DENY"], str, str]:
     """The policy step alone: deny rules, then allow rules, then default deny."""
-    if (i := first_match(doc.deny, action)) is not None:
-        return "DENY", f"policy:{label} -- action explicitly denied", f"deny[{i}]: {doc.deny[i]}"
-    if (i := first_match(doc.allow, action)) is not None:
-        return "ALLOW", f"policy:{label} -- action allowed", f"allow[{i}]: {doc.allow[i]}"
+    if (i := first_rule(doc.deny, action, target)) is not None:
+        return "DENY", f"policy:{label} -- action explicitly denied", describe_rule("deny", i, doc.deny[i])
+    if (i := first_rule(doc.allow, action, target)) is not None:
+        return "ALLOW", f"policy:{label} -- action allowed", describe_rule("allow", i, doc.allow[i])
     return "DENY", f"policy:{label} -- action not in allow list", "default-deny"

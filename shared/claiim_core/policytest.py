@@ -5,8 +5,9 @@ Both files are YAML. Problems are reported as ``FILE:LINE: what is wrong``. A ca
     - {action: deploy:staging, expect: ALLOW}
     - {action: deploy:production, expect: DENY, reason: explicitly denied}
 
-``reason``, when given, must be contained in the decision's reason. The policy's skill is not
-consulted: this tests the policy's own rules (deny, then allow, then default deny).
+``target`` defaults to the empty string. ``reason`` and ``rule``, when given, must be contained
+in the decision's reason and in the rule that decided (``rule: deny[0]``). The policy's skill is
+not consulted: this tests the policy's own rules (deny, then allow, then default deny).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 
 import yaml
 
-from claiim_core.policy import PolicyDocument, check_pattern, decide_policy, parse_ref
+from claiim_core.document import PolicyDocument, Rule, RuleLike
+from claiim_core.policy import check_rule, decide_policy, parse_ref
 
 POLICY_KEYS = {"skill", "allow", "deny", "description", "name", "version"}
-CASE_KEYS = {"action", "target", "expect", "reason"}
+RULE_KEYS = {"action", "target", "description"}
+CASE_KEYS = {"action", "target", "expect", "reason", "rule"}
 
 
 class DocumentError(ValueError):
@@ -31,11 +34,27 @@ class DocumentError(ValueError):
 
 
 @dataclass(frozen=True)
+class PolicyFile:
+    """A policy document file: its rules, and the name, version and description it may carry."""
+
+    name: str
+    version: int | None
+    description: str
+    document: PolicyDocument
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-v{self.version}" if self.version else self.name
+
+
+@dataclass(frozen=True)
 class Case:
     line: int
     action: str
+    target: str
     expect: str
     reason: str | None
+    rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +66,9 @@ class CaseResult:
 
     @property
     def passed(self) -> bool:
-        return self.outcome == self.case.expect and (self.case.reason is None or self.case.reason in self.reason)
+        case = self.case
+        return (self.outcome == case.expect and (case.reason is None or case.reason in self.reason)
+                and (case.rule is None or case.rule in self.rule))
 
 
 def _load(text: str, path: str) -> yaml.Node:
@@ -66,26 +87,49 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _strings(node: yaml.Node, path: str, what: str, problems: list[str]) -> list[str]:
+def _rules(node: yaml.Node, path: str, what: str, problems: list[str]) -> list[RuleLike]:
     if not isinstance(node, yaml.SequenceNode):
-        problems.append(f"{path}:{_line(node)}: {what} must be a list of action patterns")
+        problems.append(f"{path}:{_line(node)}: {what} must be a list of rules")
         return []
     out = []
     for item in node.value:
-        if not isinstance(item, yaml.ScalarNode):
-            problems.append(f"{path}:{_line(item)}: {what} entries must be strings")
+        rule = _rule(item, path, what, problems)
+        if rule is None:
             continue
         try:
-            check_pattern(item.value)
+            out.append(check_rule(rule))
         except ValueError as e:
             problems.append(f"{path}:{_line(item)}: {what}: {e}")
-            continue
-        out.append(item.value)
     return out
 
 
-def parse_policy(text: str, path: str) -> tuple[str, PolicyDocument]:
-    """The policy's label (``name-vN`` or the file name) and its document; raises DocumentError."""
+def _rule(node: yaml.Node, path: str, what: str, problems: list[str]) -> RuleLike | None:
+    """A rule is an action pattern, or a mapping with action and optional target and description."""
+    if isinstance(node, yaml.ScalarNode):
+        return str(node.value)
+    if not isinstance(node, yaml.MappingNode):
+        problems.append(f"{path}:{_line(node)}: {what} entries are action patterns or mappings "
+                        "with action, target and description")
+        return None
+    values: dict[str, str] = {}
+    for key, value in node.value:
+        if key.value not in RULE_KEYS:
+            problems.append(f"{path}:{_line(key)}: {what}: unknown key {key.value!r} in a rule "
+                            f"(expected one of {', '.join(sorted(RULE_KEYS))})")
+        elif not isinstance(value, yaml.ScalarNode):
+            problems.append(f"{path}:{_line(value)}: {what}: {key.value} must be a string")
+        else:
+            values[key.value] = str(value.value)
+    if "action" not in values:
+        problems.append(f"{path}:{_line(node)}: {what}: a rule needs an action")
+        return None
+    if len(values) != len(node.value):
+        return None
+    return Rule(action=values["action"], target=values.get("target"), description=values.get("description", ""))
+
+
+def parse_policy(text: str, path: str) -> PolicyFile:
+    """The policy in ``text`` (its name defaults to the file name); raises DocumentError."""
     root = _load(text, path)
     if not isinstance(root, yaml.MappingNode):
         raise DocumentError([f"{path}:{_line(root)}: a policy is a mapping with skill, allow and deny"])
@@ -96,9 +140,11 @@ def parse_policy(text: str, path: str) -> tuple[str, PolicyDocument]:
             problems.append(f"{path}:{_line(key)}: unknown key {key.value!r} (expected one of "
                             f"{', '.join(sorted(POLICY_KEYS))})")
         elif key.value in ("allow", "deny"):
-            fields[key.value] = _strings(value, path, key.value, problems)
+            fields[key.value] = _rules(value, path, key.value, problems)
         elif isinstance(value, yaml.ScalarNode):
             fields[key.value] = value.value
+            if key.value == "version" and not (value.value.isdigit() and int(value.value) >= 1):
+                problems.append(f"{path}:{_line(value)}: version must be a whole number from 1")
             if key.value == "skill":
                 try:
                     parse_ref(value.value)
@@ -111,10 +157,10 @@ def parse_policy(text: str, path: str) -> tuple[str, PolicyDocument]:
     if problems:
         raise DocumentError(problems)
     name = fields.get("name", path.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml"))
-    label = f"{name}-v{fields['version']}" if "version" in fields else name
     doc = PolicyDocument(skill=fields["skill"], allow=tuple(fields.get("allow", ())),
                          deny=tuple(fields.get("deny", ())))
-    return label, doc
+    version = int(fields["version"]) if "version" in fields else None
+    return PolicyFile(name, version, fields.get("description", ""), doc)
 
 
 def parse_cases(text: str, path: str) -> list[Case]:
@@ -130,18 +176,19 @@ def parse_cases(text: str, path: str) -> list[Case]:
         values = {k.value: v for k, v in item.value}
         for key in values.keys() - CASE_KEYS:
             problems.append(f"{path}:{_line(item)}: unknown key {key!r} in a case")
-        action, expect, reason = (values.get(k) for k in ("action", "expect", "reason"))
+        action, target, expect, reason, rule = (values.get(k) for k in ("action", "target", "expect", "reason", "rule"))
         if action is None or expect is None:
             problems.append(f"{path}:{_line(item)}: a case needs action and expect")
             continue
         if expect.value not in ("ALLOW", "DENY"):
             problems.append(f"{path}:{_line(expect)}: expect must be ALLOW or DENY, not {expect.value!r}")
             continue
-        cases.append(Case(_line(item), str(action.value), expect.value, reason.value if reason else None))
+        cases.append(Case(_line(item), str(action.value), str(target.value) if target else "", expect.value,
+                          reason.value if reason else None, rule.value if rule else None))
     if problems:
         raise DocumentError(problems)
     return cases
 
 
 def run_cases(label: str, doc: PolicyDocument, cases: list[Case]) -> list[CaseResult]:
-    return [CaseResult(case, *decide_policy(label, doc, case.action)) for case in cases]
+    return [CaseResult(case, *decide_policy(label, doc, case.action, case.target)) for case in cases]

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
+from claiim_core.document import PolicyDocument
 from claiim_core.events import (
+    AdminEnrolled,
+    AdminRevoked,
     AgentReactivated,
     AgentRegistered,
     AgentSuspended,
@@ -21,7 +24,7 @@ from claiim_core.events import (
     PolicyPublished,
     SkillPublished,
 )
-from claiim_core.policy import PolicyDocument, label, parse_ref
+from claiim_core.policy import label, parse_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +69,29 @@ class AgentState:
     """Hashes of tokens no longer valid, each with why: ``rotated`` or ``revoked``."""
 
 
+@dataclass(frozen=True, slots=True)
+class AdminState:
+    org: str
+    name: str
+    role: Literal["admin", "auditor"]
+    token_hash: str
+
+
 @dataclass
 class Registry:
-    """Orgs, versioned skills and policies, and agents, at control-stream sequence ``last_seq``."""
+    """Orgs, versioned skills and policies, agents and admins, at control-stream sequence ``last_seq``.
 
-    orgs: set[str] = field(default_factory=set)
+    Everything but ``orgs`` is keyed by ``(org, name)``: names are unique within an org only.
+    ``admin_tokens`` maps the token hash of every enrolled admin to its key.
+    """
+
+    orgs: dict[str, str] = field(default_factory=dict)
+    """Each org's description."""
     skills: dict[tuple[str, str], list[SkillVersion]] = field(default_factory=dict)
     policies: dict[tuple[str, str], list[PolicyVersion]] = field(default_factory=dict)
-    agents: dict[str, AgentState] = field(default_factory=dict)
+    agents: dict[tuple[str, str], AgentState] = field(default_factory=dict)
+    admins: dict[tuple[str, str], AdminState] = field(default_factory=dict)
+    admin_tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
     last_seq: int = 0
     subject_seq: dict[str, int] = field(default_factory=dict)
 
@@ -81,7 +99,14 @@ class Registry:
         """Fold in the event stored at control-stream sequence ``seq`` on ``subject``."""
         match event:
             case OrgCreated():
-                self.orgs.add(event.org)
+                self.orgs[event.org] = event.description
+            case AdminEnrolled():
+                self.admins[(event.org, event.name)] = AdminState(event.org, event.name, event.role,
+                                                                  event.token_hash)
+                self.admin_tokens[event.token_hash] = (event.org, event.name)
+            case AdminRevoked():
+                gone = self.admins.pop((event.org, event.name))
+                del self.admin_tokens[gone.token_hash]
             case SkillPublished():
                 self.skills.setdefault((event.org, event.name), []).append(
                     SkillVersion(event.org, event.name, event.version, event.description,
@@ -93,31 +118,31 @@ class Registry:
                                   event.document, event.content_hash)
                 )
             case AgentRegistered():
-                self.agents[event.agent_id] = AgentState(
+                self.agents[(event.org, event.agent_id)] = AgentState(
                     event.org, event.agent_id, event.anchor, event.description,
                     event.skills, event.policy, event.token_hash,
                 )
             case AgentUpdated():
-                self._change_agent(event.agent_id, anchor=event.anchor, description=event.description,
+                self._change_agent(event.org, event.agent_id, anchor=event.anchor, description=event.description,
                                    skills=event.skills, policy=event.policy)
             case AgentSuspended():
-                self._change_agent(event.agent_id, status="suspended")
+                self._change_agent(event.org, event.agent_id, status="suspended")
             case AgentReactivated():
-                self._change_agent(event.agent_id, status="active")
+                self._change_agent(event.org, event.agent_id, status="active")
             case AgentTokenRotated():
-                self._retire_token(event.agent_id, "rotated", event.token_hash)
+                self._retire_token(event.org, event.agent_id, "rotated", event.token_hash)
             case AgentTokenRevoked():
-                self._retire_token(event.agent_id, "revoked", "")
+                self._retire_token(event.org, event.agent_id, "revoked", "")
         self.last_seq = seq
         self.subject_seq[subject] = seq
 
-    def _change_agent(self, agent_id: str, **changes: Any) -> None:
-        self.agents[agent_id] = replace(self.agents[agent_id], **changes)
+    def _change_agent(self, org: str, agent_id: str, **changes: Any) -> None:
+        self.agents[(org, agent_id)] = replace(self.agents[(org, agent_id)], **changes)
 
-    def _retire_token(self, agent_id: str, why: str, new_hash: str) -> None:
-        old = self.agents[agent_id]
+    def _retire_token(self, org: str, agent_id: str, why: str, new_hash: str) -> None:
+        old = self.agents[(org, agent_id)]
         retired = (*old.retired_tokens, (old.token_hash, why)) if old.token_hash else old.retired_tokens
-        self._change_agent(agent_id, token_hash=new_hash, retired_tokens=retired)
+        self._change_agent(org, agent_id, token_hash=new_hash, retired_tokens=retired)
 
     def resolve_skill(self, org: str, ref: str) -> SkillVersion | None:
         """The skill version ``ref`` names in ``org`` now (a bare name means the latest)."""

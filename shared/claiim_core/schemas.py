@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from claiim_core.document import RuleLike
+
 MAX_REQUEST_BYTES = 16 * 1024
 """Largest gate request the gate evaluates; larger ones are answered DENY ``request:oversized``."""
 
@@ -92,10 +94,15 @@ def reply_for(event: DecisionEvent) -> DecisionReply:
 
 
 class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """A request to Chron's query subject: list records, or show one by chron id."""
+    """A request to Chron's query subject: list records, or show one by chron id.
+
+    Records are those of ``org`` (default: the admin's own; the operator sees every org when
+    ``org`` is empty).
+    """
 
     admin_token: str
     op: Literal["list", "show"]
+    org: str = ""
     chron_id: str | None = None
     agent_id: str | None = None
     outcome: Outcome | None = None
@@ -115,6 +122,7 @@ class ChronRecord(Struct, frozen=True, kw_only=True):
     stream_seq: int
     org: str
     agent_id: str
+    actor: str
     outcome: str
     action: str
     target: str
@@ -137,7 +145,7 @@ class ChronResult(Struct, frozen=True, kw_only=True):
 
 
 class ApplyRequest(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Apply a bundle (already parsed from YAML into plain data)."""
+    """Apply a bundle (already parsed from YAML into plain data) to the bundle's org."""
 
     admin_token: str
     bundle: dict[str, Any]
@@ -151,20 +159,48 @@ class ApplyReply(Struct, frozen=True, kw_only=True):
     changes: list[str] = []
     tokens: dict[str, str] = {}
     error: str | None = None
+    problems: list[str] = []
+    """Each problem of an invalid bundle, starting with its path (``policies[0] (name).allow[1]: ...``)."""
     control_seq: int = 0
 
 
 class AgentCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Suspend or reactivate an agent, or rotate or revoke its token."""
+    """Suspend or reactivate an agent, change its anchor, or rotate or revoke its token."""
 
     admin_token: str
-    op: Literal["suspend", "reactivate", "rotate-token", "revoke-token"]
+    op: Literal["suspend", "reactivate", "set-anchor", "rotate-token", "revoke-token"]
     agent_id: str
+    org: str = ""
+    anchor: Annotated[str, Meta(max_length=128)] = ""
     reason: Annotated[str, Meta(max_length=512)] = ""
 
 
+AdminName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+
+
+class AdminCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Enrol an admin of an org with a role, or revoke one."""
+
+    admin_token: str
+    op: Literal["enrol", "revoke"]
+    name: AdminName
+    org: str = ""
+    role: Literal["admin", "auditor"] = "admin"
+    reason: Annotated[str, Meta(max_length=512)] = ""
+
+
+class OrgCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Create an org (the operator only)."""
+
+    admin_token: str
+    op: Literal["create"]
+    org: AdminName
+    description: Annotated[str, Meta(max_length=512)] = ""
+
+
 class AgentCommandReply(Struct, frozen=True, kw_only=True):
-    """``token`` is set by rotate-token only: the new token, shown once, here."""
+    """The answer to agent, admin and org commands. ``token`` is set by rotate-token and enrol
+    only: the new token, shown once, here."""
 
     ok: bool
     change: str = ""
@@ -173,33 +209,91 @@ class AgentCommandReply(Struct, frozen=True, kw_only=True):
     control_seq: int = 0
 
 
+RegistryOp = Literal["whoami", "orgs", "agents", "agent", "skills", "skill-versions", "policies",
+                     "policy-versions", "admins", "explain"]
+
+
 class RegistryQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Read the registry: ``explain`` a decision without recording it, or list a policy's versions."""
+    """Read the registry of ``org`` (default: the admin's own).
+
+    ``name`` is the agent, skill or policy for ``agent``, ``skill-versions``,
+    ``policy-versions`` and ``explain``; ``explain`` evaluates ``action`` on ``target`` without
+    recording anything.
+    """
 
     admin_token: str
-    op: Literal["explain", "policy-versions"]
-    agent_id: str = ""
-    action: str = ""
+    op: RegistryOp
     org: str = ""
     name: str = ""
+    action: str = ""
+    target: str = ""
+
+
+class OrgInfo(Struct, frozen=True, kw_only=True):
+    name: str
+    description: str
+    agents: int
+    skills: int
+    policies: int
+    admins: int
+
+
+class AgentInfo(Struct, frozen=True, kw_only=True):
+    """An agent as admins see it; ``skill_versions`` and ``policy_version`` are what its
+    references resolve to now (empty when not found)."""
+
+    org: str
+    agent_id: str
+    anchor: str
+    description: str
+    status: str
+    skills: tuple[str, ...]
+    skill_versions: tuple[str, ...]
+    policy: str
+    policy_version: str
+    has_token: bool
+    retired_tokens: int
+
+
+class SkillVersionInfo(Struct, frozen=True, kw_only=True):
+    label: str
+    name: str
+    version: int
+    description: str
+    actions: tuple[str, ...]
+    content_hash: str
 
 
 class PolicyVersionInfo(Struct, frozen=True, kw_only=True):
     label: str
+    name: str
     version: int
     description: str
     skill: str
-    allow: tuple[str, ...]
-    deny: tuple[str, ...]
+    allow: tuple[RuleLike, ...]
+    deny: tuple[RuleLike, ...]
     content_hash: str
+
+
+class AdminInfo(Struct, frozen=True, kw_only=True):
+    org: str
+    name: str
+    role: str
 
 
 class RegistryQueryReply(Struct, frozen=True, kw_only=True):
     ok: bool
     error: str | None = None
+    principal: str = ""
+    role: str = ""
+    org: str = ""
+    orgs: list[OrgInfo] = []
+    agents: list[AgentInfo] = []
+    skills: list[SkillVersionInfo] = []
+    versions: list[PolicyVersionInfo] = []
+    admins: list[AdminInfo] = []
     outcome: str = ""
     reason: str = ""
     rule: str = ""
     steps: list[str] = []
-    versions: list[PolicyVersionInfo] = []
     control_seq: int = 0

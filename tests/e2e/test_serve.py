@@ -58,13 +58,15 @@ async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_
         assert await asyncio.wait_for(process.wait(), timeout=30) == 0
 
 
-@pytest.mark.parametrize(("service", "missing"), [
-    ("gate", "CLAIIM_TOKEN_SECRET"), ("control", "CLAIIM_TOKEN_SECRET"), ("chron", "CLAIIM_ADMIN_TOKEN"),
+@pytest.mark.parametrize(("service", "given", "missing"), [
+    ("gate", {}, "CLAIIM_TOKEN_SECRET"), ("control", {}, "CLAIIM_TOKEN_SECRET"), ("chron", {}, "CLAIIM_TOKEN_SECRET"),
+    ("control", {"CLAIIM_TOKEN_SECRET": "s3cret"}, "CLAIIM_ADMIN_TOKEN"),
+    ("chron", {"CLAIIM_TOKEN_SECRET": "s3cret"}, "CLAIIM_ADMIN_TOKEN"),
 ])
 def test_services_refuse_to_start_without_their_secrets(nats_url: str, tmp_path: Path, service: str,
-                                                        missing: str) -> None:
+                                                        given: dict[str, str], missing: str) -> None:
     """A service without its secret stops at once and says which variable to set."""
     out = subprocess.run([CLAIIM, "--env-file", str(tmp_path / "none"), "serve", service], capture_output=True,
-                         text=True, timeout=30, env=env_without_claiim(CLAIIM_URL=nats_url))
+                         text=True, timeout=30, env=env_without_claiim(CLAIIM_URL=nats_url, **given))
     assert out.returncode == 2
     assert f"{missing} is not set" in out.stdout + out.stderr

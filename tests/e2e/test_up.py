@@ -120,7 +120,8 @@ def test_seed_example_runs_verbatim_and_lands_in_chron(up: Up) -> None:
     listed = up.cli("chron", "list", "--agent", "deploy-bot", "--outcome", "deny")
     assert listed.returncode == 0 and deny_id in listed.stdout and allow_id not in listed.stdout
     header = listed.stdout.splitlines()[0].split()
-    assert header == ["chron_id", "occurred_at", "outcome", "agent_id", "action", "anchor", "policy", "skill"]
+    assert header == ["CHRON_ID", "OCCURRED_AT", "OUTCOME", "AGENT_ID", "ANCHOR", "ACTION", "TARGET", "POLICY",
+                      "SKILL"]
 
 
 def test_rehearsal_passes(up: Up) -> None:

@@ -80,7 +80,7 @@ async def test_suspension_reaches_two_gate_replicas_within_a_second(stack: Stack
         await stack.admin.suspend("deploy-bot")
         lags = []
         for follower in followers:
-            while follower.registry.agents["deploy-bot"].status != "suspended":
+            while follower.registry.agents[("demo", "deploy-bot")].status != "suspended":
                 assert time.monotonic() - started < 1.0, "suspension did not reach a replica within 1 s"
                 await asyncio.sleep(0.001)
             lags.append(time.monotonic() - started)

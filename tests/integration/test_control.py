@@ -106,7 +106,7 @@ async def test_explain_shows_the_path_and_records_nothing(stack: Stack) -> None:
     assert (reply.outcome, reply.reason, reply.rule) == (
         "DENY", "policy:no-prod-v1 -- action explicitly denied", "deny[0]: deploy:production")
     assert reply.steps[1] == "skill deploy-v2 -> deploy-v2: covers deploy:production (actions[1]: deploy:production)"
-    assert reply.steps[2].startswith("policy no-prod-v1 -> no-prod-v1: deny matches deny[0]")
+    assert reply.steps[2].startswith("policy no-prod-v1 -> no-prod-v1 on target '': deny matches deny[0]")
     allowed = await stack.admin.explain("review-bot", "pr:comment")
     assert allowed.outcome == "ALLOW"
     unknown = await stack.admin.explain("ghost", "a:b")
@@ -118,12 +118,12 @@ async def test_explain_shows_the_path_and_records_nothing(stack: Stack) -> None:
 
 async def test_policy_versions_and_diff(stack: Stack) -> None:
     """The versions of a policy come back in order, and the diff names what changed."""
-    versions = await stack.admin.policy_versions("demo", "review")
+    versions = await stack.admin.policy_versions("review")
     assert [v.label for v in versions] == ["review-v1", "review-v2"]
     assert policy_diff(versions[0], versions[1]) == [
         "- description: Comment only.", "+ description: Comment; merging is for humans.", "+ deny: pr:merge"]
     with pytest.raises(AdminError, match="no policy 'nope'"):
-        await stack.admin.policy_versions("demo", "nope")
+        await stack.admin.policy_versions("nope")
 
 
 async def test_of_two_conflicting_commands_one_wins(stack: Stack) -> None:

@@ -130,7 +130,8 @@ async def test_gate_fails_closed_when_the_stream_is_gone(stack: Stack) -> None:
     (b'{"agent_id": "a", "token": "x", "action": "not an action!"}', "request:malformed"),
     (b"\xff\xfe\x00garbage", "request:malformed"),
     (b'{"pad": "' + b"x" * 40_000 + b'"}', "request:oversized"),
-    (b'{"agent_id": "nobody", "token": "x", "action": "deploy:staging"}', "agent:unknown"),
+    (b'{"agent_id": "nobody", "token": "clm_demo.x", "action": "deploy:staging"}', "agent:unknown"),
+    (b'{"agent_id": "deploy-bot", "token": "x", "action": "deploy:staging"}', "auth:bad-token"),
     (b'{"agent_id": "deploy-bot", "token": "clm_wrong", "action": "deploy:staging"}', "auth:bad-token"),
 ])
 async def test_bad_requests_get_a_recorded_deny(stack: Stack, payload: bytes, reason: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+from claiim_core.document import PolicyDocument
 from claiim_core.events import (
     AgentRegistered,
     AgentUpdated,
@@ -18,14 +19,13 @@ from claiim_core.events import (
     aggregate,
 )
 from claiim_core.names import Names
-from claiim_core.policy import PolicyDocument
 from claiim_core.registry import Registry
 from claiim_core.tokens import hash_token
 
 SECRET = b"unit-test-token-secret"
 ORG = "demo"
 AT = "2026-01-02T03:04:05.000000Z"
-DEPLOY_TOKEN = "clm_deploy-bot-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+DEPLOY_TOKEN = "clm_demo.deploy-bot-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 DEPLOY_V1 = ("deploy:staging", "health:check")
 DEPLOY_V2 = ("deploy:staging", "deploy:production", "deploy:rollback-staging", "deploy:rollback-production",
              "health:check")

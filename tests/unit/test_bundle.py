@@ -38,7 +38,7 @@ def context() -> PlanContext:
     return PlanContext(
         actor="admin", now="2026-01-02T03:04:05.000000Z",
         new_id=lambda: chron_id(1_700_000_000_000, next(ids).to_bytes(10, "big")),
-        new_token=lambda: format_token(next(tokens).to_bytes(32, "big")),
+        new_token=lambda kind, org: format_token(kind, org, next(tokens).to_bytes(32, "big")),
         token_secret=SECRET,
     )
 
@@ -189,13 +189,27 @@ def test_policy_for_a_skill_the_agent_lacks_is_refused() -> None:
     assert problem == ("agents[0] (bot).policy: no-prod-v1 governs skill deploy-v2, which the agent does not have")
 
 
-def test_agent_of_another_org_is_refused() -> None:
-    """A bundle cannot take over an agent id registered in another org."""
+def test_an_agent_id_of_another_org_is_a_new_agent_here() -> None:
+    """Names are unique within an org: another org's deploy-bot is untouched and ours is new."""
     registry = demo_registry()
     other = {"org": "other", "skills": [{"name": "s", "actions": ["a:b"]}],
              "policies": [{"name": "p", "skill": "s", "allow": ["a:b"]}],
              "agents": [{"id": "deploy-bot", "anchor": "x", "skills": ["s"], "policy": "p"}]}
-    assert problems_of(registry, other) == ["agents[0] (deploy-bot).id: agent deploy-bot belongs to another org"]
+    result = plan(registry, other)
+    assert result.changes[-1] == "registered agent deploy-bot"
+    assert result.tokens["deploy-bot"].startswith("clm_other.")
+    after = apply_all(registry, result.events)
+    assert after.agents[("demo", "deploy-bot")].anchor == "s.emp1"
+    assert after.agents[("other", "deploy-bot")].anchor == "x"
+
+
+def test_references_never_reach_into_another_org() -> None:
+    """A bundle of org other cannot use demo's skills or policies: each reference is reported."""
+    other = {"org": "other", "agents": [{"id": "a", "anchor": "x", "skills": ["deploy-v2"], "policy": "no-prod-v1"}]}
+    assert problems_of(demo_registry(), other) == [
+        "agents[0] (a).skills[0]: no skill deploy-v2 in org other",
+        "agents[0] (a).policy: no policy no-prod-v1 in org other",
+    ]
 
 
 @pytest.mark.parametrize(

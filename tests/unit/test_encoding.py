@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 from claiim_core.canonical import canonical_bytes
+from claiim_core.document import PolicyDocument
 from claiim_core.events import (
     AgentRegistered,
     AgentUpdated,
@@ -22,7 +23,6 @@ from claiim_core.events import (
     decode_control,
 )
 from claiim_core.ids import chron_id, rfc3339, ulid, ulid_time_ms
-from claiim_core.policy import PolicyDocument
 from claiim_core.schemas import CheckRequest, DecisionEvent
 from hypothesis import given
 from hypothesis import strategies as st

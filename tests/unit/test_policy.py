@@ -6,8 +6,9 @@ import copy
 import dataclasses
 
 import pytest
+from claiim_core.document import PolicyDocument
 from claiim_core.events import ControlEvent
-from claiim_core.policy import PolicyDocument, Verdict, check_pattern, evaluate, first_match, matches, parse_ref
+from claiim_core.policy import Verdict, check_pattern, evaluate, first_match, matches, parse_ref
 from claiim_core.registry import Registry
 from claiim_core.schemas import CheckRequest
 from hypothesis import given
@@ -33,7 +34,7 @@ def check(registry: Registry, action: str, agent_id: str = "deploy-bot", token: 
 
 
 def token_of(agent_id: str) -> str:
-    return f"clm_{agent_id}-token"
+    return f"clm_demo.{agent_id}-token"
 
 
 def with_agent(agent_id: str, skills: tuple[str, ...], policy_ref: str, *extra: ControlEvent) -> Registry:
@@ -78,23 +79,55 @@ def test_action_outside_the_skill_is_denied_before_the_policy() -> None:
 
 
 def test_unknown_agent_is_denied_at_authentication() -> None:
-    """A request from an agent id nobody registered is denied without naming any org."""
+    """A request for an agent id the token's org does not have is denied and recorded under that org."""
     verdict = check(seed_registry(), "deploy:staging", agent_id="ghost")
-    assert verdict == Verdict("DENY", "agent:unknown -- no agent 'ghost' is registered", "authenticate")
+    assert verdict == Verdict("DENY", "agent:unknown -- no agent 'ghost' is registered in org demo",
+                              "authenticate", org="demo")
+
+
+def test_unknown_agent_of_an_org_that_does_not_exist_is_recorded_under_no_org() -> None:
+    """A token naming an org nobody created does not create a decision stream for that org."""
+    verdict = check(seed_registry(), "deploy:staging", token="clm_nowhere.abc")
+    assert (verdict.reason, verdict.org) == ("agent:unknown -- no agent 'deploy-bot' is registered in org nowhere", "")
+
+
+@pytest.mark.parametrize("token", ["wrong", "clm_", "clm_demo", "clm_.abc", "cla_demo.abc", "clm_de mo.abc"])
+def test_a_token_that_names_no_org_is_a_bad_token(token: str) -> None:
+    """Only agent tokens (``clm_<org>.<secret>``) are looked at; anything else is denied as a bad token."""
+    verdict = check(seed_registry(), "deploy:staging", token=token)
+    assert (verdict.outcome, verdict.org) == ("DENY", "")
+    assert verdict.reason == "auth:bad-token -- not an agent token of any org (agent deploy-bot)"
+
+
+def test_the_same_agent_id_in_two_orgs_is_two_agents() -> None:
+    """Agent ids are unique within an org only; each org's token reaches its own agent, never the other."""
+    other_token = "clm_other.deploy-bot-token"
+    registry = apply_all(seed_registry(), [
+        org("other"),
+        skill("deploy", 1, ("deploy:production",), org="other"),
+        policy("yolo", 1, PolicyDocument(skill="deploy-v1", allow=("deploy:production",)), org="other"),
+        agent("deploy-bot", other_token, ("deploy-v1",), "yolo-v1", org="other", anchor="o.ther"),
+    ])
+    mine, theirs = check(registry, "deploy:production"), check(registry, "deploy:production", token=other_token)
+    assert (mine.outcome, mine.org, mine.anchor) == ("DENY", "demo", "s.emp1")
+    assert (theirs.outcome, theirs.org, theirs.anchor, theirs.policy) == ("ALLOW", "other", "o.ther", "yolo-v1")
+    forged = "clm_other." + DEPLOY_TOKEN.split(".", 1)[1]  # demo's secret presented as other's
+    assert check(registry, "deploy:staging", token=forged).reason.startswith("auth:bad-token")
 
 
 def test_bad_token_is_denied_at_authentication() -> None:
     """A registered agent with the wrong token is denied, and the reason never echoes the token."""
-    verdict = check(seed_registry(), "deploy:staging", token="clm_wrong-token-zzzz")
+    verdict = check(seed_registry(), "deploy:staging", token="clm_demo.wrong-token-zzzz")
     assert (verdict.outcome, verdict.reason, verdict.rule, verdict.org, verdict.anchor) == (
         "DENY", "auth:bad-token -- token does not match agent deploy-bot", "authenticate", "demo", "s.emp1")
-    assert "clm_wrong-token-zzzz" not in verdict.reason
+    assert "wrong-token-zzzz" not in verdict.reason
 
 
 def test_suspended_agent_is_denied() -> None:
     """An agent whose status is not active is denied even with the right token."""
     registry = seed_registry()
-    registry.agents["deploy-bot"] = dataclasses.replace(registry.agents["deploy-bot"], status="suspended")
+    key = ("demo", "deploy-bot")
+    registry.agents[key] = dataclasses.replace(registry.agents[key], status="suspended")
     verdict = check(registry, "deploy:staging")
     assert (verdict.outcome, verdict.reason, verdict.rule) == (
         "DENY", "agent:suspended -- agent deploy-bot is suspended", "agent-active")

@@ -27,18 +27,47 @@ CLAIIM = str(Path(sys.executable).parent / "claiim")
 
 def test_every_case_holds_for_the_seed_policy() -> None:
     """The seed-like policy meets all its cases, deny winning over a matching allow wildcard."""
-    label, doc = parse_policy(POLICY, "p.yaml")
-    results = run_cases(label, doc, parse_cases(CASES, "c.yaml"))
-    assert label == "no-prod-v1"
+    policy = parse_policy(POLICY, "p.yaml")
+    results = run_cases(policy.label, policy.document, parse_cases(CASES, "c.yaml"))
+    assert policy.label == "no-prod-v1"
     assert [r.passed for r in results] == [True, False, True, True]  # reason names the message, not the rule
     assert results[1].rule == "allow[1]: deploy:rollback-*"
 
 
 def test_a_wrong_expectation_fails() -> None:
     """A case expecting the opposite outcome fails."""
-    label, doc = parse_policy(POLICY, "p.yaml")
-    [result] = run_cases(label, doc, parse_cases("- {action: deploy:production, expect: ALLOW}", "c.yaml"))
+    policy = parse_policy(POLICY, "p.yaml")
+    [result] = run_cases(policy.label, policy.document,
+                         parse_cases("- {action: deploy:production, expect: ALLOW}", "c.yaml"))
     assert not result.passed and result.outcome == "DENY"
+
+
+TARGETED = """\
+name: careful
+skill: deploy-v2
+allow:
+  - action: "deploy:*"
+    target: "staging-*"
+    description: staging is fair game
+deny:
+  - action: deploy:production
+    description: production needs a human
+"""
+TARGETED_CASES = """\
+- {action: deploy:staging, target: staging-eu, expect: ALLOW, rule: "allow[0]"}
+- {action: deploy:staging, target: prod-eu, expect: DENY, reason: not in allow list}
+- {action: deploy:production, target: staging-eu, expect: DENY, rule: "production needs a human"}
+- {action: deploy:staging, target: staging-eu, expect: ALLOW, rule: "deny[0]"}
+"""
+
+
+def test_rules_with_targets_and_descriptions() -> None:
+    """Target patterns restrict a rule; a case can name the rule (or its description) that must decide."""
+    policy = parse_policy(TARGETED, "p.yaml")
+    results = run_cases(policy.label, policy.document, parse_cases(TARGETED_CASES, "c.yaml"))
+    assert [r.passed for r in results] == [True, True, True, False]
+    assert results[0].rule == "allow[0]: deploy:* @ staging-* -- staging is fair game"
+    assert results[2].rule == "deny[0]: deploy:production -- production needs a human"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -49,6 +78,12 @@ def test_a_wrong_expectation_fails() -> None:
     ("skill: deploy-v2\nallow: [a:b\n", ["p.yaml:3: not valid YAML"]),
     ("- just a list\n", ["p.yaml:1: a policy is a mapping"]),
     ("", ["p.yaml:1: the document is empty"]),
+    ("skill: deploy-v2\nallow:\n  - action: a:b\n    targt: x\n", ["p.yaml:4: allow: unknown key 'targt' in a rule"]),
+    ("skill: deploy-v2\ndeny:\n  - target: x\n", ["p.yaml:3: deny: a rule needs an action"]),
+    ("skill: deploy-v2\ndeny:\n  - action: a:b\n    target: ''\n", ["p.yaml:3: deny: '' is not a target pattern"]),
+    ("skill: deploy-v2\ndeny:\n  - action: a:b\n    target: [x]\n", ["p.yaml:4: deny: target must be a string"]),
+    ("skill: deploy-v2\ndeny:\n  - [a:b]\n", ["p.yaml:3: deny entries are action patterns or mappings"]),
+    ("skill: deploy-v2\nversion: two\n", ["p.yaml:2: version must be a whole number"]),
 ])
 def test_bad_policy_documents_name_the_line(text: str, expected: list[str]) -> None:
     """Each problem in a policy document is reported with its file and line."""

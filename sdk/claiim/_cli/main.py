@@ -1,26 +1,23 @@
-"""The ``claiim`` command line.
+"""The ``claiim`` command line: argument parsing and dispatch.
 
-Settings come from the environment (``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN``, ...). When a variable
-is unset and ``./.claiim/env`` (written by ``claiim up``) exists, the CLI reads it from there.
+Settings come from the environment (``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN``, ``CLAIIM_ORG``, ...).
+When a variable is unset and ``./.claiim/env`` (written by ``claiim up``) exists, the CLI reads
+it from there. The admin commands themselves are in :mod:`claiim._cli.commands`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import msgspec
-import yaml
-from claiim_core.explain import policy_diff
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
-from claiim_core.schemas import ChronRecord
 
-from claiim._admin import AsyncAdmin
+from claiim._cli.commands import run_admin_command
 from claiim._errors import ClaiimError
 
 DEFAULT_DATA_DIR = Path(".claiim")
@@ -36,13 +33,29 @@ def load_env_file(path: Path) -> None:
             os.environ.setdefault(key.strip(), value.strip())
 
 
+def _leaf(sub: Any, name: str, text: str, *, org: bool = True, json: bool = True) -> argparse.ArgumentParser:
+    """A command with the options every admin command has: ``--org`` and ``--json``."""
+    cmd: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    if org:
+        cmd.add_argument("--org", default=None,
+                         help="org to act in (default: CLAIIM_ORG, else the admin token's own org)")
+    if json:
+        cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return cmd
+
+
+def _group(sub: Any, name: str, text: str) -> Any:
+    group = sub.add_parser(name, help=text, description=text)
+    return group.add_subparsers(dest="action", required=True, metavar="COMMAND")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="claiim", description="Identity control plane for AI agents.")
     p.add_argument("--env-file", type=Path, default=DEFAULT_DATA_DIR / "env",
                    help="read unset CLAIIM_* variables from this file (default: .claiim/env)")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run the embedded stack (NATS, PostgreSQL, gate, Chron)")
+    up = sub.add_parser("up", help="run the embedded stack (NATS, PostgreSQL, gate, control, Chron)")
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--nats-url", help="use this existing NATS server instead of starting one")
@@ -52,52 +65,95 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run services against existing servers (settings from env)")
     serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "all"])
 
-    apply = sub.add_parser("apply", help="apply a bundle of skills, policies and agents")
+    apply = _leaf(sub, "apply", "apply a bundle of skills, policies and agents (idempotent)", org=False)
     apply.add_argument("-f", "--file", type=Path, required=True)
-    apply.add_argument("--dry-run", action="store_true")
-    apply.add_argument("--json", action="store_true")
+    apply.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
 
-    chron = sub.add_parser("chron", help="read Chron, the audit trail")
-    csub = chron.add_subparsers(dest="chron_command", required=True)
-    ls = csub.add_parser("list", help="list records, newest first")
+    _leaf(sub, "whoami", "who the admin token belongs to, and its org")
+
+    explain = _leaf(sub, "explain", "what the gate would decide now, and why (dry run, not recorded)")
+    explain.add_argument("--agent", required=True)
+    explain.add_argument("--action", required=True)
+    explain.add_argument("--target", default="")
+
+    org = _group(sub, "org", "organizations: hard boundaries around agents, skills, policies and admins")
+    _leaf(org, "list", "the orgs this token sees (all of them for the operator)", org=False)
+    _leaf(org, "show", "one org with its counts")
+    create = _leaf(org, "create", "create an org (operator token only)", org=False)
+    create.add_argument("name")
+    create.add_argument("--description", default="")
+
+    admin = _group(sub, "admin", "admins of an org: admin (read and change) or auditor (read only)")
+    _leaf(admin, "list", "the org's admins and their roles")
+    enrol = _leaf(admin, "enrol", "enrol an admin; prints its token once")
+    enrol.add_argument("name")
+    enrol.add_argument("--role", choices=["admin", "auditor"], default="admin")
+    revoke = _leaf(admin, "revoke", "revoke an admin's token")
+    revoke.add_argument("name")
+    revoke.add_argument("--reason", default="")
+
+    agent = _group(sub, "agent", "agents: identities with an anchor, skills and a bound policy")
+    _leaf(agent, "list", "the org's agents")
+    _leaf(agent, "show", "one agent, with what its skill and policy references resolve to").add_argument("agent_id")
+    register = _leaf(agent, "register", "register an agent; prints its token once")
+    register.add_argument("agent_id")
+    register.add_argument("--anchor", required=True, help="the accountable human")
+    register.add_argument("--skill", action="append", required=True, dest="skills",
+                          help="skill reference, NAME (latest) or NAME-vN (pinned); repeatable")
+    register.add_argument("--policy", required=True, help="policy reference, NAME or NAME-vN")
+    register.add_argument("--description", default="")
+    anchor = _leaf(agent, "set-anchor", "name another accountable human")
+    anchor.add_argument("agent_id")
+    anchor.add_argument("anchor")
+    anchor.add_argument("--reason", default="")
+    for op, text in (("suspend", "deny every check of the agent at once (kill switch)"),
+                     ("reactivate", "end a suspension"),
+                     ("rotate-token", "issue a new token; the old one is denied from now on"),
+                     ("revoke-token", "invalidate the agent's token")):
+        cmd = _leaf(agent, op, text)
+        cmd.add_argument("agent_id")
+        if op != "rotate-token":
+            cmd.add_argument("--reason", default="")
+
+    skill = _group(sub, "skill", "skills: named, versioned sets of action patterns")
+    _leaf(skill, "list", "the latest version of each skill")
+    show = _leaf(skill, "show", "one version of a skill (default: the latest)")
+    show.add_argument("name")
+    show.add_argument("--version", type=int)
+    _leaf(skill, "versions", "every version of a skill").add_argument("name")
+    publish = _leaf(skill, "publish", "publish a new version of a skill (nothing when unchanged)")
+    publish.add_argument("name")
+    publish.add_argument("--action", action="append", required=True, dest="actions",
+                         help="action pattern, e.g. deploy:staging or deploy:*; repeatable")
+    publish.add_argument("--description", default="")
+
+    policy = _group(sub, "policy", "policies: versioned allow and deny rules over a skill")
+    _leaf(policy, "list", "the latest version of each policy")
+    show = _leaf(policy, "show", "one version of a policy (default: the latest)")
+    show.add_argument("name")
+    show.add_argument("--version", type=int)
+    _leaf(policy, "versions", "every version of a policy").add_argument("name")
+    publish = _leaf(policy, "publish", "publish a policy document file as a new version")
+    publish.add_argument("file", type=Path)
+    publish.add_argument("--name", help="policy name (default: the file's name: key, else the file name)")
+    publish.add_argument("--dry-run", action="store_true")
+    diff = _leaf(policy, "diff", "what changed between two versions of a policy", json=False)
+    diff.add_argument("name")
+    diff.add_argument("v1", type=int)
+    diff.add_argument("v2", type=int)
+    test = _leaf(policy, "test", "run a policy file against expected cases (exit 1 on a mismatch)",
+                 org=False, json=False)
+    test.add_argument("policy_file", type=Path)
+    test.add_argument("cases_file", type=Path)
+
+    chron = _group(sub, "chron", "read Chron, the audit trail")
+    ls = _leaf(chron, "list", "list records, newest first")
     ls.add_argument("--agent")
     ls.add_argument("--outcome", choices=["ALLOW", "DENY"], type=str.upper)
     ls.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-25T10:00:00+00:00")
     ls.add_argument("--kind", choices=["decision", "control"], default="decision")
     ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
-    show = csub.add_parser("show", help="show one record")
-    show.add_argument("chron_id")
-    show.add_argument("--json", action="store_true")
-
-    agent = sub.add_parser("agent", help="suspend or reactivate an agent, rotate or revoke its token")
-    asub = agent.add_subparsers(dest="agent_command", required=True)
-    for op, text in (("suspend", "deny every check of the agent at once (kill switch)"),
-                     ("reactivate", "end a suspension"),
-                     ("rotate-token", "issue a new token; the old one is denied from now on"),
-                     ("revoke-token", "invalidate the agent's token")):
-        cmd = asub.add_parser(op, help=text)
-        cmd.add_argument("agent_id")
-        if op != "rotate-token":
-            cmd.add_argument("--reason", default="")
-        cmd.add_argument("--json", action="store_true")
-
-    policy = sub.add_parser("policy", help="work with policy documents")
-    psub = policy.add_subparsers(dest="policy_command", required=True)
-    pdiff = psub.add_parser("diff", help="what changed between two versions of a policy")
-    pdiff.add_argument("name")
-    pdiff.add_argument("v1", type=int)
-    pdiff.add_argument("v2", type=int)
-    pdiff.add_argument("--org", required=True)
-    ptest = psub.add_parser("test", help="run a policy against expected cases (exit 1 on a mismatch)")
-    ptest.add_argument("policy_file", type=Path)
-    ptest.add_argument("cases_file", type=Path)
-
-    explain = sub.add_parser("explain", help="what the gate would decide now, and why (dry run, not recorded)")
-    explain.add_argument("--agent", required=True)
-    explain.add_argument("--action", required=True)
-    explain.add_argument("--target", default="", help="accepted for symmetry with checks; rules do not use it yet")
-    explain.add_argument("--json", action="store_true")
+    _leaf(chron, "show", "show one record").add_argument("chron_id")
 
     sub.add_parser("rehearsal", help="check a running stack end to end")
     return p
@@ -128,104 +184,30 @@ def dispatch(args: argparse.Namespace) -> int:
         from claiim._cli.serve import serve
 
         return serve(args.services)
-    if args.command == "policy" and args.policy_command == "test":
+    if args.command == "policy" and args.action == "test":
         return policy_test(args.policy_file, args.cases_file)
     if args.command == "rehearsal":
         from claiim._cli.rehearsal import rehearsal
 
         return asyncio.run(rehearsal())
-    return asyncio.run(admin_command(args))
-
-
-async def admin_command(args: argparse.Namespace) -> int:
-    admin = AsyncAdmin()
-    try:
-        if args.command == "apply":
-            bundle = yaml.safe_load(args.file.read_text())
-            reply = await admin.apply(bundle, dry_run=args.dry_run)
-            if args.json:
-                print(msgspec.json.encode(reply).decode())
-            else:
-                for change in reply.changes:
-                    print(change)
-                if all(c.startswith("unchanged") for c in reply.changes):
-                    print("nothing to change")
-                for agent, token in reply.tokens.items():
-                    print(f"token for {agent} (shown once): {token}")
-            return 0
-        if args.command == "explain":
-            explained = await admin.explain(args.agent, args.action)
-            if args.json:
-                print(msgspec.json.encode(explained).decode())
-            else:
-                print("\n".join(explained.steps))
-            return 0
-        if args.command == "policy":
-            versions = {v.version: v for v in await admin.policy_versions(args.org, args.name)}
-            missing = [v for v in (args.v1, args.v2) if v not in versions]
-            if missing:
-                print(f"policy {args.name} has no version {missing[0]} (it has 1..{len(versions)})", file=sys.stderr)
-                return 1
-            old, new = versions[args.v1], versions[args.v2]
-            print(f"--- {old.label} {old.content_hash}\n+++ {new.label} {new.content_hash}")
-            print("\n".join(policy_diff(old, new)) or "(no difference)")
-            return 0
-        if args.command == "agent":
-            done = await admin.agent_command(args.agent_command, args.agent_id, getattr(args, "reason", ""))
-            if args.json:
-                print(msgspec.json.encode(done).decode())
-            else:
-                print(f"{done.change} (control seq {done.control_seq})")
-                if done.token:
-                    print(f"new token for {args.agent_id} (shown once): {done.token}")
-            return 0
-        if args.chron_command == "list":
-            records = await admin.chron_list(agent_id=args.agent, outcome=args.outcome,
-                                             since=args.since, kind=args.kind, limit=args.limit)
-            print_records(records, args.json)
-            return 0
-        record = await admin.chron_show(args.chron_id)
-        if record is None:
-            print(f"no record {args.chron_id}", file=sys.stderr)
-            return 1
-        if args.json:
-            print(msgspec.json.encode(record).decode())
-        else:
-            for field in record.__struct_fields__:
-                value = getattr(record, field)
-                print(f"{field:>12}  {bytes(value).decode() if field == 'event' else value}")
-        return 0
-    finally:
-        await admin.close()
+    return asyncio.run(run_admin_command(args))
 
 
 def policy_test(policy_file: Path, cases_file: Path) -> int:
     """Exit 0 when every case holds, 1 on a mismatch, 2 when a document is invalid."""
     try:
-        label, doc = parse_policy(policy_file.read_text(), str(policy_file))
+        policy = parse_policy(policy_file.read_text(), str(policy_file))
         cases = parse_cases(cases_file.read_text(), str(cases_file))
     except DocumentError as e:
         print(str(e), file=sys.stderr)
         return 2
-    results = run_cases(label, doc, cases)
+    results = run_cases(policy.label, policy.document, cases)
     for r in results:
         mark = "PASS" if r.passed else "FAIL"
         want = r.case.expect + (f" ({r.case.reason})" if r.case.reason else "")
         got = f"{r.outcome} {r.reason} [{r.rule}]"
-        print(f"{mark}  {cases_file}:{r.case.line}  {r.case.action}: got {got}, want {want}")
+        on = f" on {r.case.target}" if r.case.target else ""
+        print(f"{mark}  {cases_file}:{r.case.line}  {r.case.action}{on}: got {got}, want {want}")
     failed = sum(not r.passed for r in results)
     print(f"PASS: {len(results) - failed} / FAIL: {failed}")
     return 1 if failed else 0
-
-
-COLUMNS = ("chron_id", "occurred_at", "outcome", "agent_id", "action", "anchor", "policy", "skill")
-
-
-def print_records(records: list[ChronRecord], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([json.loads(msgspec.json.encode(r)) for r in records], indent=1))
-        return
-    rows = [COLUMNS] + [tuple(str(getattr(r, c)) for c in COLUMNS) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

@@ -36,11 +36,12 @@ def sample_bundle(org: str, agent: str, policy_version_allow: list[str]) -> dict
 
 class Rehearsal:
     def __init__(self) -> None:
-        self.admin = AsyncAdmin()
         suffix = secrets.token_hex(4)
         self.org = f"rehearsal-{suffix}"
+        self.admin = AsyncAdmin(org=self.org)
         self.agent = f"rehearsal-bot-{suffix}"
         self.token = ""
+        self.wrong_token = f"clm_{self.org}.{secrets.token_urlsafe(32)}"
         self.raw = NatsTransport(self.admin.url, name="claiim-rehearsal")
         self.passed = 0
         self.failed = 0
@@ -126,7 +127,8 @@ class Rehearsal:
         await c("action not in allow list is DENIED", expect("notallowed", "ship:test", "DENY", "not in allow list"))
         await c("action outside the skill is DENIED",
                 expect("outside", "infra:destroy", "DENY", "outside the agent's skills"))
-        await c("bad token is DENIED", expect("badtoken", "ship:build", "DENY", "auth:bad-token", token="clm_wrong"))
+        await c("bad token is DENIED",
+                expect("badtoken", "ship:build", "DENY", "auth:bad-token", token=self.wrong_token))
         await c("unknown agent is DENIED",
                 expect("unknown", "ship:build", "DENY", "agent:unknown", agent=f"nobody-{secrets.token_hex(4)}"))
         await c("malformed JSON is answered DENY", raw(b"{not json", "request:malformed"))
@@ -166,7 +168,7 @@ class Rehearsal:
         async def fn() -> str:
             rec = await self.in_chron(results[key].chron_id)
             assert rec.outcome == "DENY" and "auth:bad-token" in rec.reason, rec
-            assert "clm_wrong" not in bytes(rec.event).decode(), "token leaked into Chron"
+            assert self.wrong_token not in bytes(rec.event).decode(), "token leaked into Chron"
             return f"{rec.chron_id} (no token stored)"
         return fn
 

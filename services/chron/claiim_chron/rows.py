@@ -13,7 +13,7 @@ from claiim_core.schemas import DecisionEvent
 _decision = msgspec.json.Decoder(DecisionEvent)
 
 ROW_COLUMNS = (
-    "chron_id", "kind", "stream", "stream_seq", "subject", "org", "agent_id", "outcome",
+    "chron_id", "kind", "stream", "stream_seq", "subject", "org", "agent_id", "actor", "outcome",
     "action", "target", "anchor", "policy", "skill", "reason", "rule", "gate", "control_seq",
     "occurred_at", "event",
 )
@@ -35,7 +35,7 @@ def _time(text: str) -> datetime:
 
 def decision_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
     e = _decision.decode(data)
-    return (e.chron_id, "decision", stream, seq, subject, e.org, e.agent_id, e.outcome,
+    return (e.chron_id, "decision", stream, seq, subject, e.org, e.agent_id, "", e.outcome,
             e.action, e.target, e.anchor, e.policy, e.skill, e.reason, e.rule, e.gate,
             e.control_seq, _time(e.decided_at), data)
 
@@ -50,7 +50,7 @@ def control_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
     policy = what if e.__struct_config__.tag == "policy.published" else ""
     skill = what if e.__struct_config__.tag == "skill.published" else ""
     tag = str(e.__struct_config__.tag)
-    return (e.event_id, "control", stream, seq, subject, e.org, agent, "", tag, what, anchor,
+    return (e.event_id, "control", stream, seq, subject, e.org, agent, e.actor, "", tag, what, anchor,
             policy, skill, f"{e.actor} {tag} {what}", "", "", seq, _time(e.at), data)
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from datetime import datetime
 from typing import Any
 
 import msgspec
+from claiim_core.access import AccessError, authenticate, scope
 from claiim_core.names import Names
 from claiim_core.schemas import ChronQuery, ChronRecord, ChronResult
+from claiim_runtime.follower import RegistryFollower
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -36,12 +37,14 @@ RETRY_DELAY_S = 1.0
 
 class ChronService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, store: ChronStore,
-                 admin_token: str, batch: int) -> None:
+                 follower: RegistryFollower, token_secret: bytes, operator_token: str, batch: int) -> None:
         self._nc = nc
         self._js = js
         self._names = names
         self.store = store
-        self._admin_token = admin_token
+        self._follower = follower
+        self._secret = token_secret
+        self._operator_token = operator_token
         self._batch = batch
         self._tasks: list[asyncio.Task[None]] = []
         self._psubs: list[JetStreamContext.PullSubscription] = []
@@ -126,8 +129,12 @@ class ChronService:
             q = _query.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             return ChronResult(error=f"malformed query: {e}")
-        if not hmac.compare_digest(q.admin_token.encode(), self._admin_token.encode()):
-            return ChronResult(error="unauthorized: bad admin token")
+        await self._follower.wait_caught_up()
+        try:
+            principal = authenticate(self._follower.registry, self._secret, self._operator_token, q.admin_token)
+            org = None if principal.org is None and not q.org else scope(principal, q.org, write=False)
+        except AccessError as e:
+            return ChronResult(error=str(e))
         if q.op == "show" and not q.chron_id:
             return ChronResult(error="show needs a chron_id")
         try:
@@ -136,7 +143,7 @@ class ChronService:
             return ChronResult(error=f"since: not an ISO 8601 time: {q.since!r}")
         try:
             rows = await self.store.query(
-                chron_id=q.chron_id, agent_id=q.agent_id, outcome=q.outcome, since=since,
+                org=org, chron_id=q.chron_id, agent_id=q.agent_id, outcome=q.outcome, since=since,
                 kind=q.kind, limit=1 if q.op == "show" else q.limit,
             )
         except StoreError as e:

@@ -20,7 +20,7 @@ class StoreError(RuntimeError):
     """PostgreSQL could not do what Chron asked."""
 
 
-_TYPES = ("text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text",
+_TYPES = ("text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
           "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea")
 _ARRAYS = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
 _INSERT = (
@@ -82,13 +82,13 @@ class ChronStore:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
             raise StoreError(f"batch not stored: {e}") from e
 
-    async def query(self, *, chron_id: str | None = None, agent_id: str | None = None,
+    async def query(self, *, org: str | None = None, chron_id: str | None = None, agent_id: str | None = None,
                     outcome: str | None = None, since: datetime | None = None,
                     kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first. Filters combine with AND."""
+        """Newest first. Filters combine with AND; ``org`` None means every org."""
         where: list[str] = []
         args: list[object] = []
-        for column, value in (("chron_id", chron_id), ("agent_id", agent_id),
+        for column, value in (("org", org), ("chron_id", chron_id), ("agent_id", agent_id),
                               ("outcome", outcome), ("kind", kind)):
             if value is not None:
                 args.append(value)

@@ -1,40 +1,55 @@
-"""The admin API over NATS request/reply (``<ns>.admin.apply``).
+"""The admin API over NATS request/reply (``<ns>.admin.*``).
 
-A command is checked against the live registry (the same projection the gate uses), planned by
-the pure core (:func:`claiim_core.bundle.plan_bundle`) and appended to the control stream with
-``Nats-Expected-Last-Subject-Sequence``, so that of two conflicting concurrent commands one wins
-and the other gets a conflict error. The reply is sent once the projection includes the new
-events, so a decision that follows sees them.
+Every request carries an admin token. The service authenticates it against the live registry
+(the same projection the gate uses), authorizes it by role and org (:mod:`claiim_core.access`),
+plans the change with the pure core and appends the resulting events to the control stream with
+``Nats-Expected-Last-Subject-Sequence``: of two conflicting concurrent commands one wins and the
+other gets a conflict error. Every event names the admin who caused it (``actor``). The reply is
+sent once the projection includes the new events, so a decision that follows sees them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
+from claiim_core.access import AccessError, Principal, authenticate, scope, visible_orgs
 from claiim_core.bundle import BundleError, PlanContext, parse_bundle, plan_bundle
 from claiim_core.canonical import canonical_bytes
-from claiim_core.commands import CommandError, plan_agent_command
+from claiim_core.commands import CommandError, plan_admin_command, plan_agent_command, plan_org_create
 from claiim_core.events import ControlEvent, aggregate
 from claiim_core.explain import explain
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.names import Names
+from claiim_core.registry import Registry
 from claiim_core.schemas import (
+    AdminCommand,
     AgentCommand,
     AgentCommandReply,
     ApplyReply,
     ApplyRequest,
-    PolicyVersionInfo,
+    OrgCommand,
     RegistryQuery,
     RegistryQueryReply,
 )
-from claiim_core.tokens import format_token
+from claiim_core.tokens import Kind, format_token
+from claiim_core.views import (
+    admin_infos,
+    agent_info,
+    agent_infos,
+    latest_policies,
+    latest_skills,
+    org_info,
+    policy_info,
+    skill_info,
+)
 from claiim_runtime.follower import RegistryFollower
+from msgspec.structs import replace
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -42,10 +57,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 log = logging.getLogger(__name__)
-_decoder = msgspec.json.Decoder(ApplyRequest)
-_agent_decoder = msgspec.json.Decoder(AgentCommand)
-_query_decoder = msgspec.json.Decoder(RegistryQuery)
 Reply = ApplyReply | AgentCommandReply | RegistryQueryReply
+R = TypeVar("R", ApplyRequest, AgentCommand, AdminCommand, OrgCommand, RegistryQuery)
 _encode = msgspec.json.Encoder().encode
 WRONG_LAST_SEQUENCE = 10071
 
@@ -54,117 +67,181 @@ def _new_id() -> str:
     return chron_id(time.time_ns() // 1_000_000, os.urandom(10))
 
 
+def _new_token(kind: Kind, org: str) -> str:
+    return format_token(kind, org, os.urandom(32))
+
+
+class Refused(Exception):
+    """The request is answered with ``ok: false`` and this message."""
+
+
+class InvalidBundle(Refused):
+    def __init__(self, error: BundleError) -> None:
+        super().__init__("invalid bundle: " + "; ".join(error.problems))
+        self.problems = error.problems
+
+
 class ControlService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, follower: RegistryFollower,
-                 token_secret: bytes, admin_token: str) -> None:
+                 token_secret: bytes, operator_token: str) -> None:
         self._nc = nc
         self._js = js
         self._names = names
         self._follower = follower
         self._secret = token_secret
-        self._admin_token = admin_token
+        self._operator_token = operator_token
         self._lock = asyncio.Lock()
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
-        handlers: list[tuple[str, Callable[[bytes], Awaitable[Reply]], Callable[[str], Reply]]] = [
-            (self._names.admin_apply, self.apply, lambda e: ApplyReply(ok=False, error=e)),
-            (self._names.admin_agent, self.agent_command, lambda e: AgentCommandReply(ok=False, error=e)),
-            (self._names.admin_query, self.query, lambda e: RegistryQueryReply(ok=False, error=e)),
+        n = self._names
+
+        def command_failed(e: Exception) -> Reply:
+            return AgentCommandReply(ok=False, error=str(e))
+
+        def apply_failed(e: Exception) -> Reply:
+            return ApplyReply(ok=False, error=str(e), problems=e.problems if isinstance(e, InvalidBundle) else [])
+
+        handlers: list[tuple[str, Callable[[bytes], Awaitable[Reply]], Callable[[Exception], Reply]]] = [
+            (n.admin_apply, self.apply, apply_failed),
+            (n.admin_agent, self.agent_command, command_failed),
+            (n.admin_admins, self.admin_command, command_failed),
+            (n.admin_org, self.org_command, command_failed),
+            (n.admin_query, self.query, lambda e: RegistryQueryReply(ok=False, error=str(e))),
         ]
         for subject, handle, failed in handlers:
             cb = _responder(handle, failed)
-            self._subs.append(await self._nc.subscribe(subject, queue=self._names.admin_queue, cb=cb))
+            self._subs.append(await self._nc.subscribe(subject, queue=n.admin_queue, cb=cb))
 
     async def stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
 
-    async def query(self, data: bytes) -> RegistryQueryReply:
+    @property
+    def _registry(self) -> Registry:
+        return self._follower.registry
+
+    async def _open(self, data: bytes, kind: type[R]) -> tuple[R, Principal]:
+        """Decode a request and authenticate its admin token against an up-to-date registry."""
         try:
-            q = _query_decoder.decode(data)
+            request = msgspec.json.decode(data, type=kind)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            return RegistryQueryReply(ok=False, error=f"malformed request: {e}")
-        if not self._authorized(q.admin_token):
-            return RegistryQueryReply(ok=False, error="unauthorized: bad admin token")
+            raise Refused(f"malformed request: {e}") from e
         await self._follower.wait_caught_up()
-        registry = self._follower.registry
-        if q.op == "explain":
-            verdict, steps = explain(registry, q.agent_id, q.action)
-            if verdict is None:
-                return RegistryQueryReply(ok=True, outcome="DENY", reason="agent:unknown", steps=steps,
-                                          control_seq=registry.last_seq)
-            return RegistryQueryReply(ok=True, outcome=verdict.outcome, reason=verdict.reason, rule=verdict.rule,
-                                      steps=steps, control_seq=registry.last_seq)
-        versions = registry.policies.get((q.org, q.name))
-        if not versions:
-            return RegistryQueryReply(ok=False, error=f"no policy {q.name!r} in org {q.org!r}")
-        return RegistryQueryReply(ok=True, control_seq=registry.last_seq, versions=[
-            PolicyVersionInfo(label=v.label, version=v.version, description=v.description,
-                              skill=v.document.skill, allow=v.document.allow, deny=v.document.deny,
-                              content_hash=v.content_hash) for v in versions])
+        try:
+            return request, authenticate(self._registry, self._secret, self._operator_token, request.admin_token)
+        except AccessError as e:
+            raise Refused(str(e)) from e
 
-    def _context(self) -> PlanContext:
-        return PlanContext(actor="admin", now=rfc3339(time.time_ns() // 1000), new_id=_new_id,
-                           new_token=lambda: format_token(os.urandom(32)), token_secret=self._secret)
+    def _context(self, principal: Principal) -> PlanContext:
+        return PlanContext(actor=principal.name, now=rfc3339(time.time_ns() // 1000), new_id=_new_id,
+                           new_token=_new_token, token_secret=self._secret)
 
-    def _authorized(self, admin_token: str) -> bool:
-        return hmac.compare_digest(admin_token.encode(), self._admin_token.encode())
+    async def query(self, data: bytes) -> RegistryQueryReply:
+        q, principal = await self._open(data, RegistryQuery)
+        registry = self._registry
+        if q.org or q.op not in ("whoami", "orgs"):
+            org = _scope(principal, q.org, write=False)
+        reply = RegistryQueryReply(ok=True, principal=str(principal), role=principal.role,
+                                   org=principal.org or "", control_seq=registry.last_seq)
+        if q.op in ("whoami", "orgs"):
+            orgs = [org_info(registry, o) for o in visible_orgs(principal, registry) if not q.org or o == q.org]
+            return replace(reply, orgs=orgs)
+        reply = replace(reply, org=org)
+        if q.op == "agents":
+            return replace(reply, agents=agent_infos(registry, org))
+        if q.op == "agent":
+            agent = registry.agents.get((org, q.name))
+            if agent is None:
+                raise Refused(f"no agent {q.name!r} in org {org}")
+            return replace(reply, agents=[agent_info(registry, agent)])
+        if q.op == "skills":
+            return replace(reply, skills=latest_skills(registry, org))
+        if q.op == "skill-versions":
+            skills = registry.skills.get((org, q.name))
+            if not skills:
+                raise Refused(f"no skill {q.name!r} in org {org}")
+            return replace(reply, skills=[skill_info(v) for v in skills])
+        if q.op == "policies":
+            return replace(reply, versions=latest_policies(registry, org))
+        if q.op == "policy-versions":
+            policies = registry.policies.get((org, q.name))
+            if not policies:
+                raise Refused(f"no policy {q.name!r} in org {org}")
+            return replace(reply, versions=[policy_info(v) for v in policies])
+        if q.op == "admins":
+            return replace(reply, admins=admin_infos(registry, org))
+        verdict, steps = explain(registry, org, q.name, q.action, q.target)
+        if verdict is None:
+            return replace(reply, outcome="DENY", reason="agent:unknown", steps=steps)
+        return replace(reply, outcome=verdict.outcome, reason=verdict.reason, rule=verdict.rule, steps=steps)
 
     async def agent_command(self, data: bytes) -> AgentCommandReply:
-        try:
-            cmd = _agent_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            return AgentCommandReply(ok=False, error=f"malformed request: {e}")
-        if not self._authorized(cmd.admin_token):
-            return AgentCommandReply(ok=False, error="unauthorized: bad admin token")
+        cmd, principal = await self._open(data, AgentCommand)
+        org = _scope(principal, cmd.org, write=True)
         async with self._lock:
             await self._follower.wait_caught_up()
             try:
-                event, token = plan_agent_command(self._follower.registry, cmd, self._context())
+                event, token = plan_agent_command(self._registry, org, cmd, self._context(principal))
             except CommandError as e:
-                return AgentCommandReply(ok=False, error=str(e))
-            change = f"{cmd.op} {cmd.agent_id}"
+                raise Refused(str(e)) from e
+            seq = await self._append([event])
+        return AgentCommandReply(ok=True, change=f"{cmd.op} {cmd.agent_id}", token=token, control_seq=seq)
+
+    async def admin_command(self, data: bytes) -> AgentCommandReply:
+        cmd, principal = await self._open(data, AdminCommand)
+        org = _scope(principal, cmd.org, write=True)
+        async with self._lock:
+            await self._follower.wait_caught_up()
             try:
-                seq = await self._append([event])
-            except AppendError as e:
-                return AgentCommandReply(ok=False, error=str(e))
-            return AgentCommandReply(ok=True, change=change, token=token, control_seq=seq)
+                event, token = plan_admin_command(self._registry, org, cmd, self._context(principal))
+            except CommandError as e:
+                raise Refused(str(e)) from e
+            seq = await self._append([event])
+        what = f"enrolled {cmd.role} {cmd.name}" if cmd.op == "enrol" else f"revoked admin {cmd.name}"
+        return AgentCommandReply(ok=True, change=f"{what} in org {org}", token=token, control_seq=seq)
+
+    async def org_command(self, data: bytes) -> AgentCommandReply:
+        cmd, principal = await self._open(data, OrgCommand)
+        if principal.org is not None:
+            raise Refused(f"forbidden: only the operator creates orgs, not the {principal}")
+        async with self._lock:
+            await self._follower.wait_caught_up()
+            try:
+                event = plan_org_create(self._registry, cmd.org, cmd.description, self._context(principal))
+            except CommandError as e:
+                raise Refused(str(e)) from e
+            seq = await self._append([event])
+        return AgentCommandReply(ok=True, change=f"created org {cmd.org}", control_seq=seq)
 
     async def apply(self, data: bytes) -> ApplyReply:
-        try:
-            request = _decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            return ApplyReply(ok=False, error=f"malformed request: {e}")
-        if not self._authorized(request.admin_token):
-            return ApplyReply(ok=False, error="unauthorized: bad admin token")
+        request, principal = await self._open(data, ApplyRequest)
         try:
             bundle = parse_bundle(request.bundle)
         except BundleError as e:
-            return ApplyReply(ok=False, error="invalid bundle: " + "; ".join(e.problems))
+            raise InvalidBundle(e) from e
+        _scope(principal, bundle.org, write=True)
         async with self._lock:
             await self._follower.wait_caught_up()
             try:
-                plan = plan_bundle(self._follower.registry, bundle, self._context())
+                plan = plan_bundle(self._registry, bundle, self._context(principal))
             except BundleError as e:
-                return ApplyReply(ok=False, error="invalid bundle: " + "; ".join(e.problems))
+                raise InvalidBundle(e) from e
             if request.dry_run or plan.unchanged:
-                return ApplyReply(ok=True, changes=plan.changes,
-                                  control_seq=self._follower.registry.last_seq)
+                return ApplyReply(ok=True, changes=plan.changes, control_seq=self._registry.last_seq)
             try:
                 seq = await self._append(plan.events)
             except AppendError as e:
                 done = plan.changes[:e.appended]
                 tokens = {k: v for k, v in plan.tokens.items() if f"registered agent {k}" in done}
-                return ApplyReply(ok=False, changes=done, tokens=tokens,
-                                  error=f"{e} (applied before: {done})")
+                return ApplyReply(ok=False, changes=done, tokens=tokens, error=f"{e} (applied before: {done})")
             return ApplyReply(ok=True, changes=plan.changes, tokens=plan.tokens, control_seq=seq)
 
     async def _append(self, events: list[ControlEvent]) -> int:
         """Append ``events`` in order, each expecting its subject's last sequence; returns the
         last sequence once the projection includes it. Raises :class:`AppendError`."""
-        expected = dict(self._follower.registry.subject_seq)
-        seq = self._follower.registry.last_seq
+        expected = dict(self._registry.subject_seq)
+        seq = self._registry.last_seq
         for n, event in enumerate(events):
             kind, name = aggregate(event)
             subject = self._names.control_subject(event.org, kind, name)
@@ -182,23 +259,33 @@ class ControlService:
         return seq
 
 
+def _scope(principal: Principal, org: str, *, write: bool) -> str:
+    try:
+        return scope(principal, org, write=write)
+    except AccessError as e:
+        raise Refused(str(e)) from e
+
+
 def _responder(handle: Callable[[bytes], Awaitable[Reply]],
-               failed: Callable[[str], Reply]) -> Callable[[Msg], Awaitable[None]]:
-    """A subscription callback that always answers: a handler that raises gets ``failed(...)``."""
+               failed: Callable[[Exception], Reply]) -> Callable[[Msg], Awaitable[None]]:
+    """A subscription callback that always answers: a refusal or a handler that raises gets
+    ``failed(...)``."""
 
     async def respond(msg: Msg) -> None:
         try:
             reply = await handle(msg.data)
+        except Refused as e:
+            reply = failed(e)
         except Exception as e:
             log.exception("admin request on %s failed", msg.subject)
-            reply = failed(f"internal error: {type(e).__name__}: {e}")
+            reply = failed(RuntimeError(f"internal error: {type(e).__name__}: {e}"))
         if msg.reply:
             await msg.respond(_encode(reply))
 
     return respond
 
 
-class AppendError(RuntimeError):
+class AppendError(Refused):
     """The control stream refused an event; ``appended`` events before it were stored."""
 
     def __init__(self, message: str, appended: int) -> None:

@@ -1,0 +1,327 @@
+"""The CLI's admin commands: each reads its arguments, calls the admin client and prints a table
+(or JSON with ``--json``). Every one returns the process exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+from claiim_core.explain import policy_diff
+from claiim_core.policy import rule_text
+from claiim_core.policytest import DocumentError, parse_policy
+from claiim_core.schemas import ApplyReply, ChronRecord, PolicyVersionInfo, SkillVersionInfo
+from claiim_core.sources import locate, yaml_lines
+
+from claiim._admin import AsyncAdmin
+from claiim._cli.output import fields, table, to_json
+from claiim._errors import AdminError
+
+Handler = Callable[[AsyncAdmin, argparse.Namespace], Awaitable[int]]
+
+
+def _say(args: argparse.Namespace, value: Any, text: str) -> int:
+    print(to_json(value) if getattr(args, "json", False) else text)
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+async def _org(admin: AsyncAdmin) -> str:
+    """The org commands act in: ``--org``/``CLAIIM_ORG``, else the token's own."""
+    org = admin.org or (await admin.whoami()).org
+    if not org:
+        raise AdminError("the operator acts in every org: name the org with --org or CLAIIM_ORG")
+    return org
+
+
+# -- apply and whoami ------------------------------------------------------------------------
+
+
+def _changes(reply: ApplyReply) -> str:
+    lines = list(reply.changes)
+    if all(c.startswith("unchanged") for c in reply.changes):
+        lines.append("nothing to change")
+    lines += [f"token for {agent} (shown once): {token}" for agent, token in reply.tokens.items()]
+    return "\n".join(lines)
+
+
+async def _apply_bundle(admin: AsyncAdmin, args: argparse.Namespace, bundle: Any, source: str,
+                        text: str) -> int:
+    try:
+        reply = await admin.apply(bundle, dry_run=args.dry_run)
+    except AdminError as e:
+        if not e.problems:
+            raise
+        lines = yaml_lines(text)
+        for problem in e.problems:
+            print(locate(problem, lines, source), file=sys.stderr)
+        return 1
+    return _say(args, reply, _changes(reply))
+
+
+async def apply(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    text = await asyncio.to_thread(Path(args.file).read_text)
+    try:
+        bundle = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        return _fail(f"{args.file}:{mark.line + 1 if mark else 1}: not valid YAML: {getattr(e, 'problem', e)}")
+    return await _apply_bundle(admin, args, bundle, str(args.file), text)
+
+
+async def whoami(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    reply = await admin.whoami()
+    return _say(args, reply, f"{reply.principal} (control seq {reply.control_seq})")
+
+
+async def explain(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    reply = await admin.explain(args.agent, args.action, args.target)
+    return _say(args, reply, "\n".join(reply.steps))
+
+
+# -- org and admin ---------------------------------------------------------------------------
+
+ORG_COLUMNS = ("name", "agents", "skills", "policies", "admins", "description")
+
+
+async def org_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    orgs = await admin.orgs()
+    return _say(args, orgs, table(orgs, ORG_COLUMNS))
+
+
+async def org_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    org = await _org(admin)
+    found = [o for o in await admin.orgs() if o.name == org]
+    if not found:
+        return _fail(f"no org {org}")
+    return _say(args, found[0], fields(found[0], ORG_COLUMNS))
+
+
+async def org_create(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    done = await admin.create_org(args.name, args.description)
+    return _say(args, done, f"{done.change} (control seq {done.control_seq})")
+
+
+async def admin_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    admins = await admin.admins()
+    return _say(args, admins, table(admins, ("org", "name", "role")))
+
+
+async def admin_enrol(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    token = await admin.enrol_admin(args.name, args.role)
+    return _say(args, {"name": args.name, "role": args.role, "token": token},
+                f"enrolled {args.role} {args.name}\ntoken for {args.name} (shown once): {token}")
+
+
+async def admin_revoke(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    done = await admin.revoke_admin(args.name, args.reason)
+    return _say(args, done, f"{done.change} (control seq {done.control_seq})")
+
+
+# -- agents ----------------------------------------------------------------------------------
+
+AGENT_COLUMNS = ("agent_id", "status", "anchor", "skill_versions", "policy_version", "description")
+AGENT_FIELDS = ("org", "agent_id", "status", "anchor", "description", "skills", "skill_versions", "policy",
+                "policy_version", "has_token", "retired_tokens")
+
+
+async def agent_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    agents = await admin.agents()
+    return _say(args, agents, table(agents, AGENT_COLUMNS, ("agent", "status", "anchor", "skills", "policy",
+                                                            "description")))
+
+
+async def agent_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    agent = await admin.agent(args.agent_id)
+    return _say(args, agent, fields(agent, AGENT_FIELDS))
+
+
+async def agent_register(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    org = await _org(admin)
+    if any(a.agent_id == args.agent_id for a in await admin.agents()):
+        return _fail(f"agent {args.agent_id} is already registered in org {org}; "
+                     "use `claiim agent set-anchor` or `claiim apply` to change it")
+    bundle = {"org": org, "agents": [{"id": args.agent_id, "anchor": args.anchor, "skills": args.skills,
+                                      "policy": args.policy, "description": args.description}]}
+    reply = await admin.apply(bundle)
+    return _say(args, reply, _changes(reply))
+
+
+async def agent_op(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    done = await admin.agent_command(args.action, args.agent_id, getattr(args, "reason", ""),
+                                     anchor=getattr(args, "anchor", ""))
+    text = f"{done.change} (control seq {done.control_seq})"
+    if done.token:
+        text += f"\nnew token for {args.agent_id} (shown once): {done.token}"
+    return _say(args, done, text)
+
+
+# -- skills and policies ---------------------------------------------------------------------
+
+
+def _skill_text(v: SkillVersionInfo) -> str:
+    return fields(v, ("label", "description", "content_hash")) + "\n" + "\n".join(
+        f"{'action':>12}  {a}" for a in v.actions)
+
+
+def _policy_text(v: PolicyVersionInfo) -> str:
+    rules = [f"{'allow':>12}  {rule_text(r)}" for r in v.allow] + [f"{'deny':>12}  {rule_text(r)}" for r in v.deny]
+    return fields(v, ("label", "description", "skill", "content_hash")) + "\n" + "\n".join(rules)
+
+
+def _pick(versions: list[Any], version: int | None, what: str) -> Any:
+    if version is None:
+        return versions[-1]
+    if not 1 <= version <= len(versions):
+        raise AdminError(f"{what} has no version {version} (it has 1..{len(versions)})")
+    return versions[version - 1]
+
+
+async def skill_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    skills = await admin.skills()
+    return _say(args, skills, table(skills, ("label", "actions", "description")))
+
+
+async def skill_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    v = _pick(await admin.skill_versions(args.name), args.version, f"skill {args.name}")
+    return _say(args, v, _skill_text(v))
+
+
+async def skill_versions(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    versions = await admin.skill_versions(args.name)
+    return _say(args, versions, table(versions, ("label", "content_hash", "actions", "description")))
+
+
+async def skill_publish(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    bundle = {"org": await _org(admin),
+              "skills": [{"name": args.name, "actions": args.actions, "description": args.description}]}
+    reply = await admin.apply(bundle)
+    return _say(args, reply, _changes(reply))
+
+
+async def policy_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    policies = await admin.policies()
+    return _say(args, policies, table(policies, ("label", "skill", "allow", "deny", "description")))
+
+
+async def policy_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    v = _pick(await admin.policy_versions(args.name), args.version, f"policy {args.name}")
+    return _say(args, v, _policy_text(v))
+
+
+async def policy_versions(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    versions = await admin.policy_versions(args.name)
+    return _say(args, versions, table(versions, ("label", "content_hash", "skill", "description")))
+
+
+async def policy_publish(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    text = await asyncio.to_thread(Path(args.file).read_text)
+    try:
+        policy = parse_policy(text, str(args.file))
+    except DocumentError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    spec: dict[str, Any] = {"name": args.name or policy.name, "skill": policy.document.skill,
+                            "allow": msgspec.to_builtins(policy.document.allow),
+                            "deny": msgspec.to_builtins(policy.document.deny), "description": policy.description}
+    if policy.version is not None:
+        spec["version"] = policy.version
+    bundle = {"org": await _org(admin), "policies": [spec]}
+    try:
+        reply = await admin.apply(bundle, dry_run=args.dry_run)
+    except AdminError as e:
+        if not e.problems:
+            raise
+        lines = yaml_lines(text)
+        for problem in e.problems:
+            print(locate(_strip_policy_path(problem), lines, str(args.file)), file=sys.stderr)
+        return 1
+    return _say(args, reply, _changes(reply))
+
+
+def _strip_policy_path(problem: str) -> str:
+    """``policies[0] (name).allow[1]: ...`` as ``allow[1]: ...``: the path within the policy file."""
+    head, sep, rest = problem.partition(").")
+    return rest if sep and head.startswith("policies[0] (") else problem
+
+
+async def policy_diff_cmd(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    versions = await admin.policy_versions(args.name)
+    old = _pick(versions, args.v1, f"policy {args.name}")
+    new = _pick(versions, args.v2, f"policy {args.name}")
+    print(f"--- {old.label} {old.content_hash}\n+++ {new.label} {new.content_hash}")
+    print("\n".join(policy_diff(old, new)) or "(no difference)")
+    return 0
+
+
+# -- chron -----------------------------------------------------------------------------------
+
+RECORD_COLUMNS = ("chron_id", "occurred_at", "outcome", "agent_id", "anchor", "action", "target", "policy", "skill")
+CONTROL_COLUMNS = ("chron_id", "occurred_at", "actor", "action", "target", "control_seq")
+CONTROL_HEADERS = ("chron_id", "occurred_at", "actor", "event", "subject", "control_seq")
+
+
+async def chron_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    records = await admin.chron_list(agent_id=args.agent, outcome=args.outcome, since=args.since,
+                                     kind=args.kind, limit=args.limit)
+    if args.kind == "control":
+        return _say(args, records, table(records, CONTROL_COLUMNS, CONTROL_HEADERS))
+    return _say(args, records, table(records, RECORD_COLUMNS))
+
+
+async def chron_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    record: ChronRecord | None = await admin.chron_show(args.chron_id)
+    if record is None:
+        return _fail(f"no record {args.chron_id}")
+    names = [f for f in record.__struct_fields__ if f != "event"]
+    return _say(args, record, fields(record, names) + f"\n{'event':>12}  {bytes(record.event).decode()}")
+
+
+HANDLERS: dict[tuple[str, str | None], Handler] = {
+    ("apply", None): apply,
+    ("whoami", None): whoami,
+    ("explain", None): explain,
+    ("org", "list"): org_list,
+    ("org", "show"): org_show,
+    ("org", "create"): org_create,
+    ("admin", "list"): admin_list,
+    ("admin", "enrol"): admin_enrol,
+    ("admin", "revoke"): admin_revoke,
+    ("agent", "list"): agent_list,
+    ("agent", "show"): agent_show,
+    ("agent", "register"): agent_register,
+    ("agent", "set-anchor"): agent_op,
+    ("agent", "suspend"): agent_op,
+    ("agent", "reactivate"): agent_op,
+    ("agent", "rotate-token"): agent_op,
+    ("agent", "revoke-token"): agent_op,
+    ("skill", "list"): skill_list,
+    ("skill", "show"): skill_show,
+    ("skill", "versions"): skill_versions,
+    ("skill", "publish"): skill_publish,
+    ("policy", "list"): policy_list,
+    ("policy", "show"): policy_show,
+    ("policy", "versions"): policy_versions,
+    ("policy", "publish"): policy_publish,
+    ("policy", "diff"): policy_diff_cmd,
+    ("chron", "list"): chron_list,
+    ("chron", "show"): chron_show,
+}
+
+
+async def run_admin_command(args: argparse.Namespace) -> int:
+    handler = HANDLERS[(args.command, getattr(args, "action", None))]
+    admin = AsyncAdmin(org=getattr(args, "org", None))
+    try:
+        return await handler(admin, args)
+    finally:
+        await admin.close()
