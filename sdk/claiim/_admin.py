@@ -62,7 +62,7 @@ class AsyncAdmin:
         if not token:
             raise AdminError("no admin token: pass admin_token or set CLAIIM_ADMIN_TOKEN")
         self._token = token
-        self.org = org or os.environ.get("CLAIIM_ORG") or ""
+        self.org = org if org is not None else os.environ.get("CLAIIM_ORG", "")
         self.url = resolve_url(url)
         self.names = Names(namespace or os.environ.get("CLAIIM_NAMESPACE") or "claiim")
         self.timeout = timeout
@@ -142,7 +142,7 @@ class AsyncAdmin:
 
     async def orgs(self) -> list[OrgInfo]:
         """The orgs this token sees: its own, or every org for the operator."""
-        return (await self.registry("orgs")).orgs
+        return (await self.registry("orgs", org="")).orgs
 
     async def agents(self) -> list[AgentInfo]:
         return (await self.registry("agents")).agents

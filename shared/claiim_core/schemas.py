@@ -120,6 +120,7 @@ class ChronRecord(Struct, frozen=True, kw_only=True):
     occurred_at: str
     stream: str
     stream_seq: int
+    subject: str
     org: str
     agent_id: str
     actor: str

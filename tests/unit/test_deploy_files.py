@@ -40,6 +40,21 @@ def test_compose_environment_names_only_real_settings() -> None:
     assert "CLAIIM_DATABASE_URL" in services["chron"]["environment"]
 
 
+REQUIRED = {  # what `claiim serve X` refuses to start without (tests/e2e/test_serve.py checks that side)
+    "gate": {"CLAIIM_TOKEN_SECRET"},
+    "control": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN"},
+    "chron": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_DATABASE_URL"},
+}
+
+
+def test_compose_gives_each_service_the_secrets_it_requires() -> None:
+    """A compose service missing a required secret would crash-loop; each one gets what it needs."""
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    for name, required in REQUIRED.items():
+        assert required <= set(services[name]["environment"]), name
+
+
 def test_nats_config_is_accepted_by_nats_server() -> None:
     """nats-server's own config test accepts deploy/nats/nats.conf."""
     out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats/nats.conf"), "-t"],

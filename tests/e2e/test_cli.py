@@ -1,0 +1,174 @@
+"""The admin CLI against ``claiim up``: groups, tables, --json, roles, and FILE:LINE errors."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from claiim._servers import free_port
+
+from tests.e2e.test_up import CLAIIM, Up, clean_env
+
+pytestmark = pytest.mark.e2e
+GROUPS = {"org": ["list", "show", "create"], "admin": ["list", "enrol", "revoke"],
+          "agent": ["list", "show", "register", "set-anchor", "suspend", "reactivate", "rotate-token", "revoke-token"],
+          "skill": ["list", "show", "versions", "publish"],
+          "policy": ["list", "show", "versions", "publish", "diff", "test"], "chron": ["list", "show"]}
+
+
+class Cli:
+    def __init__(self, up: Up) -> None:
+        self.up = up
+        self.admins = dict(json.loads((up.data_dir / "demo-admins.json").read_text()))
+
+    def run(self, *args: str, as_admin: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = clean_env()
+        if as_admin:
+            env["CLAIIM_ADMIN_TOKEN"] = self.admins[as_admin]
+        return subprocess.run([CLAIIM, "--env-file", str(self.up.data_dir / "env"), *args], capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    def ok(self, *args: str, as_admin: str | None = "alice") -> str:
+        out = self.run(*args, as_admin=as_admin)
+        assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
+        return out.stdout
+
+    def refused(self, *args: str, as_admin: str | None = "alice") -> str:
+        out = self.run(*args, as_admin=as_admin)
+        assert out.returncode != 0, f"{args} should have failed: {out.stdout}"
+        return out.stderr
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    up = Up(tmp_path_factory.mktemp("cli") / "stack", free_port())
+    try:
+        yield Cli(up)
+    finally:
+        up.stop()
+
+
+def test_help_lists_every_group_and_command() -> None:
+    top = subprocess.run([CLAIIM, "--help"], capture_output=True, text=True, timeout=60)
+    assert top.returncode == 0
+    for group, commands in GROUPS.items():
+        assert group in top.stdout
+        out = subprocess.run([CLAIIM, group, "--help"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0
+        for command in commands:
+            assert command in out.stdout, (group, command)
+
+
+def test_up_enrols_two_demo_admins_and_an_auditor(cli: Cli) -> None:
+    assert set(cli.admins) == {"alice", "bob", "audrey"}
+    assert all(t.startswith("cla_demo.") for t in cli.admins.values())
+    assert stat.S_IMODE((cli.up.data_dir / "demo-admins.json").stat().st_mode) == 0o600
+    assert "CLAIIM_ORG=demo\n" in (cli.up.data_dir / "env").read_text()
+    table = cli.ok("admin", "list").splitlines()
+    assert table[0].split() == ["ORG", "NAME", "ROLE"]
+    assert sorted(line.split()[1:] for line in table[1:]) == [["alice", "admin"], ["audrey", "auditor"],
+                                                              ["bob", "admin"]]
+
+
+def test_whoami_and_orgs(cli: Cli) -> None:
+    assert cli.ok("whoami").startswith("admin alice of org demo")
+    assert cli.ok("whoami", as_admin=None).startswith("operator")
+    orgs = json.loads(cli.ok("org", "list", "--json"))
+    assert [o["name"] for o in orgs] == ["demo"] and orgs[0]["agents"] == 2
+    assert "forbidden: only the operator creates orgs" in cli.refused("org", "create", "mine")
+    assert "created org acme" in cli.ok("org", "create", "acme", as_admin=None)
+    assert "acme" in cli.ok("org", "list", as_admin=None)
+    assert "acme" not in cli.ok("org", "list")
+
+
+def test_agent_commands(cli: Cli) -> None:
+    listed = cli.ok("agent", "list").splitlines()
+    assert listed[0].split() == ["AGENT", "STATUS", "ANCHOR", "SKILLS", "POLICY", "DESCRIPTION"]
+    assert {line.split()[0] for line in listed[1:]} >= {"deploy-bot", "review-bot"}
+    registered = cli.ok("agent", "register", "ship-bot", "--anchor", "r.owner", "--skill", "deploy-v2",
+                        "--policy", "no-prod")
+    assert "registered agent ship-bot" in registered and "token for ship-bot (shown once): clm_demo." in registered
+    assert "already registered" in cli.refused("agent", "register", "ship-bot", "--anchor", "x", "--skill",
+                                               "deploy-v2", "--policy", "no-prod")
+    cli.ok("agent", "set-anchor", "ship-bot", "k.lee")
+    cli.ok("agent", "suspend", "ship-bot", "--reason", "cli test")
+    shown = json.loads(cli.ok("agent", "show", "ship-bot", "--json"))
+    assert (shown["anchor"], shown["status"], shown["policy_version"]) == ("k.lee", "suspended", "no-prod-v1")
+    assert "status  suspended" in cli.ok("agent", "show", "ship-bot")
+    rotated = cli.ok("agent", "rotate-token", "ship-bot")
+    assert "new token for ship-bot (shown once): clm_demo." in rotated
+    assert "read-only" in cli.refused("agent", "reactivate", "ship-bot", as_admin="audrey")
+    control = cli.ok("chron", "list", "--kind", "control", "--limit", "10")
+    assert control.splitlines()[0].split() == ["CHRON_ID", "OCCURRED_AT", "ACTOR", "EVENT", "SUBJECT", "CONTROL_SEQ"]
+    assert any(line.split()[2:4] == ["alice", "agent.suspended"] for line in control.splitlines()[1:])
+
+
+def test_skill_and_policy_commands(cli: Cli, tmp_path: Path) -> None:
+    assert "published skill notes-v1" in cli.ok("skill", "publish", "notes", "--action", "notes:*")
+    assert "nothing to change" in cli.ok("skill", "publish", "notes", "--action", "notes:*")
+    assert "published skill notes-v2" in cli.ok("skill", "publish", "notes", "--action", "notes:read")
+    versions = json.loads(cli.ok("skill", "versions", "notes", "--json"))
+    assert [(v["label"], v["actions"]) for v in versions] == [("notes-v1", ["notes:*"]), ("notes-v2", ["notes:read"])]
+    assert "action  notes:*" in cli.ok("skill", "show", "notes", "--version", "1")
+
+    policy = tmp_path / "careful.yaml"
+    policy.write_text(textwrap.dedent("""\
+        skill: notes
+        description: read shared notes only
+        allow:
+          - action: "notes:read"
+            target: "shared/*"
+            description: shared notes are fine
+        """))
+    assert "published policy careful-v1" in cli.ok("policy", "publish", str(policy))
+    shown = cli.ok("policy", "show", "careful")
+    assert "allow  notes:read @ shared/* -- shared notes are fine" in shown
+    policy.write_text(policy.read_text() + "deny: [notes:delete]\n")
+    assert "published policy careful-v2" in cli.ok("policy", "publish", str(policy))
+    diff = cli.ok("policy", "diff", "careful", "1", "2")
+    assert "+ deny: notes:delete" in diff
+    assert json.loads(cli.ok("policy", "list", "--json"))[0]["label"] in {"careful-v2", "no-prod-v1"}
+    assert "careful-v2" in cli.ok("policy", "list")
+
+
+def test_bad_documents_are_reported_by_file_and_line(cli: Cli, tmp_path: Path) -> None:
+    """Local problems (YAML, rule syntax) and the server's (references) both come back as FILE:LINE."""
+    policy = tmp_path / "bad-policy.yaml"
+    policy.write_text("skill: notes\nallow:\n  - notes:read\n  - action: notes:write\n    target: ''\n")
+    assert f"{policy}:4: allow: '' is not a target pattern" in cli.refused("policy", "publish", str(policy))
+    unknown_skill = tmp_path / "unknown-skill.yaml"
+    unknown_skill.write_text("skill: nope-v3\nallow: [a:b]\n")
+    assert f"{unknown_skill}:1: skill: no skill nope-v3 in org demo" in cli.refused("policy", "publish",
+                                                                                    str(unknown_skill))
+    bundle = tmp_path / "bundle.yaml"
+    bundle.write_text(textwrap.dedent("""\
+        org: demo
+        policies:
+          - name: broken
+            skill: deploy-v2
+            allow:
+              - deploy:staging
+              - "deploy staging"
+        agents:
+          - id: lost-bot
+            anchor: x.y
+            skills: [deploy-v9]
+            policy: broken
+        """))
+    err = cli.refused("apply", "-f", str(bundle))
+    assert f"{bundle}:7: policies[0] (broken).allow[1]:" in err
+    assert f"{bundle}:11: agents[0] (lost-bot).skills[0]: no skill deploy-v9 in org demo" in err
+    typed = tmp_path / "typed.yaml"
+    typed.write_text("org: demo\nagents:\n  - id: x\n    anchor: 5\n    skills: [a]\n    policy: p\n")
+    assert f"{typed}:4: Expected `str`, got `int` - at `$.agents[0].anchor`" in cli.refused("apply", "-f", str(typed))
+    assert "not valid YAML" in cli.refused("apply", "-f", str(_write(tmp_path / "y.yaml", "org: [demo\n")))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
