@@ -75,6 +75,15 @@ def test_up_enrols_two_demo_admins_and_an_auditor(cli: Cli) -> None:
                                                               ["bob", "admin"]]
 
 
+def test_explain(cli: Cli) -> None:
+    """--action of explain is the action to evaluate (not confused with the sub-command)."""
+    out = cli.ok("explain", "--agent", "deploy-bot", "--action", "deploy:production", "--target", "api-v2")
+    assert out.splitlines()[-1] == ("=> DENY policy:no-prod-v1 -- action explicitly denied "
+                                    "[deny[0]: deploy:production]")
+    assert json.loads(cli.ok("explain", "--agent", "deploy-bot", "--action", "deploy:staging", "--json"))[
+        "outcome"] == "ALLOW"
+
+
 def test_whoami_and_orgs(cli: Cli) -> None:
     assert cli.ok("whoami").startswith("admin alice of org demo")
     assert cli.ok("whoami", as_admin=None).startswith("operator")

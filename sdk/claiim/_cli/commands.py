@@ -157,7 +157,7 @@ async def agent_register(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 
 
 async def agent_op(admin: AsyncAdmin, args: argparse.Namespace) -> int:
-    done = await admin.agent_command(args.action, args.agent_id, getattr(args, "reason", ""),
+    done = await admin.agent_command(args.subcommand, args.agent_id, getattr(args, "reason", ""),
                                      anchor=getattr(args, "anchor", ""))
     text = f"{done.change} (control seq {done.control_seq})"
     if done.token:
@@ -319,7 +319,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
 
 
 async def run_admin_command(args: argparse.Namespace) -> int:
-    handler = HANDLERS[(args.command, getattr(args, "action", None))]
+    handler = HANDLERS[(args.command, getattr(args, "subcommand", None))]
     admin = AsyncAdmin(org=getattr(args, "org", None))
     try:
         return await handler(admin, args)

@@ -46,7 +46,7 @@ def _leaf(sub: Any, name: str, text: str, *, org: bool = True, json: bool = True
 
 def _group(sub: Any, name: str, text: str) -> Any:
     group = sub.add_parser(name, help=text, description=text)
-    return group.add_subparsers(dest="action", required=True, metavar="COMMAND")
+    return group.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +184,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from claiim._cli.serve import serve
 
         return serve(args.services)
-    if args.command == "policy" and args.action == "test":
+    if args.command == "policy" and args.subcommand == "test":
         return policy_test(args.policy_file, args.cases_file)
     if args.command == "rehearsal":
         from claiim._cli.rehearsal import rehearsal
