@@ -16,7 +16,7 @@ import msgspec
 from claiim_core.schemas import ChronRecord, DecisionReply
 
 from claiim._admin import AsyncAdmin
-from claiim._errors import ClaiimError
+from claiim._errors import AdminError, ClaiimError
 from claiim._gate import AsyncGate, CheckResult
 from claiim._transport import NatsTransport
 
@@ -162,7 +162,47 @@ class Rehearsal:
         await c("a reactivated agent is ALLOWED again", expect("back", "ship:build", "ALLOW", "action allowed"))
         await c("a rotated-out token is DENIED", rotate)
         await c("the new token is ALLOWED", expect("rotated", "ship:build", "ALLOW", "action allowed"))
+        await c("an auditor reads the org and can change nothing", self._auditor)
+        await c("an admin of another org gets nothing of this one", self._outsider)
         return self.finish()
+
+    def _as(self, token: str, org: str = "") -> AsyncAdmin:
+        """A client acting in ``org`` (empty: the token's own), whatever CLAIIM_ORG says."""
+        return AsyncAdmin(self.admin.url, token, org=org, namespace=self.admin.names.namespace)
+
+    async def _auditor(self) -> str:
+        auditor = self._as(await self.admin.enrol_admin(f"auditor-{secrets.token_hex(3)}", "auditor"))
+        try:
+            assert [a.agent_id for a in await auditor.agents()] == [self.agent]
+            try:
+                await auditor.suspend(self.agent)
+            except AdminError as e:
+                assert "read-only" in str(e), e
+                return str(e)
+            raise AssertionError("an auditor suspended an agent")
+        finally:
+            await auditor.close()
+
+    async def _outsider(self) -> str:
+        other = f"{self.org}-x"
+        await self.admin.create_org(other)
+        operator_there = self._as(os.environ["CLAIIM_ADMIN_TOKEN"], other)
+        try:
+            outsider = self._as(await operator_there.enrol_admin("outsider"), self.org)
+        finally:
+            await operator_there.close()
+        try:
+            try:
+                await outsider.agents()
+            except AdminError as e:
+                assert str(e).startswith("forbidden:"), e
+            else:
+                raise AssertionError("another org's admin listed this org's agents")
+            outsider.org = ""
+            assert await outsider.agents() == [] and await outsider.chron_list(kind="decision") == []
+            return "forbidden, and its own org is empty"
+        finally:
+            await outsider.close()
 
     def _recorded_simple(self, results: dict[str, CheckResult], key: str) -> Check:
         async def fn() -> str:
