@@ -10,6 +10,8 @@ import pytest
 from claiim import AdminError, AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
 from claiim._services import start_services
+from claiim_core.canonical import canonical_bytes
+from claiim_core.events import AdminRevoked
 from claiim_core.explain import policy_diff
 from claiim_runtime.follower import RegistryFollower
 
@@ -147,3 +149,18 @@ async def test_of_two_conflicting_commands_one_wins(stack: Stack) -> None:
     finally:
         for r in replicas:
             await r.stop()
+
+
+async def test_control_events_that_do_not_decode_or_apply_are_skipped(stack: Stack) -> None:
+    """Garbage, and an event about an admin nobody enrolled, on the control stream do not stall the projection."""
+    names = stack.names
+    js = stack.running.js
+    await js.publish(names.control_subject("demo", "agent", "x"), b"{not json", stream=names.control_stream)
+    ghost = AdminRevoked(event_id="chr_01m8ad0000000000000000ghost", at="2026-11-25T00:00:00.000000Z",
+                         actor="operator", org="demo", name="ghost", reason="")
+    ack = await js.publish(names.control_subject("demo", "admin", "ghost"), canonical_bytes(ghost),
+                           stream=names.control_stream)
+    await stack.running.followers[0].wait_for(ack.seq, timeout=5)
+    done = await stack.admin.suspend("deploy-bot")
+    assert done.control_seq > ack.seq
+    assert [a.agent_id for a in await stack.admin.agents() if a.status == "suspended"] == ["deploy-bot"]

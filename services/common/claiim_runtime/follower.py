@@ -42,12 +42,10 @@ class RegistryFollower:
     async def _on_event(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
         try:
-            event = decode_control(msg.data)
-        except Exception:  # a control event no projection understands must not stop the others
-            log.exception("control event at seq %s cannot be decoded; skipped", seq)
+            self.registry.apply(seq, msg.subject, decode_control(msg.data))
+        except Exception:  # an event that does not decode or apply must not stop the ones after it
+            log.exception("control event at seq %s cannot be decoded or applied; skipped", seq)
             self.registry.last_seq = seq
-        else:
-            self.registry.apply(seq, msg.subject, event)
         async with self._advanced:
             self._advanced.notify_all()
 
