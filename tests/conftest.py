@@ -22,6 +22,7 @@ from claiim import AsyncAdmin
 from claiim._embedded import demo_bundle
 from claiim._servers import ensure_database, free_port, start_nats, start_postgres
 from claiim._services import RunningServices, start_services
+from claiim_core.checkpoint import Signer
 from claiim_runtime.settings import Settings
 
 
@@ -85,7 +86,8 @@ class Stack:
 
 def new_settings(nats_url: str, db_url: str) -> Settings:
     return Settings(url=nats_url, database_url=db_url, namespace=f"t{secrets.token_hex(5)}",
-                    token_secret=secrets.token_urlsafe(32), admin_token="adm_" + secrets.token_hex(8))
+                    token_secret=secrets.token_urlsafe(32), admin_token="adm_" + secrets.token_hex(8),
+                    checkpoint_key=str(Signer.from_seed("claiim-test", secrets.token_bytes(32))))
 
 
 @pytest.fixture

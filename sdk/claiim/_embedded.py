@@ -10,7 +10,10 @@ process, applies the demo bundle, and writes:
 - ``DIR/demo-tokens.json``: agent id to token, mode 600;
 - ``DIR/demo-admins.json``: the demo org's admins (alice, bob) and auditor (audrey) to their
   tokens, mode 600;
-- ``DIR/secrets.json``: the token secret and operator token of this dev stack, mode 600.
+- ``DIR/secrets.json``: the token secret and operator token of this dev stack, mode 600;
+- ``DIR/checkpoint.key`` (mode 600) and ``DIR/checkpoint.pub``: Chron's checkpoint signing key
+  and its verifier key (also ``CLAIIM_CHECKPOINT_VERIFIER`` in ``DIR/env``); checkpoints and
+  leaf batches are mirrored to ``DIR/chron-mirror``.
 
 All data stays across restarts. This dev mode is the only place claiim makes up its own secrets.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from claiim_core.checkpoint import Signer
 from claiim_runtime.settings import Settings
 
 from claiim._admin import AsyncAdmin
@@ -53,6 +57,20 @@ def write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def load_checkpoint_key(data_dir: Path) -> Signer:
+    """This dev stack's checkpoint signing key (DIR/checkpoint.key, mode 600), made on first start.
+
+    Its verifier key goes to DIR/checkpoint.pub. The key never goes to PostgreSQL.
+    """
+    path = data_dir / "checkpoint.key"
+    if path.exists():
+        return Signer.parse(path.read_text())
+    signer = Signer.from_seed("claiim-dev", secrets.token_bytes(32))
+    write_private(path, f"{signer}\n")
+    (data_dir / "checkpoint.pub").write_text(f"{signer.verifier}\n")
+    return signer
+
+
 def load_secrets(data_dir: Path) -> dict[str, str]:
     path = data_dir / "secrets.json"
     if path.exists():
@@ -74,6 +92,7 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     keys = load_secrets(data_dir)
+    signer = load_checkpoint_key(data_dir)
     nats: NatsProcess | None = None
     pg: Any = None
     running = None
@@ -89,10 +108,12 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             pg, server_url = await asyncio.to_thread(start_postgres, data_dir / "pg")
             db_url = await ensure_database(server_url, "claiim")
         settings = Settings(url=nats_url, database_url=db_url, token_secret=keys["token_secret"],
-                            admin_token=keys["admin_token"])
+                            admin_token=keys["admin_token"], checkpoint_key_file=data_dir / "checkpoint.key",
+                            checkpoint_dir=data_dir / "chron-mirror")
         running = await start_services(settings, instance="embedded")
         env = (f"CLAIIM_URL={nats_url}\nCLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
                f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n"
+               f"CLAIIM_CHECKPOINT_VERIFIER={signer.verifier}\nCLAIIM_CHECKPOINT_DIR={data_dir / 'chron-mirror'}\n"
                + (f"CLAIIM_ORG={DEMO_ORG}\n" if opts.demo else ""))
         write_private(data_dir / "env", env)
         if opts.demo:

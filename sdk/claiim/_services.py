@@ -56,6 +56,7 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
     secret = settings.require_token_secret()
     admin_token = settings.require_admin_token() if {"control", "chron"} & set(which) else ""
     db_url = settings.require_database_url() if "chron" in which else ""
+    signer = settings.require_checkpoint_signer() if "chron" in which else None
     instance = instance or f"{socket.gethostname()}-{os.getpid()}"
     nc = await connect(settings.url, name=f"claiim-{'+'.join(which)}-{instance}")
     js = nc.jetstream()
@@ -67,7 +68,10 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
             follower = RegistryFollower(js, names)
             await follower.start()
             running.followers.append(follower)
-            running.chron = ChronService(nc, js, names, store, follower, secret, admin_token, settings.chron_batch)
+            assert signer is not None
+            running.chron = ChronService(nc, js, names, store, follower, secret, admin_token, settings.chron_batch,
+                                         signer, settings.origin, settings.checkpoint_interval,
+                                         settings.checkpoint_dir)
             await running.chron.start()
         if "control" in which:
             follower = RegistryFollower(js, names)

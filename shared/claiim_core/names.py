@@ -13,7 +13,10 @@ Subjects (namespace ``claiim``)::
     claiim.admin.admins                             admin request/reply: enrol and revoke admins
     claiim.admin.org                                admin request/reply: create an org (operator)
     claiim.admin.query                              admin request/reply: read the registry, explain
-    claiim.chron.query                              Chron request/reply: list and show records
+    claiim.chron.query                              Chron request/reply: records, proofs, checkpoints
+    claiim.chron.leaves                             Chron's leaf batches         (stream CLAIIM_PROOFS)
+    claiim.chron.checkpoint                         signed checkpoints           (stream CLAIIM_PROOFS)
+    claiim.ocsf.<org>.<agent>.<allow|deny>          decisions rendered as OCSF   (stream CLAIIM_OCSF)
 """
 
 from __future__ import annotations
@@ -95,6 +98,29 @@ class Names:
     @property
     def control_stream(self) -> str:
         return f"{self._upper}_CONTROL"
+
+    @property
+    def proofs_stream(self) -> str:
+        return f"{self._upper}_PROOFS"
+
+    @property
+    def ocsf_stream(self) -> str:
+        return f"{self._upper}_OCSF"
+
+    @property
+    def chron_leaves(self) -> str:
+        return f"{self.namespace}.chron.leaves"
+
+    @property
+    def chron_checkpoint(self) -> str:
+        return f"{self.namespace}.chron.checkpoint"
+
+    @property
+    def ocsf_wildcard(self) -> str:
+        return f"{self.namespace}.ocsf.>"
+
+    def ocsf_subject(self, org: str, agent_id: str, outcome: str) -> str:
+        return f"{self.namespace}.ocsf.{subject_token(org)}.{subject_token(agent_id)}.{outcome.lower()}"
 
     @property
     def decisions_wildcard(self) -> str:

@@ -94,14 +94,15 @@ def reply_for(event: DecisionEvent) -> DecisionReply:
 
 
 class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """A request to Chron's query subject: list records, or show one by chron id.
+    """A request to Chron's query subject: list records, show one by chron id, prove one
+    (``prove``), prove that one checkpoint extends another (``consistency``), list checkpoints.
 
     Records are those of ``org`` (default: the admin's own; the operator sees every org when
     ``org`` is empty).
     """
 
     admin_token: str
-    op: Literal["list", "show"]
+    op: Literal["list", "show", "prove", "consistency", "checkpoints"]
     org: str = ""
     chron_id: str | None = None
     agent_id: str | None = None
@@ -109,6 +110,9 @@ class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     since: str | None = None
     kind: Literal["decision", "control"] | None = None
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 50
+    first: Annotated[int, Meta(ge=0)] = 0
+    """consistency: the smaller checkpoint's tree size (the larger is ``second``, 0: the newest)."""
+    second: Annotated[int, Meta(ge=0)] = 0
 
 
 class ChronRecord(Struct, frozen=True, kw_only=True):
@@ -134,11 +138,26 @@ class ChronRecord(Struct, frozen=True, kw_only=True):
     rule: str
     gate: str
     control_seq: int
+    leaf_index: int
+    """The record's position in Chron's Merkle log."""
     event: msgspec.Raw
 
 
+class CheckpointInfo(Struct, frozen=True, kw_only=True):
+    size: int
+    root: str
+    """Hex."""
+    signed_at: str
+    note: str
+
+
 class ChronResult(Struct, frozen=True, kw_only=True):
+    """``inclusion``/``consistency`` are proof bundles (:mod:`claiim_core.proofs`) as plain data."""
+
     records: list[ChronRecord] = []
+    checkpoints: list[CheckpointInfo] = []
+    inclusion: dict[str, Any] | None = None
+    consistency: dict[str, Any] | None = None
     error: str | None = None
 
 

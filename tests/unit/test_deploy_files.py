@@ -43,7 +43,7 @@ def test_compose_environment_names_only_real_settings() -> None:
 REQUIRED = {  # what `claiim serve X` refuses to start without (tests/e2e/test_serve.py checks that side)
     "gate": {"CLAIIM_TOKEN_SECRET"},
     "control": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN"},
-    "chron": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_DATABASE_URL"},
+    "chron": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_DATABASE_URL", "CLAIIM_CHECKPOINT_KEY"},
 }
 
 

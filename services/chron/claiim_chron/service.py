@@ -1,23 +1,45 @@
-"""Chron's NATS adapters: durable pull consumers that store batches, and the query API.
+"""Chron's NATS adapters: durable pull consumers that store batches as Merkle leaves, the
+checkpointer, the proofs feed, and the query API.
 
-For each batch: decode every message (undecodable ones are parked), store rows and parked
-messages in one PostgreSQL transaction, and only after the commit ack the messages. If the
-transaction fails, the batch is nak'ed and comes back; inserts skip rows already stored
-(unique stream sequence), so redelivery never writes twice.
+For each batch: decode every message (undecodable ones are parked), store rows (as the next
+leaves) and parked messages in one PostgreSQL transaction, and only after the commit ack the
+messages. If the transaction fails, the batch is nak'ed and comes back; rows already stored are
+skipped, so redelivery never writes twice. After the commit the new leaves (chron id and leaf
+hash) go to the proofs feed (``<ns>.chron.leaves``), which lets a verifier outside the database
+name any leaf that was changed later.
+
+At most every ``checkpoint_interval`` seconds while leaves arrive, and at shutdown, Chron signs
+a checkpoint of the tree, after checking that the tree extends its previous checkpoint (it
+refuses to sign a fork), stores it, publishes it (``<ns>.chron.checkpoint``) and mirrors it,
+with the leaf batches, to ``checkpoint_dir`` when set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from claiim_core.access import AccessError, authenticate, scope
+from claiim_core.checkpoint import Checkpoint, CheckpointError, Signer
+from claiim_core.ids import rfc3339
+from claiim_core.merkle import (
+    consistency_ranges,
+    inclusion_ranges,
+    nodes_for,
+    proof_from,
+    verify_consistency,
+)
 from claiim_core.names import Names
-from claiim_core.schemas import ChronQuery, ChronRecord, ChronResult
+from claiim_core.proofs import ConsistencyProof, InclusionProof
+from claiim_core.schemas import CheckpointInfo, ChronQuery, ChronRecord, ChronResult
 from claiim_runtime.follower import RegistryFollower
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -27,17 +49,25 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from claiim_chron.rows import Parked, Row, to_row
-from claiim_chron.store import ChronStore, StoreError
+from claiim_chron.store import Appended, ChronStore, StoredCheckpoint, StoreError
 
 log = logging.getLogger(__name__)
 _query = msgspec.json.Decoder(ChronQuery)
 _encode = msgspec.json.Encoder().encode
 RETRY_DELAY_S = 1.0
+FEED_CHUNK = 1000
+"""Most leaves in one proofs-feed message (about 100 KB)."""
+
+
+class ForkError(RuntimeError):
+    """The tree does not extend the last signed checkpoint: Chron will not sign it."""
 
 
 class ChronService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, store: ChronStore,
-                 follower: RegistryFollower, token_secret: bytes, operator_token: str, batch: int) -> None:
+                 follower: RegistryFollower, token_secret: bytes, operator_token: str, batch: int,
+                 signer: Signer, origin: str, checkpoint_interval: float = 5.0,
+                 checkpoint_dir: Path | None = None) -> None:
         self._nc = nc
         self._js = js
         self._names = names
@@ -46,6 +76,15 @@ class ChronService:
         self._secret = token_secret
         self._operator_token = operator_token
         self._batch = batch
+        self._signer = signer
+        self._verifier = signer.verifier
+        self.origin = origin
+        self._interval = checkpoint_interval
+        self._dir = checkpoint_dir
+        self.last_checkpoint: Checkpoint | None = None
+        self.checkpoint_error: str | None = None
+        self._fed = 0
+        self._feed_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._psubs: list[JetStreamContext.PullSubscription] = []
         self._sub: Subscription | None = None
@@ -54,6 +93,15 @@ class ChronService:
         self.parked = 0
 
     async def start(self) -> None:
+        latest = await self.store.checkpoints(limit=1, newest_first=True)
+        if latest:
+            try:
+                self.last_checkpoint = self._verifier.open(latest[0].note)
+            except CheckpointError as e:  # the stored note is not ours: a verifier will say so too
+                log.critical("the newest stored checkpoint does not verify with this key: %s", e)
+                self.checkpoint_error = f"stored checkpoint {latest[0].size} does not verify: {e}"
+        self._fed = await self._feed_position()
+        await self._feed()
         for kind, stream in (("decision", self._names.decisions_stream),
                              ("control", self._names.control_stream)):
             psub = await self._js.pull_subscribe(
@@ -63,12 +111,14 @@ class ChronService:
             )
             self._psubs.append(psub)
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, psub)))
+        self._tasks.append(asyncio.create_task(self._checkpoints()))
         self._sub = await self._nc.subscribe(self._names.chron_query, queue=self._names.chron_queue,
                                              cb=self._on_query)
 
     async def stop(self) -> None:
-        """Stop consuming. Cancelling is safe at any point: a batch whose transaction did not
-        commit is redelivered, and one committed but not yet acked is skipped on redelivery."""
+        """Stop consuming, then sign a last checkpoint. Cancelling is safe at any point: a batch
+        whose transaction did not commit is redelivered, and one committed but not yet acked is
+        skipped on redelivery."""
         self._stopping.set()
         if self._sub is not None:
             await self._sub.unsubscribe()
@@ -78,6 +128,103 @@ class ChronService:
         for psub in self._psubs:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await self._feed()
+        try:
+            await self.checkpoint()
+        except Exception as e:  # shutting down: say it, and let the next start sign
+            log.error("no checkpoint at shutdown: %s", e)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    async def _checkpoints(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.checkpoint()
+            except Exception as e:  # keep trying: a verifier reports the staleness meanwhile
+                log.error("checkpoint failed: %s", e)
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign a checkpoint of the tree if it grew since the last one; None if it did not.
+
+        Raises :class:`ForkError` (and signs nothing) when the tree does not extend the last
+        signed checkpoint.
+        """
+        frontier = self.store.frontier.copy()
+        last = self.last_checkpoint
+        if frontier.size == 0 or (last is not None and last.size >= frontier.size):
+            return None
+        root = frontier.root()
+        if last is not None:
+            ranges = consistency_ranges(last.size, frontier.size)
+            proof = proof_from(ranges, await self.store.nodes(nodes_for(ranges)))
+            if not verify_consistency(last.size, frontier.size, proof, last.root, root):
+                self.checkpoint_error = (f"refusing to sign: the tree of {frontier.size} leaves does not extend the "
+                                         f"signed checkpoint of {last.size} leaves (a fork)")
+                log.critical(self.checkpoint_error)
+                raise ForkError(self.checkpoint_error)
+        checkpoint = Checkpoint(self.origin, frontier.size, root, rfc3339(time.time_ns() // 1000))
+        note = self._signer.sign(checkpoint)
+        await self.store.add_checkpoint(checkpoint.size, root, note)
+        self.last_checkpoint = checkpoint
+        self.checkpoint_error = None
+        try:
+            await self._js.publish(self._names.chron_checkpoint, note.encode(), stream=self._names.proofs_stream,
+                                   headers={"Nats-Msg-Id": f"checkpoint-{checkpoint.size}"})
+        except Exception as e:  # stored in PostgreSQL and mirrored; the next one is published again
+            log.error("checkpoint %d not published: %r", checkpoint.size, e)
+        if self._dir is not None:
+            await asyncio.to_thread(self._mirror_checkpoint, checkpoint.size, note)
+        return checkpoint
+
+    def _mirror_checkpoint(self, size: int, note: str) -> None:
+        assert self._dir is not None
+        folder = self._dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{size:012d}.tmp"
+        tmp.write_text(note)
+        tmp.replace(folder / f"{size:012d}.txt")
+
+    # -- the proofs feed ---------------------------------------------------------------------
+
+    async def _feed_position(self) -> int:
+        """The first leaf index not yet in the proofs feed."""
+        try:
+            last = await self._js.get_last_msg(self._names.proofs_stream, self._names.chron_leaves)
+        except Exception:  # nats-py raises NotFoundError, or APIError on older servers: an empty feed
+            return 0
+        batch = json.loads(last.data or b"{}")
+        return int(batch.get("first", 0)) + len(batch.get("leaves", []))
+
+    async def _feed(self, appended: Appended | None = None) -> None:
+        """Publish every committed leaf not yet in the feed, in order, in chunks."""
+        async with self._feed_lock:
+            size = self.store.frontier.size
+            while self._fed < size:
+                if appended is not None and appended.first == self._fed and appended.leaves:
+                    leaves = appended.leaves[:FEED_CHUNK]
+                else:
+                    leaves = await self.store.leaves(self._fed, min(size, self._fed + FEED_CHUNK))
+                if not leaves:
+                    return
+                body = json.dumps({"first": self._fed, "leaves": [[c, h.hex()] for c, h in leaves]},
+                                  separators=(",", ":"))
+                await self._js.publish(self._names.chron_leaves, body.encode(), stream=self._names.proofs_stream,
+                                       headers={"Nats-Msg-Id": f"leaves-{self._fed}"})
+                if self._dir is not None:
+                    await asyncio.to_thread(self._mirror_leaves, body)
+                self._fed += len(leaves)
+                appended = None
+
+    def _mirror_leaves(self, line: str) -> None:
+        assert self._dir is not None
+        self._dir.mkdir(parents=True, exist_ok=True)
+        with (self._dir / "leaves.jsonl").open("a") as f:
+            f.write(line + "\n")
 
     async def _consume(self, kind: str, stream: str, psub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping.is_set():
@@ -103,7 +250,7 @@ class ChronService:
         for p in parked:
             log.error("parked undecodable message %s seq %s: %s", p.stream, p.stream_seq, p.error)
         try:
-            await self.store.write_batch(rows, parked)
+            appended = await self.store.append(rows, parked)
         except StoreError as e:
             log.warning("%s; %d messages will be redelivered", e, len(msgs))
             for msg in msgs:
@@ -113,8 +260,14 @@ class ChronService:
             return
         for msg in msgs:
             await msg.ack()
-        self.stored += len(rows)
+        self.stored += len(appended.leaves)
         self.parked += len(parked)
+        if appended.duplicates:
+            log.info("skipped %d messages already stored (redelivery)", appended.duplicates)
+        try:
+            await self._feed(appended)
+        except Exception as e:  # stored and acked; the feed catches up with the next batch
+            log.warning("proofs feed behind at leaf %d: %r", self._fed, e)
 
     async def _on_query(self, msg: Msg) -> None:
         try:
@@ -135,8 +288,18 @@ class ChronService:
             org = None if principal.org is None and not q.org else scope(principal, q.org, write=False)
         except AccessError as e:
             return ChronResult(error=str(e))
-        if q.op == "show" and not q.chron_id:
-            return ChronResult(error="show needs a chron_id")
+        if q.op in ("show", "prove") and not q.chron_id:
+            return ChronResult(error=f"{q.op} needs a chron_id")
+        try:
+            if q.op == "prove":
+                return await self._prove(q.chron_id or "", org)
+            if q.op == "consistency":
+                return await self._consistency(q.first, q.second)
+            if q.op == "checkpoints":
+                return ChronResult(checkpoints=[_checkpoint_info(c) for c in await self.store.checkpoints(
+                    limit=q.limit, newest_first=True)])
+        except StoreError as e:
+            return ChronResult(error=str(e))
         try:
             since = datetime.fromisoformat(q.since) if q.since else None
         except ValueError:
@@ -149,6 +312,43 @@ class ChronService:
         except StoreError as e:
             return ChronResult(error=str(e))
         return ChronResult(records=[_record(r) for r in rows])
+
+
+    async def _prove(self, chron_id: str, org: str | None) -> ChronResult:
+        found = await self.store.leaf(chron_id)
+        if found is None or (org is not None and found[0] != org):
+            return ChronResult(error=f"no record {chron_id}")
+        _, index, data = found
+        latest = await self.store.checkpoints(limit=1, newest_first=True)
+        if not latest or latest[0].size <= index:
+            return ChronResult(error=f"{chron_id} is leaf {index}, not yet in a signed checkpoint; the next one "
+                                     f"comes within {self._interval:g} s")
+        cp = latest[0]
+        ranges = inclusion_ranges(index, cp.size)
+        path = proof_from(ranges, await self.store.nodes(nodes_for(ranges)))
+        proof = InclusionProof(chron_id=chron_id, leaf_index=index, leaf=base64.b64encode(data).decode(),
+                               tree_size=cp.size, audit_path=[h.hex() for h in path], checkpoint=cp.note)
+        return ChronResult(inclusion=msgspec.to_builtins(proof))
+
+    async def _consistency(self, first: int, second: int) -> ChronResult:
+        checkpoints = {c.size: c for c in await self.store.checkpoints()}
+        if not checkpoints:
+            return ChronResult(error="no checkpoint yet")
+        second = second or max(checkpoints)
+        missing = [s for s in (first, second) if s not in checkpoints]
+        if missing:
+            return ChronResult(error=f"no checkpoint of tree size {missing[0]} (see `claiim chron checkpoints`)")
+        if first > second:
+            return ChronResult(error=f"the first tree ({first}) must not be larger than the second ({second})")
+        ranges = consistency_ranges(first, second)
+        proof = proof_from(ranges, await self.store.nodes(nodes_for(ranges)))
+        bundle = ConsistencyProof(first=checkpoints[first].note, second=checkpoints[second].note,
+                                  proof=[h.hex() for h in proof])
+        return ChronResult(consistency=msgspec.to_builtins(bundle))
+
+
+def _checkpoint_info(c: StoredCheckpoint) -> CheckpointInfo:
+    return CheckpointInfo(size=c.size, root=c.root.hex(), signed_at=c.signed_at.isoformat(), note=c.note)
 
 
 def _record(r: dict[str, Any]) -> ChronRecord:

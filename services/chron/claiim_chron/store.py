@@ -1,19 +1,31 @@
-"""Chron's PostgreSQL adapter: migrations, batch inserts in one transaction, queries.
+"""Chron's PostgreSQL adapter: migrations, the Merkle log's appends, proofs' node reads, queries.
 
-Every driver error is translated into :class:`StoreError` so that callers never see asyncpg's.
+The writer (one per database: it holds an advisory lock for its lifetime, so a second Chron
+waits as a standby) keeps the tree's right edge (:class:`claiim_core.merkle.Frontier`) in
+memory: appending a batch assigns dense leaf indexes, and its rows and newly complete subtrees
+are inserted in one transaction, with no read of earlier nodes. Every driver error is
+translated into :class:`StoreError` so that callers never see asyncpg's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
+from claiim_core.merkle import Frontier, Node, leaf_hash, root_nodes
 
 from claiim_chron.rows import ROW_COLUMNS, Parked, Row
 
+log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x636C61696D  # "claim": one migrator at a time
+_WRITER_LOCK = 0x636C61696E  # one leaf writer per database
+_DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class StoreError(RuntimeError):
@@ -21,12 +33,33 @@ class StoreError(RuntimeError):
 
 
 _TYPES = ("text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
-          "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea")
+          "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea", "int8", "bytea")
+_COLUMNS = (*ROW_COLUMNS, "leaf_index", "leaf_hash")
 _ARRAYS = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
 _INSERT = (
-    f"INSERT INTO chron_events ({', '.join(ROW_COLUMNS)}) "
-    f"SELECT * FROM unnest({_ARRAYS}) ON CONFLICT DO NOTHING"
+    f"INSERT INTO chron_events ({', '.join(_COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"
 )
+_INSERT_NODES = "INSERT INTO chron_tree (level, idx, hash) SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[])"
+_STORED = ("SELECT stream, stream_seq, chron_id FROM chron_events "
+           "WHERE chron_id = ANY($1::text[]) OR (stream, stream_seq) IN "
+           "(SELECT * FROM unnest($2::text[], $3::int8[]))")
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What one batch added: leaves ``[first, first + len(leaves))`` as ``(chron_id, leaf hash)``."""
+
+    first: int
+    leaves: list[tuple[str, bytes]]
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str
+    signed_at: datetime
 _PARK = (
     "INSERT INTO chron_parked (stream, stream_seq, subject, data, error) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
@@ -36,19 +69,97 @@ _PARK = (
 class ChronStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._writer: asyncpg.Connection | None = None
+        self._append_lock = asyncio.Lock()
+        self.frontier = Frontier()
+        """The tree as committed: its size and right edge (writer only)."""
 
     @classmethod
-    async def open(cls, url: str) -> ChronStore:
+    async def open(cls, url: str, *, writer: bool = True) -> ChronStore:
+        """Connect and migrate; the writer also waits for the writer lock and loads the tree."""
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-        except (OSError, asyncpg.PostgresError) as e:
+        except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot connect to PostgreSQL: {e}") from e
         store = cls(pool)
-        await store.migrate()
+        try:
+            await store.migrate()
+            if writer:
+                store._writer = await pool.acquire()
+                await store._writer.execute("SELECT pg_advisory_lock($1)", _WRITER_LOCK)
+                await store.load_tree()
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._pool.release(self._writer)
+            self._writer = None
         await self._pool.close()
+
+    async def load_tree(self) -> None:
+        """Load the right edge of the stored tree; first store any subtree missing above the leaves
+        (rows written before the Merkle log existed)."""
+        try:
+            async with self._pool.acquire() as conn:
+                size = await conn.fetchval("SELECT coalesce(max(leaf_index) + 1, 0) FROM chron_events")
+                stored = await conn.fetchval("SELECT count(*) FROM chron_tree")
+                if stored != size - bin(size).count("1"):
+                    await self._rebuild_nodes(conn, size)
+                nodes = await self._fetch_nodes(conn, set(root_nodes(size)))
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot load the Merkle tree: {e}") from e
+        self.frontier = Frontier.at(size, nodes)
+
+    async def _rebuild_nodes(self, conn: asyncpg.Connection, size: int) -> None:
+        log.warning("storing the Merkle subtrees of %d leaves", size)
+        frontier = Frontier()
+        batch: list[tuple[int, int, bytes]] = []
+        async with conn.transaction():
+            async for row in conn.cursor("SELECT leaf_hash FROM chron_events ORDER BY leaf_index"):
+                batch += [n for n in frontier.append(bytes(row["leaf_hash"])) if n[0] > 0]
+                if len(batch) >= 10_000:
+                    await self._insert_nodes(conn, batch, skip_existing=True)
+                    batch = []
+            await self._insert_nodes(conn, batch, skip_existing=True)
+
+    @staticmethod
+    async def _insert_nodes(conn: asyncpg.Connection, nodes: list[tuple[int, int, bytes]],
+                            skip_existing: bool = False) -> None:
+        if nodes:
+            levels, idxs, hashes = (list(c) for c in zip(*nodes, strict=True))
+            sql = _INSERT_NODES + (" ON CONFLICT DO NOTHING" if skip_existing else "")
+            await conn.execute(sql, levels, idxs, hashes)
+
+    @staticmethod
+    async def _fetch_nodes(conn: asyncpg.Connection, wanted: Iterable[Node]) -> dict[Node, bytes]:
+        wanted = list(wanted)
+        leaves = [i for level, i in wanted if level == 0]
+        inner = [(level, i) for level, i in wanted if level > 0]
+        found: dict[Node, bytes] = {}
+        if leaves:
+            rows = await conn.fetch("SELECT leaf_index, leaf_hash FROM chron_events WHERE leaf_index = ANY($1::int8[])",
+                                    leaves)
+            found |= {(0, r["leaf_index"]): bytes(r["leaf_hash"]) for r in rows}
+        if inner:
+            rows = await conn.fetch(
+                "SELECT level, idx, hash FROM chron_tree WHERE (level, idx) IN "
+                "(SELECT * FROM unnest($1::int2[], $2::int8[]))", [n[0] for n in inner], [n[1] for n in inner])
+            found |= {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+        missing = set(wanted) - found.keys()
+        if missing:
+            raise StoreError(f"the Merkle tree lacks {len(missing)} nodes, e.g. {sorted(missing)[:3]}")
+        return found
+
+    async def nodes(self, wanted: Iterable[Node]) -> dict[Node, bytes]:
+        """The stored hashes of these complete subtrees (level 0: leaf hashes)."""
+        try:
+            async with self._pool.acquire() as conn:
+                return await self._fetch_nodes(conn, wanted)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read Merkle nodes: {e}") from e
 
     async def migrate(self) -> None:
         """Apply the SQL files in ``migrations/`` that have not run yet, in name order."""
@@ -71,16 +182,89 @@ class ChronStore:
         except asyncpg.PostgresError as e:
             raise StoreError(f"migration failed: {e}") from e
 
-    async def write_batch(self, rows: list[Row], parked: list[Parked]) -> None:
-        """Store rows and parked messages in one transaction; duplicates are skipped."""
+    async def append(self, rows: list[Row], parked: list[Parked]) -> Appended:
+        """Store rows as the next leaves, and parked messages, in one transaction.
+
+        Rows already stored (same chron id or stream sequence: a redelivery) are skipped, so that a
+        message is never two leaves. The in-memory tree advances only after the commit.
+        """
+        if self._writer is None:
+            raise StoreError("this store was opened read-only")
+        async with self._append_lock:  # the decision and control consumers share one writer
+            return await self._append(self._writer, rows, parked)
+
+    async def _append(self, conn: asyncpg.Connection, rows: list[Row], parked: list[Parked]) -> Appended:
+        i_id, i_stream, i_seq, i_event = (ROW_COLUMNS.index(c) for c in ("chron_id", "stream", "stream_seq", "event"))
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with conn.transaction():
+                fresh = rows
                 if rows:
-                    await conn.execute(_INSERT, *[list(col) for col in zip(*rows, strict=True)])
+                    stored = await conn.fetch(_STORED, [r[i_id] for r in rows], [r[i_stream] for r in rows],
+                                              [r[i_seq] for r in rows])
+                    seen = {r["chron_id"] for r in stored} | {(r["stream"], r["stream_seq"]) for r in stored}
+                    fresh = []
+                    for r in rows:
+                        if r[i_id] not in seen and (r[i_stream], r[i_seq]) not in seen:
+                            fresh.append(r)
+                            seen |= {r[i_id], (r[i_stream], r[i_seq])}
+                frontier = self.frontier.copy()
+                first = frontier.size
+                leaves: list[tuple[str, bytes]] = []
+                full: list[Row] = []
+                nodes: list[tuple[int, int, bytes]] = []
+                for r in fresh:
+                    h = leaf_hash(cast(bytes, r[i_event]))
+                    full.append((*r, frontier.size, h))
+                    nodes += [n for n in frontier.append(h) if n[0] > 0]
+                    leaves.append((str(r[i_id]), h))
+                if full:
+                    await conn.execute(_INSERT, *[list(col) for col in zip(*full, strict=True)])
+                    await self._insert_nodes(conn, nodes)
                 for p in parked:
                     await conn.execute(_PARK, p.stream, p.stream_seq, p.subject, p.data, p.error)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except _DRIVER_ERRORS as e:
             raise StoreError(f"batch not stored: {e}") from e
+        self.frontier = frontier
+        return Appended(first, leaves, len(rows) - len(fresh))
+
+    async def leaves(self, start: int, stop: int) -> list[tuple[str, bytes]]:
+        """``(chron_id, leaf hash)`` of leaves ``[start, stop)``."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch("SELECT chron_id, leaf_hash FROM chron_events WHERE leaf_index >= $1 "
+                                        "AND leaf_index < $2 ORDER BY leaf_index", start, stop)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read leaves: {e}") from e
+        return [(r["chron_id"], bytes(r["leaf_hash"])) for r in rows]
+
+    async def leaf(self, chron_id: str) -> tuple[str, int, bytes] | None:
+        """The org, leaf index and stored bytes of a record."""
+        try:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow("SELECT org, leaf_index, event FROM chron_events WHERE chron_id = $1",
+                                          chron_id)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read a leaf: {e}") from e
+        return None if row is None else (row["org"], row["leaf_index"], bytes(row["event"]))
+
+    async def add_checkpoint(self, size: int, root: bytes, note: str) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute("INSERT INTO chron_checkpoints (size, root, note) VALUES ($1, $2, $3) "
+                                   "ON CONFLICT DO NOTHING", size, root, note)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"checkpoint not stored: {e}") from e
+
+    async def checkpoints(self, *, at_least: int = 0, limit: int | None = None,
+                          newest_first: bool = False) -> list[StoredCheckpoint]:
+        order = "DESC" if newest_first else "ASC"
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(f"SELECT size, root, note, signed_at FROM chron_checkpoints WHERE size >= $1 "
+                                        f"ORDER BY size {order} LIMIT $2", at_least, limit)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read checkpoints: {e}") from e
+        return [StoredCheckpoint(r["size"], bytes(r["root"]), r["note"], r["signed_at"]) for r in rows]
 
     async def query(self, *, org: str | None = None, chron_id: str | None = None, agent_id: str | None = None,
                     outcome: str | None = None, since: datetime | None = None,
@@ -102,12 +286,12 @@ class ChronStore:
         try:
             async with self._pool.acquire() as conn:
                 return [dict(r) for r in await conn.fetch(sql, *args)]
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except _DRIVER_ERRORS as e:
             raise StoreError(f"query failed: {e}") from e
 
     async def parked(self) -> list[dict[str, Any]]:
         try:
             async with self._pool.acquire() as conn:
                 return [dict(r) for r in await conn.fetch("SELECT * FROM chron_parked ORDER BY id")]
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        except _DRIVER_ERRORS as e:
             raise StoreError(f"query failed: {e}") from e

@@ -9,10 +9,18 @@
 | CLAIIM_ADMIN_TOKEN    | (none, required)         | bootstrap admin token for the admin and Chron APIs |
 | CLAIIM_PUBLISH_TIMEOUT| 2.0 seconds              | how long the gate waits for a PubAck               |
 | CLAIIM_CHRON_BATCH    | 256 messages             | Chron's pull batch size                            |
+| CLAIIM_CHECKPOINT_KEY | (none)                   | Chron's signing key, PRIVATE+KEY+NAME+ID+BASE64    |
+| CLAIIM_CHECKPOINT_KEY_FILE | (none)              | ... or a file holding it (one of the two required) |
+| CLAIIM_CHECKPOINT_INTERVAL | 5.0 seconds         | longest time between checkpoints while leaves come |
+| CLAIIM_CHECKPOINT_DIR | (none)                   | a folder to mirror checkpoints and leaf batches to |
+| CLAIIM_CHRON_ORIGIN   | claiim/<namespace>       | the log's name in its checkpoints                  |
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from claiim_core.checkpoint import CheckpointError, Signer
 from claiim_core.names import Names
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +36,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     publish_timeout: float = Field(default=2.0, gt=0)
     chron_batch: int = Field(default=256, ge=1, le=10_000)
+    checkpoint_key: SecretStr | None = None
+    checkpoint_key_file: Path | None = None
+    checkpoint_interval: float = Field(default=5.0, gt=0, le=5.0)
+    checkpoint_dir: Path | None = None
+    chron_origin: str = ""
 
     @property
     def names(self) -> Names:
@@ -45,6 +58,26 @@ class Settings(BaseSettings):
         if self.admin_token is None or not self.admin_token.get_secret_value():
             raise ConfigError("CLAIIM_ADMIN_TOKEN is not set (see `claiim up`'s DIR/env)")
         return self.admin_token.get_secret_value()
+
+    @property
+    def origin(self) -> str:
+        return self.chron_origin or f"claiim/{self.namespace}"
+
+    def require_checkpoint_signer(self) -> Signer:
+        """The checkpoint signing key, from CLAIIM_CHECKPOINT_KEY or CLAIIM_CHECKPOINT_KEY_FILE."""
+        text = self.checkpoint_key.get_secret_value() if self.checkpoint_key else ""
+        if not text and self.checkpoint_key_file:
+            try:
+                text = self.checkpoint_key_file.read_text()
+            except OSError as e:
+                raise ConfigError(f"cannot read CLAIIM_CHECKPOINT_KEY_FILE: {e}") from e
+        if not text.strip():
+            raise ConfigError("CLAIIM_CHECKPOINT_KEY (or CLAIIM_CHECKPOINT_KEY_FILE) is not set; create a key with "
+                              "`claiim chron keygen NAME` and keep it out of PostgreSQL")
+        try:
+            return Signer.parse(text)
+        except CheckpointError as e:
+            raise ConfigError(f"the checkpoint key is not valid: {e}") from e
 
     def require_database_url(self) -> str:
         if not self.database_url:

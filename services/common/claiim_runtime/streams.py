@@ -21,16 +21,20 @@ async def connect(url: str, name: str) -> Client:
 
 
 async def ensure_streams(js: JetStreamContext, names: Names) -> None:
-    """Create the decision and control streams if they do not exist (idempotent).
+    """Create claiim's streams if they do not exist (idempotent): decisions, control events,
+    Chron's proofs feed (leaf batches and signed checkpoints) and the OCSF rendering of decisions.
 
-    Retention is unlimited: Chron can always be rebuilt from the streams.
+    Retention is unlimited: Chron can always be rebuilt from the streams, and its checkpoints and
+    leaves checked against them (docs/chron.md says what a rebuild needs).
     """
-    for stream, subject in (
-        (names.decisions_stream, names.decisions_wildcard),
-        (names.control_stream, names.control_wildcard),
+    for stream, subjects in (
+        (names.decisions_stream, [names.decisions_wildcard]),
+        (names.control_stream, [names.control_wildcard]),
+        (names.proofs_stream, [names.chron_leaves, names.chron_checkpoint]),
+        (names.ocsf_stream, [names.ocsf_wildcard]),
     ):
         config = StreamConfig(
-            name=stream, subjects=[subject], retention=RetentionPolicy.LIMITS,
+            name=stream, subjects=subjects, retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE, discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S, allow_direct=True,
         )
