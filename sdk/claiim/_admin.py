@@ -23,6 +23,7 @@ from claiim_core.schemas import (
     AgentInfo,
     ApplyReply,
     ApplyRequest,
+    CheckpointInfo,
     ChronQuery,
     ChronRecord,
     ChronResult,
@@ -187,6 +188,27 @@ class AsyncAdmin:
     async def _chron(self, query: ChronQuery) -> list[ChronRecord]:
         return (await self._call(self.names.chron_query, query, ChronResult)).records
 
+    async def chron_checkpoints(self, limit: int = 20) -> list[CheckpointInfo]:
+        """Signed checkpoints, newest first."""
+        query = ChronQuery(admin_token=self._token, op="checkpoints", limit=limit)
+        return (await self._call(self.names.chron_query, query, ChronResult)).checkpoints
+
+    async def chron_prove(self, chron_id: str) -> dict[str, Any]:
+        """A self-contained inclusion proof of the record (see :mod:`claiim_core.proofs`)."""
+        query = ChronQuery(admin_token=self._token, op="prove", org=self.org, chron_id=chron_id)
+        result = await self._call(self.names.chron_query, query, ChronResult)
+        if result.inclusion is None:
+            raise ProtocolError("prove answered without a proof")
+        return result.inclusion
+
+    async def chron_consistency(self, first: int, second: int = 0) -> dict[str, Any]:
+        """A proof that the checkpoint of ``second`` leaves (0: the newest) extends that of ``first``."""
+        query = ChronQuery(admin_token=self._token, op="consistency", first=first, second=second)
+        result = await self._call(self.names.chron_query, query, ChronResult)
+        if result.consistency is None:
+            raise ProtocolError("consistency answered without a proof")
+        return result.consistency
+
     async def close(self) -> None:
         await self._transport.close()
 
@@ -264,6 +286,15 @@ class Admin:
 
     def chron_show(self, chron_id: str) -> ChronRecord | None:
         return self._run(self._admin.chron_show(chron_id))
+
+    def chron_checkpoints(self, limit: int = 20) -> list[CheckpointInfo]:
+        return self._run(self._admin.chron_checkpoints(limit))
+
+    def chron_prove(self, chron_id: str) -> dict[str, Any]:
+        return self._run(self._admin.chron_prove(chron_id))
+
+    def chron_consistency(self, first: int, second: int = 0) -> dict[str, Any]:
+        return self._run(self._admin.chron_consistency(first, second))
 
     def close(self) -> None:
         self._run(self._admin.close())

@@ -19,6 +19,7 @@ from claiim_core.schemas import ApplyReply, ChronRecord, PolicyVersionInfo, Skil
 from claiim_core.sources import locate, yaml_lines
 
 from claiim._admin import AsyncAdmin
+from claiim._cli import chron
 from claiim._cli.output import fields, table, to_json
 from claiim._errors import AdminError
 
@@ -315,6 +316,9 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("policy", "diff"): policy_diff_cmd,
     ("chron", "list"): chron_list,
     ("chron", "show"): chron_show,
+    ("chron", "checkpoints"): chron.checkpoints,
+    ("chron", "prove"): chron.prove,
+    ("chron", "consistency"): chron.consistency,
 }
 
 

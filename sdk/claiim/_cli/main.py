@@ -17,6 +17,8 @@ from typing import Any
 
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
 
+from claiim._cli import chron as chron_cli
+from claiim._cli.chron import add_commands as add_chron_commands
 from claiim._cli.commands import run_admin_command
 from claiim._errors import ClaiimError
 
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--kind", choices=["decision", "control"], default="decision")
     ls.add_argument("--limit", type=int, default=50)
     _leaf(chron, "show", "show one record").add_argument("chron_id")
+    add_chron_commands(chron, _leaf)
 
     sub.add_parser("rehearsal", help="check a running stack end to end")
     return p
@@ -186,6 +189,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return serve(args.services)
     if args.command == "policy" and args.subcommand == "test":
         return policy_test(args.policy_file, args.cases_file)
+    if args.command == "chron" and args.subcommand in chron_cli.OFFLINE:
+        return chron_cli.run_offline(args)
+    if args.command == "chron" and args.subcommand in chron_cli.DIRECT:
+        return chron_cli.run_direct(args)
     if args.command == "rehearsal":
         from claiim._cli.rehearsal import rehearsal
 

@@ -1,0 +1,297 @@
+"""``claiim chron ...``: proofs, checkpoints, whole-log verification, replay, export and rebuild.
+
+``keygen``, ``verify-proof`` and ``verify-consistency`` work offline. ``verify``, ``replay``,
+``export`` and ``rebuild`` read the streams (and PostgreSQL) directly, as operators' tools; the
+others go through Chron's query API with an admin token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+from claiim_chron.rebuild import Message, rebuild, stream_messages
+from claiim_chron.verify import Evidence, evidence_from_stream, verify_log
+from claiim_core.checkpoint import CheckpointError, Signer, Verifier
+from claiim_core.names import Names
+from claiim_core.ocsf import ocsf_decision
+from claiim_core.proofs import ConsistencyProof, InclusionProof, ProofError, check_consistency, check_inclusion
+from claiim_core.schemas import DecisionEvent
+from nats.aio.client import Client
+
+from claiim._admin import AsyncAdmin
+from claiim._cli.output import table, to_json
+from claiim._errors import AdminError, ClaiimError
+from claiim._transport import resolve_url
+
+PROOF_WAIT_S = 12.0
+
+
+def add_commands(chron: Any, leaf: Any) -> None:
+    """Add the proof and operations commands to the ``chron`` group (``leaf`` makes a command)."""
+    keygen = chron.add_parser("keygen", help="make a checkpoint signing key (offline)")
+    keygen.add_argument("name", help="the key's name, e.g. acme-chron")
+    keygen.add_argument("-o", "--output", type=Path, required=True, help="file for the signing key (mode 600)")
+    ls = leaf(chron, "checkpoints", "recent signed checkpoints, newest first", org=False)
+    ls.add_argument("--limit", type=int, default=20)
+    prove = leaf(chron, "prove", "write a self-contained inclusion proof of one record", json=False)
+    prove.add_argument("chron_id")
+    prove.add_argument("-o", "--output", type=Path, required=True)
+    vp = chron.add_parser("verify-proof", help="verify an inclusion proof offline, with the log's public key")
+    vp.add_argument("proof", type=Path)
+    _key_option(vp)
+    cons = leaf(chron, "consistency", "write a proof that one checkpoint extends another", org=False, json=False)
+    cons.add_argument("first", type=int, help="tree size of the earlier checkpoint")
+    cons.add_argument("second", type=int, nargs="?", default=0, help="tree size of the later one (default: newest)")
+    cons.add_argument("-o", "--output", type=Path, required=True)
+    vc = chron.add_parser("verify-consistency", help="verify a consistency proof offline")
+    vc.add_argument("proof", type=Path)
+    _key_option(vc)
+    verify = chron.add_parser("verify", help="check the whole database against the signed checkpoints")
+    _key_option(verify)
+    verify.add_argument("--database-url", default=None, help="default: CLAIIM_DATABASE_URL")
+    verify.add_argument("--from-dir", type=Path, help="read checkpoints and leaf batches from this mirror folder "
+                                                      "instead of the proofs stream")
+    verify.add_argument("--max-age", type=float, default=60.0,
+                        help="seconds leaves may wait for a checkpoint before the log is stale (default 60)")
+    for name, text in (("replay", "re-read the decision (or control) stream: print or republish events"),
+                       ("export", "print decisions as JSON lines, native or OCSF")):
+        cmd = chron.add_parser(name, help=text, description=text)
+        start = cmd.add_mutually_exclusive_group()
+        start.add_argument("--from-seq", type=int, default=0, help="first stream sequence")
+        start.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-25T10:00:00+00:00")
+        cmd.add_argument("--limit", type=int, default=0, help="stop after this many events")
+        if name == "replay":
+            cmd.add_argument("--stream", choices=["decisions", "control"], default="decisions")
+            cmd.add_argument("--republish", metavar="PREFIX",
+                             help="publish each event to PREFIX.<its subject> instead of printing it")
+        else:
+            cmd.add_argument("--format", choices=["jsonl", "ocsf"], default="jsonl")
+    rb = chron.add_parser("rebuild", help="build a fresh Chron database from the streams and check it")
+    rb.add_argument("--database", required=True, help="URL of an empty PostgreSQL database")
+    _key_option(rb)
+
+
+def _key_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--key", help="verifier key NAME+ID+BASE64, or a file holding it "
+                                   "(default: CLAIIM_CHECKPOINT_VERIFIER)")
+
+
+def _verifier(text: str | None) -> Verifier:
+    value = text or os.environ.get("CLAIIM_CHECKPOINT_VERIFIER", "")
+    if value and Path(value).is_file():
+        value = Path(value).read_text()
+    if not value:
+        raise AdminError("no verifier key: pass --key or set CLAIIM_CHECKPOINT_VERIFIER")
+    try:
+        return Verifier.parse(value)
+    except CheckpointError as e:
+        raise AdminError(f"bad verifier key: {e}") from e
+
+
+def _names() -> Names:
+    return Names(os.environ.get("CLAIIM_NAMESPACE") or "claiim")
+
+
+OFFLINE = {"keygen", "verify-proof", "verify-consistency"}
+DIRECT = {"verify", "replay", "export", "rebuild"}
+
+
+def keygen(args: argparse.Namespace) -> int:
+    try:
+        signer = Signer.from_seed(args.name, secrets.token_bytes(32))
+    except CheckpointError as e:
+        raise AdminError(str(e)) from e
+    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{signer}\n")
+    print(f"signing key written to {args.output} (mode 600): give it to Chron as CLAIIM_CHECKPOINT_KEY_FILE")
+    print(f"verifier key (publish it to auditors): {signer.verifier}")
+    return 0
+
+
+def verify_proof(args: argparse.Namespace) -> int:
+    verifier = _verifier(args.key)
+    try:
+        proof = msgspec.json.decode(args.proof.read_bytes(), type=InclusionProof)
+        proven = check_inclusion(proof, verifier)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        print(f"FAIL: {args.proof} is not an inclusion proof: {e}", file=sys.stderr)
+        return 1
+    except ProofError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    event, cp = proven.event, proven.checkpoint
+    what = (f"{event.get('outcome')} {event.get('agent_id')} {event.get('action')} {event.get('target')} "
+            f"({event.get('reason')})" if "outcome" in event else f"{event.get('type')} by {event.get('actor')}")
+    print(f"OK: {proof.chron_id} is leaf {proven.leaf_index} of {cp.origin}, in the tree of {cp.size} leaves "
+          f"signed {cp.time or '(no time)'} by {verifier.name}+{verifier.key_id.hex()}")
+    print(f"    {what}")
+    return 0
+
+
+def verify_consistency(args: argparse.Namespace) -> int:
+    verifier = _verifier(args.key)
+    try:
+        proof = msgspec.json.decode(args.proof.read_bytes(), type=ConsistencyProof)
+        first, second = check_consistency(proof, verifier)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        print(f"FAIL: {args.proof} is not a consistency proof: {e}", file=sys.stderr)
+        return 1
+    except ProofError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    print(f"OK: the tree of {second.size} leaves ({second.time}) extends the tree of {first.size} leaves "
+          f"({first.time}) of {first.origin}: nothing signed before was changed or dropped")
+    return 0
+
+
+async def checkpoints(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    found = await admin.chron_checkpoints(args.limit)
+    if args.json:
+        print(to_json(found))
+    else:
+        print(table(found, ("size", "signed_at", "root")))
+    return 0
+
+
+async def prove(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    """Fetch the proof, waiting for the next checkpoint if the record is newer than the last one."""
+    deadline = asyncio.get_running_loop().time() + PROOF_WAIT_S
+    while True:
+        try:
+            proof = await admin.chron_prove(args.chron_id)
+            break
+        except AdminError as e:
+            if "not yet in a signed checkpoint" not in str(e) or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    await asyncio.to_thread(args.output.write_text, json.dumps(proof, indent=1) + "\n")
+    print(f"wrote {args.output}: {args.chron_id} is leaf {proof['leaf_index']} of a signed tree of "
+          f"{proof['tree_size']} leaves ({len(proof['audit_path'])} hashes)")
+    return 0
+
+
+async def consistency(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    proof = await admin.chron_consistency(args.first, args.second)
+    await asyncio.to_thread(args.output.write_text, json.dumps(proof, indent=1) + "\n")
+    print(f"wrote {args.output}: {len(proof['proof'])} hashes")
+    return 0
+
+
+async def _connect() -> Client:
+    try:
+        return await nats.connect(resolve_url(None), connect_timeout=3, max_reconnect_attempts=0)
+    except Exception as e:
+        raise ClaiimError(f"cannot reach NATS at {resolve_url(None)}: {e}") from e
+
+
+async def verify(args: argparse.Namespace) -> int:
+    verifier = _verifier(args.key)
+    url = args.database_url or os.environ.get("CLAIIM_DATABASE_URL")
+    if not url:
+        raise AdminError("no database: pass --database-url or set CLAIIM_DATABASE_URL")
+    if args.from_dir:
+        evidence = await asyncio.to_thread(Evidence.from_dir, args.from_dir)
+        source = str(args.from_dir)
+    else:
+        nc = await _connect()
+        try:
+            evidence = await evidence_from_stream(nc.jetstream(), _names())
+        finally:
+            await nc.close()
+        source = f"the {_names().proofs_stream} stream"
+    print(f"verifying against {len(evidence.notes)} checkpoints and {len(evidence.batches)} leaf batches from "
+          f"{source}", file=sys.stderr)
+    conn = await asyncpg.connect(url)
+    try:
+        report = await verify_log(conn, verifier, evidence, max_age=args.max_age, progress=_progress)
+    finally:
+        await conn.close()
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def _progress(done: int, total: int, seconds: float) -> None:
+    print(f"  ... {done:,} of {total:,} leaves ({done / seconds:,.0f}/s)", file=sys.stderr, flush=True)
+
+
+async def _events(args: argparse.Namespace, kind: str) -> AsyncIterator[Message]:
+    nc = await _connect()
+    try:
+        since = datetime.fromisoformat(args.since) if args.since else None
+        n = 0
+        async for m in stream_messages(nc.jetstream(), _names(), kind, start_seq=args.from_seq, start_time=since):
+            yield m
+            n += 1
+            if args.limit and n >= args.limit:
+                return
+    finally:
+        await nc.close()
+
+
+async def replay(args: argparse.Namespace) -> int:
+    kind = "decision" if args.stream == "decisions" else "control"
+    publisher = await _connect() if args.republish else None
+    count = 0
+    try:
+        async for m in _events(args, kind):
+            if publisher is not None:
+                await publisher.publish(f"{args.republish}.{m.subject}", m.data)
+            else:
+                print(json.dumps({"stream_seq": m.seq, "subject": m.subject, "event": json.loads(m.data)}))
+            count += 1
+    finally:
+        if publisher is not None:
+            await publisher.flush()
+            await publisher.close()
+    print(f"{count} events {'republished under ' + args.republish if args.republish else 'replayed'}",
+          file=sys.stderr)
+    return 0
+
+
+async def export(args: argparse.Namespace) -> int:
+    decode = msgspec.json.Decoder(DecisionEvent)
+    async for m in _events(args, "decision"):
+        try:
+            event = decode.decode(m.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            print(f"skipped stream seq {m.seq}: not a decision event", file=sys.stderr)
+            continue
+        value = ocsf_decision(event) if args.format == "ocsf" else msgspec.to_builtins(event)
+        print(json.dumps(value, separators=(",", ":"), sort_keys=True))
+    return 0
+
+
+async def rebuild_cmd(args: argparse.Namespace) -> int:
+    verifier = _verifier(args.key)
+    nc = await _connect()
+    try:
+        report = await rebuild(nc.jetstream(), _names(), args.database, verifier)
+    finally:
+        await nc.close()
+    print("\n".join(report.lines()))
+    if report.ok:
+        print(f"rebuilt {report.leaves} leaves; the roots equal all {report.checkpoints} signed checkpoints")
+    return 0 if report.ok else 1
+
+
+def run_offline(args: argparse.Namespace) -> int:
+    return {"keygen": keygen, "verify-proof": verify_proof, "verify-consistency": verify_consistency}[
+        args.subcommand](args)
+
+
+def run_direct(args: argparse.Namespace) -> int:
+    handlers = {"verify": verify, "replay": replay, "export": export, "rebuild": rebuild_cmd}
+    return asyncio.run(handlers[args.subcommand](args))

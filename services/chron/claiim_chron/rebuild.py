@@ -1,0 +1,91 @@
+"""Rebuilding Chron from the streams, and re-reading them (replay, export).
+
+A rebuild needs the decision and control streams from their first message (their retention is
+unlimited by default) and the proofs feed, whose leaf batches give the order in which Chron made
+the leaves. It stores the leaves in that order in an empty database, copies the checkpoints that
+verify with the log's key, and checks the result with :func:`claiim_chron.verify.verify_log`:
+the rebuilt tree must have the signed root at every checkpoint size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from claiim_core.checkpoint import CheckpointError, Verifier
+from claiim_core.names import Names
+from nats.js import JetStreamContext
+
+from claiim_chron.rows import Parked, Row, to_row
+from claiim_chron.store import ChronStore, StoreError
+from claiim_chron.verify import Evidence, Report, evidence_from_stream, read_subject, verify_log
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: str
+    stream: str
+    seq: int
+    subject: str
+    data: bytes
+    chron_id: str
+
+
+async def stream_messages(js: JetStreamContext, names: Names, kind: str, *, start_seq: int = 0,
+                          start_time: datetime | None = None) -> AsyncIterator[Message]:
+    """The messages of the decision (``kind="decision"``) or control stream, in stream order."""
+    stream, subject = ((names.decisions_stream, names.decisions_wildcard) if kind == "decision"
+                       else (names.control_stream, names.control_wildcard))
+    async for msg in read_subject(js, stream, subject, start_seq=start_seq, start_time=start_time):
+        chron_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+        yield Message(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data, chron_id)
+
+
+async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifier: Verifier) -> Report:
+    """Build Chron's tables in the empty database at ``database_url`` from the streams; raises
+    :class:`StoreError` when the database is not empty or a leaf's message is gone."""
+    evidence = await evidence_from_stream(js, names)
+    messages: dict[str, Message] = {}
+    unnamed: list[Message] = []
+    for kind in ("decision", "control"):
+        async for m in stream_messages(js, names, kind):
+            if m.chron_id:
+                messages[m.chron_id] = m
+            else:
+                unnamed.append(m)
+    order = [chron_id for _, leaves in sorted(evidence.batches, key=lambda b: b[0]) for chron_id, _ in leaves]
+    gone = [c for c in order if c not in messages]
+    if gone:
+        raise StoreError(f"{len(gone)} leaves are no longer in the streams (e.g. {gone[0]}); a rebuild needs the "
+                         "streams' whole history")
+    in_feed = set(order)
+    rest = sorted((m for m in messages.values() if m.chron_id not in in_feed), key=lambda m: (m.kind, m.seq))
+    store = await ChronStore.open(database_url)
+    try:
+        if store.frontier.size:
+            raise StoreError(f"the database already holds {store.frontier.size} leaves: rebuild into an empty one")
+        pending: list[Message] = [messages[c] for c in order] + rest + unnamed
+        for start in range(0, len(pending), BATCH):
+            rows: list[Row] = []
+            parked: list[Parked] = []
+            for m in pending[start:start + BATCH]:
+                item = to_row(m.kind, m.stream, m.seq, m.subject, m.data)
+                (parked if isinstance(item, Parked) else rows).append(item)  # type: ignore[arg-type]
+            await store.append(rows, parked)
+        for note in evidence.notes:
+            try:
+                cp = verifier.open(note)
+            except CheckpointError:
+                continue  # verify_log below names it
+            await store.add_checkpoint(cp.size, cp.root, note)
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await verify_log(conn, verifier, Evidence(evidence.notes, evidence.batches), max_age=float("inf"))
+    finally:
+        await conn.close()
