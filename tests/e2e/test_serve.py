@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,14 @@ async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_
     namespace = f"s{secrets.token_hex(5)}"
     admin_token = "adm_" + secrets.token_hex(8)
     db_url = await ensure_database(pg_url, f"serve_{secrets.token_hex(4)}")
+    keygen = await asyncio.to_thread(subprocess.run, [CLAIIM, "chron", "keygen", "serve-test", "-o",
+                                                      str(tmp_path / "chron.key")], capture_output=True, text=True,
+                                     timeout=60)
+    assert keygen.returncode == 0 and "verifier key (publish it to auditors): serve-test+" in keygen.stdout
+    assert stat.S_IMODE((tmp_path / "chron.key").stat().st_mode) == 0o600
     env = env_without_claiim(CLAIIM_URL=nats_url, CLAIIM_DATABASE_URL=db_url, CLAIIM_NAMESPACE=namespace,
-                             CLAIIM_TOKEN_SECRET=secrets.token_urlsafe(32), CLAIIM_ADMIN_TOKEN=admin_token)
+                             CLAIIM_TOKEN_SECRET=secrets.token_urlsafe(32), CLAIIM_ADMIN_TOKEN=admin_token,
+                             CLAIIM_CHECKPOINT_KEY_FILE=str(tmp_path / "chron.key"))
     process = await asyncio.create_subprocess_exec(CLAIIM, "--env-file", str(tmp_path / "none"), "serve", "all",
                                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -62,6 +69,8 @@ async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_
     ("gate", {}, "CLAIIM_TOKEN_SECRET"), ("control", {}, "CLAIIM_TOKEN_SECRET"), ("chron", {}, "CLAIIM_TOKEN_SECRET"),
     ("control", {"CLAIIM_TOKEN_SECRET": "s3cret"}, "CLAIIM_ADMIN_TOKEN"),
     ("chron", {"CLAIIM_TOKEN_SECRET": "s3cret"}, "CLAIIM_ADMIN_TOKEN"),
+    ("chron", {"CLAIIM_TOKEN_SECRET": "s3cret", "CLAIIM_ADMIN_TOKEN": "a", "CLAIIM_DATABASE_URL": "postgresql://x/y"},
+     "CLAIIM_CHECKPOINT_KEY"),
 ])
 def test_services_refuse_to_start_without_their_secrets(nats_url: str, tmp_path: Path, service: str,
                                                         given: dict[str, str], missing: str) -> None:

@@ -72,8 +72,8 @@ class Settings(BaseSettings):
             except OSError as e:
                 raise ConfigError(f"cannot read CLAIIM_CHECKPOINT_KEY_FILE: {e}") from e
         if not text.strip():
-            raise ConfigError("CLAIIM_CHECKPOINT_KEY (or CLAIIM_CHECKPOINT_KEY_FILE) is not set; create a key with "
-                              "`claiim chron keygen NAME` and keep it out of PostgreSQL")
+            raise ConfigError("CLAIIM_CHECKPOINT_KEY is not set (nor CLAIIM_CHECKPOINT_KEY_FILE); create a key with "
+                              "`claiim chron keygen NAME -o FILE` and keep it out of PostgreSQL")
         try:
             return Signer.parse(text)
         except CheckpointError as e:
