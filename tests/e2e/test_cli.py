@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import stat
 import subprocess
@@ -181,3 +182,39 @@ def test_bad_documents_are_reported_by_file_and_line(cli: Cli, tmp_path: Path) -
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_chron_proofs_from_the_cli(cli: Cli, tmp_path: Path) -> None:
+    """prove, verify-proof (offline), consistency, verify (stream and mirror), replay and export."""
+    token = json.loads((cli.up.data_dir / "demo-tokens.json").read_text())["deploy-bot"]
+    script = ("from claiim import Gate\n"
+              f"g = Gate(agent_id='deploy-bot', token='{token}', url='nats://127.0.0.1:{cli.up.port}')\n"
+              "g.check(action='deploy:staging', target='api-v2')\n"
+              "print(g.check(action='deploy:production', target='api-v2').chron_id)\n")
+    out = subprocess.run([str(Path(CLAIIM).parent / "python"), "-c", script], capture_output=True, text=True,
+                         env=clean_env(), timeout=60)
+    chron_id = out.stdout.strip()
+    assert chron_id.startswith("chr_"), out.stderr
+    proof = tmp_path / "proof.json"
+    assert f"wrote {proof}: {chron_id} is leaf" in cli.ok("chron", "prove", chron_id, "-o", str(proof))
+    verified = cli.ok("chron", "verify-proof", str(proof), as_admin=None)
+    assert verified.startswith(f"OK: {chron_id} is leaf") and "DENY deploy-bot deploy:production api-v2" in verified
+    forged = json.loads(proof.read_text())
+    forged["leaf"] = base64.b64encode(base64.b64decode(forged["leaf"]).replace(b'"DENY"', b'"ALLOW"')).decode()
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    assert "FAIL: leaf" in cli.refused("chron", "verify-proof", str(tmp_path / "forged.json"), as_admin=None)
+
+    sizes = [c["size"] for c in json.loads(cli.ok("chron", "checkpoints", "--json"))]
+    assert sizes == sorted(sizes, reverse=True)
+    if len(sizes) > 1:
+        cli.ok("chron", "consistency", str(sizes[-1]), "-o", str(tmp_path / "c.json"))
+        assert cli.ok("chron", "verify-consistency", str(tmp_path / "c.json"), as_admin=None).startswith("OK: the tree")
+    assert cli.ok("chron", "verify", as_admin=None).splitlines()[-1].startswith("OK: ")
+    mirror = cli.up.data_dir / "chron-mirror"
+    assert cli.ok("chron", "verify", "--from-dir", str(mirror), as_admin=None).splitlines()[-1].startswith("OK: ")
+
+    replayed = cli.ok("chron", "replay", "--from-seq", "1", "--limit", "2", as_admin=None).splitlines()
+    assert len(replayed) == 2 and json.loads(replayed[0])["stream_seq"] == 1
+    exported = cli.ok("chron", "export", "--format", "ocsf", as_admin=None).splitlines()
+    assert any(json.loads(line)["metadata"]["uid"] == chron_id for line in exported)
+    assert all(json.loads(line)["class_uid"] == 6003 for line in exported)

@@ -81,3 +81,27 @@ async def test_limit_stops_the_command_line(stack: Stack, capsys: pytest.Capture
     assert await asyncio.to_thread(siem_consumer.main, argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["disposition"] for line in lines] == ["Allowed", "Blocked"]
+
+
+async def test_chron_publishes_each_decision_as_ocsf_on_its_own_subject(stack: Stack) -> None:
+    """The OCSF feed: one OCSF event per decision, on <ns>.ocsf.<org>.<agent>.<outcome>, deduplicated by chron id."""
+    allow, deny = await decide(stack, "deploy:staging", "deploy:production")
+    names = stack.names
+    nc = await nats.connect(stack.settings.url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(f"{names.namespace}.ocsf.demo.deploy-bot.deny", stream=names.ocsf_stream,
+                                 ordered_consumer=True)
+        event = json.loads((await sub.next_msg(timeout=10)).data)
+        assert (event["metadata"]["uid"], event["class_uid"], event["disposition"]) == (deny, 6003, "Blocked")
+        assert event["policy"]["name"] == "no-prod-v1"
+        for _ in range(100):
+            info = await js.stream_info(names.ocsf_stream)
+            if info.state.messages >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert info.state.messages == 2, "one OCSF event per decision"
+        allowed = await js.get_last_msg(names.ocsf_stream, f"{names.namespace}.ocsf.demo.deploy-bot.allow")
+        assert json.loads(allowed.data)["metadata"]["uid"] == allow
+    finally:
+        await nc.close()

@@ -1,0 +1,88 @@
+"""The OCSF feed: every decision rendered as OCSF API Activity on its own subject.
+
+A durable pull consumer (``chron-ocsf``) reads the decision stream; each decision is published as
+OCSF to ``<ns>.ocsf.<org>.<agent>.<allow|deny>`` (stream ``<NS>_OCSF``) with the chron id as
+``Nats-Msg-Id``, and the decision is acked only after the PubAck. So the feed misses nothing and
+a redelivery is deduplicated. A message that is not a decision is acked and skipped (Chron
+parks it). The feed runs beside Chron's ingest and never holds it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+from claiim_core.names import Names
+from claiim_core.ocsf import ocsf_bytes
+from claiim_core.schemas import DecisionEvent
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+log = logging.getLogger(__name__)
+_decision = msgspec.json.Decoder(DecisionEvent)
+DURABLE = "chron-ocsf"
+RETRY_DELAY_S = 1.0
+
+
+class OcsfFeed:
+    def __init__(self, js: JetStreamContext, names: Names, batch: int) -> None:
+        self._js = js
+        self._names = names
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    async def start(self) -> None:
+        psub = await self._js.pull_subscribe(
+            "", durable=DURABLE, stream=self._names.decisions_stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                  max_ack_pending=50_000, ack_wait=30, max_deliver=-1),
+        )
+        self._task = asyncio.create_task(self._run(psub))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self, psub: JetStreamContext.PullSubscription) -> None:
+        try:
+            while True:
+                try:
+                    msgs = await psub.fetch(self._batch, timeout=1)
+                except (NatsTimeout, TimeoutError):
+                    continue
+                except Exception as e:  # NATS down or reconnecting
+                    log.warning("OCSF feed fetch failed: %r", e)
+                    await asyncio.sleep(RETRY_DELAY_S)
+                    continue
+                await self._publish(msgs)
+        finally:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+
+    async def _publish(self, msgs: list[Msg]) -> None:
+        events = []
+        for msg in msgs:
+            try:
+                events.append((msg, _decision.decode(msg.data)))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                await msg.ack()
+        try:
+            await asyncio.gather(*(self._js.publish(
+                self._names.ocsf_subject(e.org, e.agent_id, e.outcome), ocsf_bytes(e), stream=self._names.ocsf_stream,
+                headers={"Nats-Msg-Id": e.chron_id}) for _, e in events))
+        except Exception as e:  # some were not acknowledged: all come back, duplicates are dropped by Msg-Id
+            log.warning("OCSF feed publish failed: %r; %d decisions will be redelivered", e, len(events))
+            for msg, _ in events:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=RETRY_DELAY_S)
+            return
+        for msg, _ in events:
+            await msg.ack()
+        self.published += len(events)
