@@ -1,4 +1,5 @@
-"""The composition root: connect, create streams, and start the gate, control handler and Chron.
+"""The composition root: connect, create streams, and start the gate, control handler, Chron and
+the OCSF feed.
 
 ``claiim serve`` (one service per process, as in compose) and ``claiim up`` (all in one process)
 both start services through :func:`start_services`.
@@ -10,6 +11,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.service import ChronService
 from claiim_chron.store import ChronStore
 from claiim_control.service import ControlService
@@ -20,7 +22,7 @@ from claiim_runtime.streams import connect, ensure_streams
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-SERVICES = ("gate", "control", "chron")
+SERVICES = ("gate", "control", "chron", "ocsf")
 
 
 @dataclass
@@ -30,6 +32,7 @@ class RunningServices:
     gates: list[GateService] = field(default_factory=list)
     control: ControlService | None = None
     chron: ChronService | None = None
+    ocsf: OcsfFeed | None = None
     followers: list[RegistryFollower] = field(default_factory=list)
 
     async def stop(self) -> None:
@@ -37,6 +40,8 @@ class RunningServices:
             await gate.stop()
         if self.control is not None:
             await self.control.stop()
+        if self.ocsf is not None:
+            await self.ocsf.stop()
         if self.chron is not None:
             await self.chron.stop()
             await self.chron.store.close()
@@ -73,6 +78,9 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
                                          signer, settings.origin, settings.checkpoint_interval,
                                          settings.checkpoint_dir)
             await running.chron.start()
+        if "ocsf" in which:
+            running.ocsf = OcsfFeed(js, names, settings.chron_batch)
+            await running.ocsf.start()
         if "control" in which:
             follower = RegistryFollower(js, names)
             await follower.start()

@@ -24,7 +24,7 @@ def test_compose_runs_every_service_with_a_real_serve_command() -> None:
     assert isinstance(services, dict)
     choices = build_parser()._subparsers._group_actions[0].choices["serve"]._actions[1].choices  # type: ignore[union-attr]
     assert {"nats", "postgres", "gate", "control", "chron"} <= set(services)
-    for name in ("gate", "control", "chron"):
+    for name in ("gate", "control", "chron", "ocsf"):
         command = services[name]["command"].split()
         assert command[:2] == ["claiim", "serve"] and command[2] in choices
 

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-demo", action="store_true", help="do not load the demo bundle")
 
     serve = sub.add_parser("serve", help="run services against existing servers (settings from env)")
-    serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "all"])
+    serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "ocsf", "all"])
 
     apply = _leaf(sub, "apply", "apply a bundle of skills, policies and agents (idempotent)", org=False)
     apply.add_argument("-f", "--file", type=Path, required=True)

@@ -4,7 +4,8 @@ A durable pull consumer (``chron-ocsf``) reads the decision stream; each decisio
 OCSF to ``<ns>.ocsf.<org>.<agent>.<allow|deny>`` (stream ``<NS>_OCSF``) with the chron id as
 ``Nats-Msg-Id``, and the decision is acked only after the PubAck. So the feed misses nothing and
 a redelivery is deduplicated. A message that is not a decision is acked and skipped (Chron
-parks it). The feed runs beside Chron's ingest and never holds it up.
+parks it). It is its own service (``claiim serve ocsf``), so that publishing a second stream
+never slows Chron's ingest down where they run in separate processes.
 """
 
 from __future__ import annotations

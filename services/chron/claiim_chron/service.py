@@ -48,7 +48,6 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.rows import Parked, Row, to_row
 from claiim_chron.store import Appended, ChronStore, StoredCheckpoint, StoreError
 
@@ -86,7 +85,6 @@ class ChronService:
         self.checkpoint_error: str | None = None
         self._fed = 0
         self._feed_lock = asyncio.Lock()
-        self.ocsf = OcsfFeed(js, names, batch)
         self._tasks: list[asyncio.Task[None]] = []
         self._psubs: list[JetStreamContext.PullSubscription] = []
         self._sub: Subscription | None = None
@@ -114,7 +112,6 @@ class ChronService:
             self._psubs.append(psub)
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, psub)))
         self._tasks.append(asyncio.create_task(self._checkpoints()))
-        await self.ocsf.start()
         self._sub = await self._nc.subscribe(self._names.chron_query, queue=self._names.chron_queue,
                                              cb=self._on_query)
 
@@ -125,7 +122,6 @@ class ChronService:
         self._stopping.set()
         if self._sub is not None:
             await self._sub.unsubscribe()
-        await self.ocsf.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

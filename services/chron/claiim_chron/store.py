@@ -40,9 +40,9 @@ _INSERT = (
     f"INSERT INTO chron_events ({', '.join(_COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"
 )
 _INSERT_NODES = "INSERT INTO chron_tree (level, idx, hash) SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[])"
-_STORED = ("SELECT stream, stream_seq, chron_id FROM chron_events "
-           "WHERE chron_id = ANY($1::text[]) OR (stream, stream_seq) IN "
-           "(SELECT * FROM unnest($2::text[], $3::int8[]))")
+_STORED = ("SELECT stream, stream_seq, chron_id FROM chron_events WHERE chron_id = ANY($1::text[]) UNION "
+           "SELECT e.stream, e.stream_seq, e.chron_id FROM unnest($2::text[], $3::int8[]) AS b(stream, seq) "
+           "JOIN chron_events e ON e.stream = b.stream AND e.stream_seq = b.seq")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,241 @@
+"""Chron with proofs: ingest rate against plain inserts, verify rate, proof time on a large log.
+
+Run: ``.venv/bin/python bench/chron_proofs.py [--backlog 100000] [--proof-leaves 1000000]``
+
+It starts its own nats-server and PostgreSQL (pgserver) in a temporary directory and measures, in
+one run:
+
+  (1) plain: the backlog's rows inserted with asyncpg into a table with the same columns and
+      unique indexes as ``chron_events``, 256 rows per transaction (multi-array ``unnest``), no
+      NATS, no Merkle tree: the floor for storing these rows;
+  (2) chron: the real Chron (``ChronService``: JetStream pull consumer, batches of 256, leaf
+      hashes, stored subtrees, proofs feed, checkpoints every 5 s) draining a backlog of the same
+      decisions published to the decision stream beforehand; also the intervals between the
+      checkpoints it signed while draining; then the same again with the OCSF feed running in the
+      same process (as in ``claiim up``), on a second namespace and database;
+  (3) verify: ``verify_log`` over the whole database of (2), against the proofs stream;
+  (4) proofs: a log of ``--proof-leaves`` leaves written with ``ChronStore.append`` (10,000 per
+      transaction), then inclusion proofs of 1,000 random leaves and 100 consistency proofs,
+      each read from PostgreSQL and verified: time per proof.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import secrets
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import nats
+from claiim._servers import ensure_database, free_port, start_nats, start_postgres
+from claiim_chron.ocsf_feed import OcsfFeed
+from claiim_chron.rows import ROW_COLUMNS, Row, decision_row
+from claiim_chron.service import ChronService
+from claiim_chron.store import ChronStore
+from claiim_chron.verify import evidence_from_stream, verify_log
+from claiim_core.canonical import canonical_bytes
+from claiim_core.checkpoint import Signer
+from claiim_core.ids import chron_id, rfc3339
+from claiim_core.merkle import (
+    consistency_ranges,
+    inclusion_ranges,
+    nodes_for,
+    proof_from,
+    verify_consistency,
+    verify_inclusion,
+)
+from claiim_core.names import Names
+from claiim_core.schemas import DecisionEvent
+from claiim_runtime.follower import RegistryFollower
+from claiim_runtime.streams import ensure_streams
+
+BATCH = 256
+PLAIN_TABLE = """
+CREATE TABLE plain_events (
+    id bigserial PRIMARY KEY, chron_id text NOT NULL UNIQUE, kind text NOT NULL, stream text NOT NULL,
+    stream_seq bigint NOT NULL, subject text NOT NULL, org text NOT NULL, agent_id text NOT NULL, actor text NOT NULL,
+    outcome text NOT NULL, action text NOT NULL, target text NOT NULL, anchor text NOT NULL, policy text NOT NULL,
+    skill text NOT NULL, reason text NOT NULL, rule text NOT NULL, gate text NOT NULL, control_seq bigint NOT NULL,
+    occurred_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), event bytea NOT NULL,
+    UNIQUE (stream, stream_seq));
+CREATE INDEX plain_agent ON plain_events (agent_id, id);
+CREATE INDEX plain_occurred ON plain_events (occurred_at);
+CREATE INDEX plain_org ON plain_events (org, id);
+"""
+
+
+def decision(i: int) -> DecisionEvent:
+    allow = i % 4 != 0
+    return DecisionEvent(
+        chron_id=chron_id(1_764_000_000_000 + i, i.to_bytes(10, "big")), decided_at=rfc3339(1_764_000_000_000_000 + i),
+        outcome="ALLOW" if allow else "DENY",
+        reason="policy:no-prod-v1 -- action allowed" if allow else "policy:no-prod-v1 -- action explicitly denied",
+        rule="allow[0]: deploy:staging" if allow else "deny[0]: deploy:production", org="demo",
+        agent_id=f"bot-{i % 50}", anchor="s.emp1", action="deploy:staging" if allow else "deploy:production",
+        target="api-v2", context={}, request_id=None, policy="no-prod-v1", skill="deploy-v2", gate="bench",
+        control_seq=9)
+
+
+def ms(values: list[float]) -> str:
+    values = sorted(values)
+    return (f"p50 {statistics.median(values) * 1000:.2f} ms, p99 {values[int(len(values) * 0.99) - 1] * 1000:.2f} ms, "
+            f"max {values[-1] * 1000:.2f} ms")
+
+
+async def plain_inserts(db_url: str, rows: list[Row]) -> float:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(PLAIN_TABLE)
+        types = ["text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
+                 "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea"]
+        arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+        sql = f"INSERT INTO plain_events ({', '.join(ROW_COLUMNS)}) SELECT * FROM unnest({arrays})"
+        started = time.perf_counter()
+        for k in range(0, len(rows), BATCH):
+            async with conn.transaction():
+                await conn.execute(sql, *[list(c) for c in zip(*rows[k:k + BATCH], strict=True)])
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[bytes], signer: Signer,
+                       with_ocsf: bool) -> tuple[float, list[float]]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js, names)
+    started = time.perf_counter()
+    pending = []
+    for i, payload in enumerate(data):
+        pending.append(js.publish(names.decision_subject("demo", f"bot-{i % 50}", "allow"), payload,
+                                  headers={"Nats-Msg-Id": decision(i).chron_id}))
+        if len(pending) >= 1000:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    print(f"  published a backlog of {len(data):,} decisions in {time.perf_counter() - started:.1f} s")
+    store = await ChronStore.open(db_url)
+    follower = RegistryFollower(js, names)
+    await follower.start()
+    chron = ChronService(nc, js, names, store, follower, b"x", "operator", BATCH, signer, "claiim/bench", 5.0)
+    signed: list[float] = []
+    original = chron.checkpoint
+
+    async def timed_checkpoint() -> object:
+        result = await original()
+        if result is not None:
+            signed.append(time.perf_counter())
+        return result
+
+    chron.checkpoint = timed_checkpoint  # type: ignore[method-assign]
+    ocsf = OcsfFeed(js, names, BATCH) if with_ocsf else None
+    started = time.perf_counter()
+    await chron.start()
+    if ocsf is not None:
+        await ocsf.start()
+    for _ in range(1_000_000):
+        if chron.stored >= len(data):
+            break
+        await asyncio.sleep(0.01)
+    took = time.perf_counter() - started
+    if ocsf is not None:
+        await ocsf.stop()
+    await chron.stop()
+    await follower.stop()
+    await store.close()
+    intervals = [b - a for a, b in zip([started, *signed], signed, strict=False)]
+    await nc.close()
+    return took, intervals
+
+
+async def proofs_at_scale(db_url: str, n: int) -> None:
+    store = await ChronStore.open(db_url)
+    try:
+        started = time.perf_counter()
+        step = 10_000
+        for k in range(0, n, step):
+            rows = [decision_row("BENCH", i + 1, "bench.decision", canonical_bytes(decision(i)))
+                    for i in range(k, min(n, k + step))]
+            await store.append(rows, [])
+        took = time.perf_counter() - started
+        size = store.frontier.size
+        root = store.frontier.root()
+        print(f"  wrote a log of {size:,} leaves with ChronStore.append in {took:.1f} s ({size / took:,.0f} leaves/s)")
+        rng = random.Random(6962)
+        times = []
+        for _ in range(1000):
+            index = rng.randrange(size)
+            t = time.perf_counter()
+            ranges = inclusion_ranges(index, size)
+            proof = proof_from(ranges, await store.nodes(nodes_for(ranges)))
+            leaf = (await store.nodes({(0, index)}))[(0, index)]
+            assert verify_inclusion(index, size, leaf, proof, root)
+            times.append(time.perf_counter() - t)
+        print(f"  (4) inclusion proof at {size:,} leaves, read from PostgreSQL and verified: {ms(times)} "
+              f"({len(proof)} hashes)")
+        times = []
+        for _ in range(100):
+            first = rng.randrange(1, size)
+            t = time.perf_counter()
+            ranges = consistency_ranges(first, size)
+            nodes = await store.nodes(nodes_for(ranges) | set(nodes_for([(0, first)])))
+            first_root = proof_from([(0, first)], nodes)[0]
+            assert verify_consistency(first, size, proof_from(ranges, nodes), first_root, root)
+            times.append(time.perf_counter() - t)
+        print(f"  (4) consistency proof to {size:,} leaves, read and verified: {ms(times)}")
+    finally:
+        await store.close()
+
+
+async def main(backlog: int, proof_leaves: int) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as d:
+        server = start_nats(free_port(), Path(d) / "nats")
+        pg, server_url = start_postgres(Path(d) / "pg")
+        try:
+            print(f"cpus={os.cpu_count()}; backlog {backlog:,} decisions, batches of {BATCH}")
+            data = [canonical_bytes(decision(i)) for i in range(backlog)]
+            rows = [decision_row("BENCH_DECISIONS", i + 1, "bench.decision", payload) for i, payload in enumerate(data)]
+            plain = await plain_inserts(await ensure_database(server_url, "plain"), rows)
+            print(f"  (1) plain asyncpg inserts: {backlog / plain:,.0f} rows/s ({plain:.1f} s)")
+            names = Names("bench")
+            signer = Signer.from_seed("bench", secrets.token_bytes(32))
+            chron_db = await ensure_database(server_url, "chron")
+            took, intervals = await chron_ingest(server.url, chron_db, names, data, signer, with_ocsf=False)
+            print(f"  (2) Chron with the Merkle log: {backlog / took:,.0f} leaves/s ({took:.1f} s) = "
+                  f"{plain / took:.2f} of the plain insert rate")
+            print(f"      checkpoints while draining: {len(intervals)}, intervals "
+                  f"{', '.join(f'{x:.2f}' for x in intervals)} s")
+            took2, _ = await chron_ingest(server.url, await ensure_database(server_url, "chron2"), Names("bench2"),
+                                          data, signer, with_ocsf=True)
+            print(f"  (2') the same with the OCSF feed in the same process: {backlog / took2:,.0f} leaves/s "
+                  f"({took2:.1f} s) = {plain / took2:.2f} of the plain insert rate")
+            nc = await nats.connect(server.url)
+            evidence = await evidence_from_stream(nc.jetstream(), names)
+            await nc.close()
+            conn = await asyncpg.connect(chron_db)
+            report = await verify_log(conn, signer.verifier, evidence)
+            await conn.close()
+            assert report.ok, report.lines()
+            print(f"  (3) chron verify: {report.leaves:,} leaves in {report.seconds:.1f} s = "
+                  f"{report.leaves / report.seconds:,.0f} leaves/s")
+            if proof_leaves:
+                await proofs_at_scale(await ensure_database(server_url, "large"), proof_leaves)
+        finally:
+            pg.cleanup()
+            server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--proof-leaves", type=int, default=1_000_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.backlog, args.proof_leaves))
