@@ -31,6 +31,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import nats
@@ -41,7 +42,7 @@ from claiim_chron.service import ChronService
 from claiim_chron.store import ChronStore
 from claiim_chron.verify import evidence_from_stream, verify_log
 from claiim_core.canonical import canonical_bytes
-from claiim_core.checkpoint import Signer
+from claiim_core.checkpoint import Checkpoint, Signer
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.merkle import (
     consistency_ranges,
@@ -128,7 +129,7 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
     signed: list[float] = []
     original = chron.checkpoint
 
-    async def timed_checkpoint() -> object:
+    async def timed_checkpoint() -> Checkpoint | None:
         result = await original()
         if result is not None:
             signed.append(time.perf_counter())
@@ -198,6 +199,7 @@ async def main(backlog: int, proof_leaves: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as d:
         server = start_nats(free_port(), Path(d) / "nats")
+        pg: Any
         pg, server_url = start_postgres(Path(d) / "pg")
         try:
             print(f"cpus={os.cpu_count()}; backlog {backlog:,} decisions, batches of {BATCH}")
