@@ -66,9 +66,11 @@ class SignedLog:
     async def verify(self, db_url: str, evidence: Evidence | None = None, **kw: object) -> Report:
         conn = await asyncpg.connect(db_url)
         try:
-            return await verify_log(conn, self.verifier, evidence or self.evidence, **kw)  # type: ignore[arg-type]
+            report = await verify_log(conn, self.verifier, evidence or self.evidence, **kw)  # type: ignore[arg-type]
         finally:
             await conn.close()
+        print("\n".join(report.lines()))  # what `claiim chron verify` prints (pytest -s shows it)
+        return report
 
 
 async def tamper(db_url: str, *statements: str) -> None:
@@ -174,16 +176,21 @@ async def test_an_inserted_row_is_named(log: SignedLog) -> None:
         db,
         f"UPDATE chron_events SET leaf_index = -leaf_index - 1 WHERE leaf_index >= {k}",
         "UPDATE chron_events SET leaf_index = -leaf_index WHERE leaf_index < 0",
-        f"INSERT INTO chron_events ({COPIED}, chron_id, stream_seq, leaf_index) SELECT {COPIED}, 'chr_forged', -1, {k} "
+        f"INSERT INTO chron_events ({COPIED}, chron_id, stream_seq, leaf_index, event) SELECT {COPIED}, 'chr_forged', "
+        f"-1, {k}, convert_to(replace(convert_from(event, 'UTF8'), 'api-1', 'api-forged'), 'UTF8') "
         f"FROM chron_events WHERE chron_id = '{log.chron_ids[1]}'",
     )
     report = await log.verify(db)
-    assert any(f"leaf {k} (chr_forged)" in m for m in findings(report, "inserted") + findings(report, "reordered"))
+    [inserted] = findings(report, "inserted")
+    assert inserted.startswith(f"leaf {k} (chr_forged) is not a record of the signed log")
+    [shifted] = findings(report, "reordered")
+    last = log.size - 1  # the last signed leaf; the one pushed beyond it is not covered by a checkpoint
+    assert shifted.startswith(f"leaves {k + 1}..{last} hold the records of leaves {k}..{last - 1} (shifted by +1")
     assert findings(report, "root")
 
 
 COPIED = ("kind, stream, subject, org, agent_id, actor, outcome, action, target, anchor, policy, skill, reason, rule, "
-          "gate, control_seq, occurred_at, event, leaf_hash")
+          "gate, control_seq, occurred_at, leaf_hash")
 
 
 async def test_swapped_rows_are_named(log: SignedLog) -> None:
@@ -196,8 +203,10 @@ async def test_swapped_rows_are_named(log: SignedLog) -> None:
                  f"UPDATE chron_events SET leaf_index = {i} WHERE leaf_index = {j}",
                  f"UPDATE chron_events SET leaf_index = {j} WHERE leaf_index = -1")
     reordered = findings(await log.verify(db), "reordered")
-    assert any(f"leaf {i} ({log.chron_ids[7]}) holds the record of leaf {j}" in m for m in reordered), reordered
-    assert any(f"leaf {j} ({log.chron_ids[2]}) holds the record of leaf {i}" in m for m in reordered), reordered
+    assert f"leaf {i} ({log.chron_ids[7]}) holds the record of leaf {j}; leaf {i} should be {log.chron_ids[2]}" \
+        in reordered, reordered
+    assert f"leaf {j} ({log.chron_ids[2]}) holds the record of leaf {i}; leaf {j} should be {log.chron_ids[7]}" \
+        in reordered, reordered
 
 
 async def test_a_truncated_tail_is_named(log: SignedLog) -> None:

@@ -159,6 +159,7 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
     frontier = Frontier()
     seen: set[int] = set()
     next_size = 0
+    moved: list[tuple[int, str, int]] = []
     last_progress = started
     columns = ", ".join(c for c in ROW_COLUMNS if c != "event")
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -187,8 +188,7 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
             if index < len(hashes) and h != hashes[index]:
                 j = where.get(h)
                 if j is not None:
-                    report.add("reordered", f"{name} holds the record of leaf {j} ({ids[j]}); leaf {index} should be "
-                                            f"{ids[index]}")
+                    moved.append((index, chron_id, j))
                 elif chron_id == ids[index]:
                     report.add("modified", f"{name}: its bytes differ from what was signed")
                 elif chron_id in where_id:
@@ -208,6 +208,7 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
             if progress is not None and time.monotonic() - last_progress >= 2.0:
                 last_progress = time.monotonic()
                 progress(report.leaves, total, last_progress - started)
+    _report_moves(moved, ids, report)
     signed = sizes[-1] if sizes else 0
     if frontier.size < signed:
         report.add("truncated", f"the database has {frontier.size} leaves, but a tree of {signed} leaves was signed"
@@ -221,6 +222,29 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
         report.add("stale", f"{uncovered} leaves have no checkpoint and {since} (limit {max_age:g} s)")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _report_moves(moved: list[tuple[int, str, int]], ids: list[str], report: Report) -> None:
+    """One finding per moved leaf, except runs of three or more shifted alike (an insertion or a
+    deletion before them), which are one finding."""
+    run: list[tuple[int, str, int]] = []
+
+    def flush() -> None:
+        if len(run) >= 3:
+            (a, _, ja), (b, _, jb) = run[0], run[-1]
+            report.add("reordered", f"leaves {a}..{b} hold the records of leaves {ja}..{jb} (shifted by {a - ja:+d}: "
+                                    "a leaf was inserted or deleted before them)")
+        else:
+            for i, chron_id, j in run:
+                report.add("reordered", f"leaf {i} ({chron_id}) holds the record of leaf {j}; leaf {i} should be "
+                                        f"{ids[i]}")
+        run.clear()
+
+    for item in moved:
+        if run and not (item[0] == run[-1][0] + 1 and item[0] - item[2] == run[-1][0] - run[-1][2]):
+            flush()
+        run.append(item)
+    flush()
 
 
 def _expected(ids: list[str], indexes: range) -> str:
