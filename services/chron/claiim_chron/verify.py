@@ -180,7 +180,9 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
                     report.add("modified", f"{name}: column(s) {', '.join(changed)} differ from the event bytes")
             if index != frontier.size:
                 if index > frontier.size:
-                    report.add("missing", f"leaves {frontier.size}..{index - 1} are not in the database"
+                    gap = (f"leaf {frontier.size} is" if index == frontier.size + 1
+                           else f"leaves {frontier.size}..{index - 1} are")
+                    report.add("missing", f"{gap} not in the database"
                                + _expected(ids, range(frontier.size, min(index, len(ids)))))
                 while frontier.size < index:  # keep the tree aligned to the indexes: a gap hashes as empty
                     frontier.append(leaf_hash(b""))
