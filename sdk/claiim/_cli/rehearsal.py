@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from claiim_core.checkpoint import Verifier
+from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
 from claiim_core.schemas import ChronRecord, DecisionReply
 
 from claiim._admin import AsyncAdmin
@@ -49,7 +51,7 @@ class Rehearsal:
     async def check(self, name: str, fn: Check) -> None:
         try:
             detail = await fn()
-        except (AssertionError, ClaiimError, TimeoutError) as e:
+        except (AssertionError, ClaiimError, TimeoutError, ProofError) as e:
             self.failed += 1
             print(f"FAIL  {name}: {e}", flush=True)
         else:
@@ -162,9 +164,29 @@ class Rehearsal:
         await c("a reactivated agent is ALLOWED again", expect("back", "ship:build", "ALLOW", "action allowed"))
         await c("a rotated-out token is DENIED", rotate)
         await c("the new token is ALLOWED", expect("rotated", "ship:build", "ALLOW", "action allowed"))
+        await c("the ALLOW has an inclusion proof that verifies offline", lambda: self._proof(results["allow"]))
         await c("an auditor reads the org and can change nothing", self._auditor)
         await c("an admin of another org gets nothing of this one", self._outsider)
         return self.finish()
+
+    async def _proof(self, decision: CheckResult) -> str:
+        """Prove a decision (waiting up to the 5 s checkpoint interval) and check the proof with the
+        verifier key from CLAIIM_CHECKPOINT_VERIFIER (written by `claiim up`)."""
+        key = os.environ.get("CLAIIM_CHECKPOINT_VERIFIER")
+        if not key:
+            raise AssertionError("CLAIIM_CHECKPOINT_VERIFIER is not set: cannot check the proof")
+        for _ in range(60):
+            try:
+                bundle = await self.admin.chron_prove(decision.chron_id)
+                break
+            except AdminError as e:
+                if "not yet in a signed checkpoint" not in str(e):
+                    raise
+                await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"{decision.chron_id} was not in a signed checkpoint within 12 s")
+        proven = check_inclusion(msgspec.convert(bundle, InclusionProof), Verifier.parse(key))
+        return f"leaf {proven.leaf_index} of a signed tree of {proven.checkpoint.size}"
 
     def _as(self, token: str, org: str = "") -> AsyncAdmin:
         """A client acting in ``org`` (empty: the token's own), whatever CLAIIM_ORG says."""
