@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -13,6 +14,7 @@ import msgspec
 import nats
 import pytest
 from claiim import AsyncGate
+from claiim._cli import chron as chron_cli
 from claiim_core.ids import rfc3339
 from claiim_core.schemas import DecisionEvent
 
@@ -105,3 +107,24 @@ async def test_chron_publishes_each_decision_as_ocsf_on_its_own_subject(stack: S
         assert json.loads(allowed.data)["metadata"]["uid"] == allow
     finally:
         await nc.close()
+
+
+async def test_replay_republishes_from_a_sequence(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`claiim chron replay --from-seq N --republish PREFIX` sends each later decision to PREFIX.<its subject>."""
+    first, second = await decide(stack, "deploy:staging", "deploy:production")
+    monkeypatch.setenv("CLAIIM_URL", stack.settings.url)
+    monkeypatch.setenv("CLAIIM_NAMESPACE", stack.settings.namespace)
+    nc = await nats.connect(stack.settings.url)
+    try:
+        sub = await nc.subscribe("replayed.>")
+        args = argparse.Namespace(stream="decisions", from_seq=await last_seq(stack), since=None, limit=0,
+                                  republish="replayed")
+        assert await chron_cli.replay(args) == 0
+        msg = await sub.next_msg(timeout=5)
+        assert msg.subject == f"replayed.{stack.names.namespace}.decision.demo.deploy-bot.deny"
+        assert json.loads(msg.data)["chron_id"] == second
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.next_msg(timeout=0.3)  # only decisions from that sequence on
+    finally:
+        await nc.close()
+    assert first != second
