@@ -68,9 +68,10 @@ def test_asyncapi_names_the_subjects_the_code_uses() -> None:
     addresses = {c["address"] for c in doc["channels"].values() if c.get("address")}
     names = Names()
     assert {names.gate_check, names.admin_apply, names.admin_agent, names.admin_admins, names.admin_org,
-            names.admin_query, names.chron_query} <= addresses
+            names.admin_query, names.chron_query, names.chron_leaves, names.chron_checkpoint} <= addresses
     assert "claiim.decision.{org}.{agent}.{outcome}" in addresses
     assert "claiim.control.{org}.{kind}.{name}" in addresses
+    assert "claiim.ocsf.{org}.{agent}.{outcome}" in addresses
 
 
 def test_dockerfile_installs_the_package_and_runs_as_non_root() -> None:
