@@ -30,6 +30,8 @@ from claiim_core.schemas import (
     OrgCommand,
     OrgInfo,
     PolicyVersionInfo,
+    ProposalCommand,
+    ProposalInfo,
     RegistryOp,
     RegistryQuery,
     RegistryQueryReply,
@@ -112,17 +114,41 @@ class AsyncAdmin:
     async def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         return await self.agent_command("revoke-token", agent_id, reason)
 
+    async def admin_command(self, op: Literal["enrol", "revoke"], name: str,
+                            role: Literal["admin", "auditor"] = "admin", reason: str = "") -> AgentCommandReply:
+        """Enrol (the reply carries the token, shown once; with ``proposal_id`` set it is valid once
+        the proposal is applied) or revoke an admin of the org."""
+        cmd = AdminCommand(admin_token=self._token, op=op, name=name, org=self.org, role=role, reason=reason)
+        return await self._call(self.names.admin_admins, cmd, AgentCommandReply)
+
     async def enrol_admin(self, name: str, role: Literal["admin", "auditor"] = "admin") -> str:
         """Enrol an admin or auditor of the org; returns its token (shown once)."""
-        cmd = AdminCommand(admin_token=self._token, op="enrol", name=name, org=self.org, role=role)
-        token = (await self._call(self.names.admin_admins, cmd, AgentCommandReply)).token
+        token = (await self.admin_command("enrol", name, role)).token
         if token is None:
             raise ProtocolError("enrol answered without a token")
         return token
 
     async def revoke_admin(self, name: str, reason: str = "") -> AgentCommandReply:
-        cmd = AdminCommand(admin_token=self._token, op="revoke", name=name, org=self.org, reason=reason)
-        return await self._call(self.names.admin_admins, cmd, AgentCommandReply)
+        return await self.admin_command("revoke", name, reason=reason)
+
+    async def set_approvals(self, approvals: int) -> AgentCommandReply:
+        """How many admins besides the proposer approve a widening change (itself a proposal for an admin)."""
+        cmd = OrgCommand(admin_token=self._token, op="set-approvals", org=self.org, approvals=approvals)
+        return await self._call(self.names.admin_org, cmd, AgentCommandReply)
+
+    async def approve(self, proposal_id: str, reason: str = "", change_hash: str = "") -> AgentCommandReply:
+        """Approve a proposal of another admin; the last approval needed applies the stored change.
+
+        With ``change_hash`` (from :meth:`proposal`), the approval holds only for that exact change.
+        """
+        cmd = ProposalCommand(admin_token=self._token, op="approve", proposal_id=proposal_id, org=self.org,
+                              reason=reason, change_hash=change_hash)
+        return await self._call(self.names.admin_proposal, cmd, AgentCommandReply)
+
+    async def reject(self, proposal_id: str, reason: str = "") -> AgentCommandReply:
+        cmd = ProposalCommand(admin_token=self._token, op="reject", proposal_id=proposal_id, org=self.org,
+                              reason=reason)
+        return await self._call(self.names.admin_proposal, cmd, AgentCommandReply)
 
     async def create_org(self, name: str, description: str = "") -> AgentCommandReply:
         """Create an org (the operator token only)."""
@@ -167,6 +193,14 @@ class AsyncAdmin:
 
     async def admins(self) -> list[AdminInfo]:
         return (await self.registry("admins")).admins
+
+    async def proposals(self, status: str = "") -> list[ProposalInfo]:
+        """The org's proposals, newest first; ``status`` pending, applied, rejected, expired or failed."""
+        return (await self.registry("proposals", status)).proposals
+
+    async def proposal(self, proposal_id: str) -> ProposalInfo:
+        """One proposal with the exact change it holds."""
+        return (await self.registry("proposal", proposal_id)).proposals[0]
 
     async def explain(self, agent_id: str, action: str, target: str = "") -> RegistryQueryReply:
         """What the gate would decide now, with the path through skill and policy; not recorded."""
@@ -250,6 +284,21 @@ class Admin:
 
     def create_org(self, name: str, description: str = "") -> AgentCommandReply:
         return self._run(self._admin.create_org(name, description))
+
+    def set_approvals(self, approvals: int) -> AgentCommandReply:
+        return self._run(self._admin.set_approvals(approvals))
+
+    def approve(self, proposal_id: str, reason: str = "", change_hash: str = "") -> AgentCommandReply:
+        return self._run(self._admin.approve(proposal_id, reason, change_hash))
+
+    def reject(self, proposal_id: str, reason: str = "") -> AgentCommandReply:
+        return self._run(self._admin.reject(proposal_id, reason))
+
+    def proposals(self, status: str = "") -> list[ProposalInfo]:
+        return self._run(self._admin.proposals(status))
+
+    def proposal(self, proposal_id: str) -> ProposalInfo:
+        return self._run(self._admin.proposal(proposal_id))
 
     def whoami(self) -> RegistryQueryReply:
         return self._run(self._admin.whoami())

@@ -23,7 +23,7 @@ from claiim_core.document import PolicyDocument, RuleLike
 from claiim_core.events import (
     AgentRegistered,
     AgentUpdated,
-    ControlEvent,
+    ChangeEvent,
     OrgCreated,
     PolicyPublished,
     SkillPublished,
@@ -89,7 +89,7 @@ def parse_bundle(data: Any) -> Bundle:
 class Plan:
     """The events a bundle needs, what each entry came to, and the tokens of new agents."""
 
-    events: list[ControlEvent] = field(default_factory=list)
+    events: list[ChangeEvent] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -124,7 +124,7 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
     problems: list[str] = []
     org = bundle.org
 
-    def emit(event: ControlEvent, change: str) -> None:
+    def emit(event: ChangeEvent, change: str) -> None:
         work.apply(work.last_seq, "/".join(aggregate(event)), event)
         plan.events.append(event)
         plan.changes.append(change)

@@ -105,9 +105,68 @@ class AdminRevoked(ControlEventBase, tag="admin.revoked", frozen=True):
     reason: str
 
 
+class ApprovalRuleSet(ControlEventBase, tag="org.approval-rule", frozen=True):
+    """How many admins besides the proposer must approve a widening change in the org."""
+
+    approvals: int
+
+
 AgentLifecycle = AgentSuspended | AgentReactivated | AgentTokenRotated | AgentTokenRevoked
-ControlEvent = (OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated | AgentLifecycle
-                | AdminEnrolled | AdminRevoked)
+ChangeEvent = (OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated | AgentLifecycle
+               | AdminEnrolled | AdminRevoked | ApprovalRuleSet)
+"""The events that change the registry; a proposal holds some of them until it is approved."""
+
+
+class ProposalCreated(ControlEventBase, tag="proposal.created", frozen=True):
+    """A widening change, stored exactly, waiting for approvals.
+
+    ``events`` are applied as they are (same ids, contents and proposer as actor) once enough other
+    admins of the org approve; ``change_hash`` is their content hash. ``base`` holds the control
+    sequence each changed aggregate had when proposed: if one has changed since, the proposal
+    cannot be applied (it fails, and must be proposed again).
+    """
+
+    proposal_id: str
+    summary: tuple[str, ...]
+    events: tuple[ChangeEvent, ...]
+    change_hash: str
+    base: dict[str, int]
+    approvals_required: int
+    expires_at: str
+
+
+class ProposalApproved(ControlEventBase, tag="proposal.approved", frozen=True):
+    proposal_id: str
+    change_hash: str
+    """The hash of the change the approver saw: an approval is of exactly that change."""
+    reason: str
+
+
+class ProposalRejected(ControlEventBase, tag="proposal.rejected", frozen=True):
+    proposal_id: str
+    reason: str
+
+
+class ProposalExpired(ControlEventBase, tag="proposal.expired", frozen=True):
+    proposal_id: str
+
+
+class ProposalApplied(ControlEventBase, tag="proposal.applied", frozen=True):
+    """The stored change is in the registry (its events come just before this one)."""
+
+    proposal_id: str
+
+
+class ProposalFailed(ControlEventBase, tag="proposal.failed", frozen=True):
+    """Approved, but the registry changed under the proposal: nothing of it was applied."""
+
+    proposal_id: str
+    reason: str
+
+
+ProposalEvent = (ProposalCreated | ProposalApproved | ProposalRejected | ProposalExpired | ProposalApplied
+                 | ProposalFailed)
+ControlEvent = ChangeEvent | ProposalEvent
 
 _decoder = msgspec.json.Decoder(ControlEvent)
 
@@ -125,6 +184,11 @@ def aggregate(event: ControlEvent) -> tuple[str, str]:
             return "org", event.org
         case AdminEnrolled() | AdminRevoked():
             return "admin", event.name
+        case ApprovalRuleSet():
+            return "org", event.org
+        case (ProposalCreated() | ProposalApproved() | ProposalRejected() | ProposalExpired() | ProposalApplied()
+              | ProposalFailed()):
+            return "proposal", event.proposal_id
         case SkillPublished():
             return "skill", event.name
         case PolicyPublished():

@@ -11,7 +11,8 @@ Subjects (namespace ``claiim``)::
     claiim.admin.apply                              admin request/reply: apply a bundle
     claiim.admin.agent                              admin request/reply: suspend, reactivate, set anchor, tokens
     claiim.admin.admins                             admin request/reply: enrol and revoke admins
-    claiim.admin.org                                admin request/reply: create an org (operator)
+    claiim.admin.org                                admin request/reply: create an org, set its approval rule
+    claiim.admin.proposal                           admin request/reply: approve or reject a proposal
     claiim.admin.query                              admin request/reply: read the registry, explain
     claiim.chron.query                              Chron request/reply: records, proofs, checkpoints
     claiim.chron.leaves                             Chron's leaf batches         (stream CLAIIM_PROOFS)
@@ -73,6 +74,10 @@ class Names:
     @property
     def admin_org(self) -> str:
         return f"{self.namespace}.admin.org"
+
+    @property
+    def admin_proposal(self) -> str:
+        return f"{self.namespace}.admin.proposal"
 
     @property
     def admin_query(self) -> str:

@@ -19,9 +19,16 @@ from claiim_core.events import (
     AgentTokenRevoked,
     AgentTokenRotated,
     AgentUpdated,
+    ApprovalRuleSet,
     ControlEvent,
     OrgCreated,
     PolicyPublished,
+    ProposalApplied,
+    ProposalApproved,
+    ProposalCreated,
+    ProposalExpired,
+    ProposalFailed,
+    ProposalRejected,
     SkillPublished,
 )
 from claiim_core.policy import label, parse_ref
@@ -77,6 +84,24 @@ class AdminState:
     token_hash: str
 
 
+ProposalStatus = Literal["pending", "applied", "rejected", "expired", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalState:
+    created: ProposalCreated
+    approvals: tuple[tuple[str, str, str], ...] = ()
+    """``(admin, at, reason)`` of each approval so far."""
+    status: ProposalStatus = "pending"
+    closed_by: str = ""
+    closed_at: str = ""
+    reason: str = ""
+
+    @property
+    def proposal_id(self) -> str:
+        return self.created.proposal_id
+
+
 @dataclass
 class Registry:
     """Orgs, versioned skills and policies, agents and admins, at control-stream sequence ``last_seq``.
@@ -92,6 +117,9 @@ class Registry:
     agents: dict[tuple[str, str], AgentState] = field(default_factory=dict)
     admins: dict[tuple[str, str], AdminState] = field(default_factory=dict)
     admin_tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+    approvals_required: dict[str, int] = field(default_factory=dict)
+    """Per org; an org not in it needs one approval besides the proposer's."""
+    proposals: dict[tuple[str, str], ProposalState] = field(default_factory=dict)
     last_seq: int = 0
     subject_seq: dict[str, int] = field(default_factory=dict)
 
@@ -107,6 +135,22 @@ class Registry:
             case AdminRevoked():
                 gone = self.admins.pop((event.org, event.name))
                 del self.admin_tokens[gone.token_hash]
+            case ApprovalRuleSet():
+                self.approvals_required[event.org] = event.approvals
+            case ProposalCreated():
+                self.proposals[(event.org, event.proposal_id)] = ProposalState(event)
+            case ProposalApproved():
+                p = self.proposals[(event.org, event.proposal_id)]
+                self.proposals[(event.org, event.proposal_id)] = replace(
+                    p, approvals=(*p.approvals, (event.actor, event.at, event.reason)))
+            case ProposalRejected():
+                self._close(event.org, event.proposal_id, "rejected", event.actor, event.at, event.reason)
+            case ProposalExpired():
+                self._close(event.org, event.proposal_id, "expired", event.actor, event.at, "")
+            case ProposalApplied():
+                self._close(event.org, event.proposal_id, "applied", event.actor, event.at, "")
+            case ProposalFailed():
+                self._close(event.org, event.proposal_id, "failed", event.actor, event.at, event.reason)
             case SkillPublished():
                 self.skills.setdefault((event.org, event.name), []).append(
                     SkillVersion(event.org, event.name, event.version, event.description,
@@ -135,6 +179,13 @@ class Registry:
                 self._retire_token(event.org, event.agent_id, "revoked", "")
         self.last_seq = seq
         self.subject_seq[subject] = seq
+
+    def _close(self, org: str, proposal_id: str, status: ProposalStatus, actor: str, at: str, reason: str) -> None:
+        p = self.proposals[(org, proposal_id)]
+        self.proposals[(org, proposal_id)] = replace(p, status=status, closed_by=actor, closed_at=at, reason=reason)
+
+    def required_approvals(self, org: str) -> int:
+        return self.approvals_required.get(org, 1)
 
     def _change_agent(self, org: str, agent_id: str, **changes: Any) -> None:
         self.agents[(org, agent_id)] = replace(self.agents[(org, agent_id)], **changes)

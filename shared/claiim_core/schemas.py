@@ -178,6 +178,10 @@ class ApplyReply(Struct, frozen=True, kw_only=True):
     ok: bool
     changes: list[str] = []
     tokens: dict[str, str] = {}
+    proposal_id: str = ""
+    """Set when the change waits for approval: nothing is applied yet (tokens work once it is)."""
+    pending: str = ""
+    """What the proposal needs, e.g. ``1 approval by another admin of org demo before ...``."""
     error: str | None = None
     problems: list[str] = []
     """Each problem of an invalid bundle, starting with its path (``policies[0] (name).allow[1]: ...``)."""
@@ -210,12 +214,25 @@ class AdminCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
 
 
 class OrgCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Create an org (the operator only)."""
+    """Create an org (the operator only), or set how many approvals its widening changes need."""
 
     admin_token: str
-    op: Literal["create"]
-    org: AdminName
+    op: Literal["create", "set-approvals"]
+    org: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{0,64}\Z")] = ""
     description: Annotated[str, Meta(max_length=512)] = ""
+    approvals: Annotated[int, Meta(ge=1, le=10)] = 1
+
+
+class ProposalCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Approve or reject a proposal of the org. ``change_hash``, when given, must be the hash of the
+    change as the approver reviewed it."""
+
+    admin_token: str
+    op: Literal["approve", "reject"]
+    proposal_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    org: str = ""
+    reason: Annotated[str, Meta(max_length=512)] = ""
+    change_hash: str = ""
 
 
 class AgentCommandReply(Struct, frozen=True, kw_only=True):
@@ -225,12 +242,14 @@ class AgentCommandReply(Struct, frozen=True, kw_only=True):
     ok: bool
     change: str = ""
     token: str | None = None
+    proposal_id: str = ""
+    pending: str = ""
     error: str | None = None
     control_seq: int = 0
 
 
 RegistryOp = Literal["whoami", "orgs", "agents", "agent", "skills", "skill-versions", "policies",
-                     "policy-versions", "admins", "explain"]
+                     "policy-versions", "admins", "explain", "proposals", "proposal"]
 
 
 class RegistryQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -301,6 +320,31 @@ class AdminInfo(Struct, frozen=True, kw_only=True):
     role: str
 
 
+class ApprovalInfo(Struct, frozen=True, kw_only=True):
+    admin: str
+    at: str
+    reason: str
+
+
+class ProposalInfo(Struct, frozen=True, kw_only=True):
+    """A proposal with the exact change it holds (``events``, as stored) and its state."""
+
+    proposal_id: str
+    org: str
+    proposer: str
+    created_at: str
+    expires_at: str
+    status: str
+    summary: list[str]
+    change_hash: str
+    approvals_required: int
+    approvals: list[ApprovalInfo]
+    closed_by: str
+    closed_at: str
+    reason: str
+    events: list[dict[str, Any]]
+
+
 class RegistryQueryReply(Struct, frozen=True, kw_only=True):
     ok: bool
     error: str | None = None
@@ -312,6 +356,8 @@ class RegistryQueryReply(Struct, frozen=True, kw_only=True):
     skills: list[SkillVersionInfo] = []
     versions: list[PolicyVersionInfo] = []
     admins: list[AdminInfo] = []
+    proposals: list[ProposalInfo] = []
+    approvals_required: int = 0
     outcome: str = ""
     reason: str = ""
     rule: str = ""

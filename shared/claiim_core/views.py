@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from claiim_core.registry import AgentState, PolicyVersion, Registry, SkillVersion
-from claiim_core.schemas import AdminInfo, AgentInfo, OrgInfo, PolicyVersionInfo, SkillVersionInfo
+import msgspec
+
+from claiim_core.registry import AgentState, PolicyVersion, ProposalState, Registry, SkillVersion
+from claiim_core.schemas import (
+    AdminInfo,
+    AgentInfo,
+    ApprovalInfo,
+    OrgInfo,
+    PolicyVersionInfo,
+    ProposalInfo,
+    SkillVersionInfo,
+)
 
 
 def org_info(registry: Registry, org: str) -> OrgInfo:
@@ -53,3 +63,19 @@ def latest_policies(registry: Registry, org: str) -> list[PolicyVersionInfo]:
 def admin_infos(registry: Registry, org: str) -> list[AdminInfo]:
     return [AdminInfo(org=a.org, name=a.name, role=a.role)
             for key, a in sorted(registry.admins.items()) if key[0] == org]
+
+
+def proposal_info(p: ProposalState) -> ProposalInfo:
+    c = p.created
+    return ProposalInfo(proposal_id=c.proposal_id, org=c.org, proposer=c.actor, created_at=c.at,
+                        expires_at=c.expires_at, status=p.status, summary=list(c.summary), change_hash=c.change_hash,
+                        approvals_required=c.approvals_required,
+                        approvals=[ApprovalInfo(admin=a, at=at, reason=r) for a, at, r in p.approvals],
+                        closed_by=p.closed_by, closed_at=p.closed_at, reason=p.reason,
+                        events=[msgspec.to_builtins(e) for e in c.events])
+
+
+def proposal_infos(registry: Registry, org: str, status: str = "") -> list[ProposalInfo]:
+    """The org's proposals, newest first (only those with ``status`` when given)."""
+    found = [p for key, p in registry.proposals.items() if key[0] == org and (not status or p.status == status)]
+    return [proposal_info(p) for p in sorted(found, key=lambda p: p.created.at, reverse=True)]

@@ -39,6 +39,11 @@ class Cli:
         assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
         return out.stdout
 
+    def approved(self, output: str, by: str = "bob") -> str:
+        """Approve, as ``by``, the proposal that ``output`` (a widening command's) announced."""
+        proposal_id = output.split("proposed as ", 1)[1].split(":", 1)[0]
+        return self.ok("proposals", "approve", proposal_id, "--reason", "reviewed", as_admin=by)
+
     def refused(self, *args: str, as_admin: str | None = "alice") -> str:
         out = self.run(*args, as_admin=as_admin)
         assert out.returncode != 0, f"{args} should have failed: {out.stdout}"
@@ -102,11 +107,14 @@ def test_agent_commands(cli: Cli) -> None:
     assert {line.split()[0] for line in listed[1:]} >= {"deploy-bot", "review-bot"}
     registered = cli.ok("agent", "register", "ship-bot", "--anchor", "r.owner", "--skill", "deploy-v2",
                         "--policy", "no-prod")
-    assert "registered agent ship-bot" in registered and "token for ship-bot (shown once): clm_demo." in registered
+    assert "registered agent ship-bot" in registered and "proposed as chr_" in registered
+    assert "token for ship-bot (shown once) (valid once the proposal is applied): clm_demo." in registered
+    assert "no agent 'ship-bot'" in cli.refused("agent", "show", "ship-bot")
+    assert "applied proposal" in cli.approved(registered)
     assert "already registered" in cli.refused("agent", "register", "ship-bot", "--anchor", "x", "--skill",
                                                "deploy-v2", "--policy", "no-prod")
-    cli.ok("agent", "set-anchor", "ship-bot", "k.lee")
-    cli.ok("agent", "suspend", "ship-bot", "--reason", "cli test")
+    cli.approved(cli.ok("agent", "set-anchor", "ship-bot", "k.lee"))
+    cli.ok("agent", "suspend", "ship-bot", "--reason", "cli test")  # narrowing: at once
     shown = json.loads(cli.ok("agent", "show", "ship-bot", "--json"))
     assert (shown["anchor"], shown["status"], shown["policy_version"]) == ("k.lee", "suspended", "no-prod-v1")
     assert "status  suspended" in cli.ok("agent", "show", "ship-bot")
@@ -119,9 +127,11 @@ def test_agent_commands(cli: Cli) -> None:
 
 
 def test_skill_and_policy_commands(cli: Cli, tmp_path: Path) -> None:
-    assert "published skill notes-v1" in cli.ok("skill", "publish", "notes", "--action", "notes:*")
+    published = cli.ok("skill", "publish", "notes", "--action", "notes:*")
+    assert "published skill notes-v1" in published
+    cli.approved(published)
     assert "nothing to change" in cli.ok("skill", "publish", "notes", "--action", "notes:*")
-    assert "published skill notes-v2" in cli.ok("skill", "publish", "notes", "--action", "notes:read")
+    cli.approved(cli.ok("skill", "publish", "notes", "--action", "notes:read"))
     versions = json.loads(cli.ok("skill", "versions", "notes", "--json"))
     assert [(v["label"], v["actions"]) for v in versions] == [("notes-v1", ["notes:*"]), ("notes-v2", ["notes:read"])]
     assert "action  notes:*" in cli.ok("skill", "show", "notes", "--version", "1")
@@ -135,11 +145,15 @@ def test_skill_and_policy_commands(cli: Cli, tmp_path: Path) -> None:
             target: "shared/*"
             description: shared notes are fine
         """))
-    assert "published policy careful-v1" in cli.ok("policy", "publish", str(policy))
+    published = cli.ok("policy", "publish", str(policy))
+    assert "published policy careful-v1" in published
+    cli.approved(published)
     shown = cli.ok("policy", "show", "careful")
     assert "allow  notes:read @ shared/* -- shared notes are fine" in shown
     policy.write_text(policy.read_text() + "deny: [notes:delete]\n")
-    assert "published policy careful-v2" in cli.ok("policy", "publish", str(policy))
+    published = cli.ok("policy", "publish", str(policy))
+    assert "published policy careful-v2" in published
+    cli.approved(published)
     diff = cli.ok("policy", "diff", "careful", "1", "2")
     assert "+ deny: notes:delete" in diff
     assert json.loads(cli.ok("policy", "list", "--json"))[0]["label"] in {"careful-v2", "no-prod-v1"}

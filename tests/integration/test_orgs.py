@@ -32,6 +32,7 @@ ACME = {
 class Orgs:
     stack: Stack
     alice: AsyncAdmin  # admin of demo
+    bob: AsyncAdmin  # admin of demo
     audrey: AsyncAdmin  # auditor of demo
     oscar: AsyncAdmin  # admin of acme
     oscar_token: str
@@ -72,13 +73,14 @@ async def orgs(stack: Stack) -> AsyncIterator[Orgs]:
     finally:
         await operator_in_acme.close()
     alice = await operator.enrol_admin("alice")
+    bob = await operator.enrol_admin("bob")
     audrey = await operator.enrol_admin("audrey", "auditor")
-    o = Orgs(stack, None, None, None, oscar, acme.tokens["deploy-bot"])  # type: ignore[arg-type]
-    o.alice, o.audrey, o.oscar = o.as_admin(alice), o.as_admin(audrey), o.as_admin(oscar)
+    o = Orgs(stack, None, None, None, None, oscar, acme.tokens["deploy-bot"])  # type: ignore[arg-type]
+    o.alice, o.bob, o.audrey, o.oscar = o.as_admin(alice), o.as_admin(bob), o.as_admin(audrey), o.as_admin(oscar)
     try:
         yield o
     finally:
-        for admin in (o.alice, o.audrey, o.oscar):
+        for admin in (o.alice, o.bob, o.audrey, o.oscar):
             await admin.close()
 
 
@@ -186,17 +188,21 @@ async def test_an_auditor_reads_everything_and_changes_nothing(orgs: Orgs) -> No
 
 
 async def test_admin_changes_are_recorded_naming_the_admin(orgs: Orgs) -> None:
-    """Alice suspends and re-anchors an agent; Chron's control records name her as the actor."""
+    """Alice suspends an agent (at once) and proposes a new anchor, which Bob approves; Chron's control
+    records name each of them."""
     await orgs.alice.suspend("review-bot", reason="audit")
-    await orgs.alice.set_anchor("review-bot", "k.lee")
+    proposed = await orgs.alice.set_anchor("review-bot", "k.lee")
+    assert proposed.proposal_id and (await orgs.alice.agent("review-bot")).anchor == "j.smith"
+    await orgs.bob.approve(proposed.proposal_id, reason="new owner")
     assert (await orgs.alice.agent("review-bot")).anchor == "k.lee"
     for _ in range(100):
         control = await orgs.audrey.chron_list(kind="control", limit=20)
         mine = [r for r in control if r.actor == "alice"]
-        if len(mine) == 2:
+        if len(mine) == 3 and len({r.action for r in control if r.actor == "bob"}) == 2:
             break
         await asyncio.sleep(0.05)
-    assert sorted(r.action for r in mine) == ["agent.suspended", "agent.updated"]
+    assert sorted(r.action for r in mine) == ["agent.suspended", "agent.updated", "proposal.created"]
+    assert {r.action for r in control if r.actor == "bob"} == {"proposal.approved", "proposal.applied"}
     enrolments = [r for r in control if r.action == "admin.enrolled"]
     assert {r.actor for r in enrolments} == {"operator"}
     assert all("cla_" not in bytes(r.event).decode() for r in control), "an admin token reached Chron"
@@ -208,6 +214,7 @@ async def test_a_revoked_admin_is_refused_at_once(orgs: Orgs) -> None:
         await orgs.audrey.agents()
     with pytest.raises(AdminError, match="unauthorized"):
         await orgs.audrey.chron_list()
+    await orgs.alice.revoke_admin("bob", reason="left too")  # narrowing: no approval needed
     with pytest.raises(AdminError, match="last admin of org demo"):
         await orgs.alice.revoke_admin("alice")
 

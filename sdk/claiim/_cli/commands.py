@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -47,11 +48,20 @@ async def _org(admin: AsyncAdmin) -> str:
 # -- apply and whoami ------------------------------------------------------------------------
 
 
+def _proposed(proposal_id: str, pending: str) -> list[str]:
+    if not proposal_id:
+        return []
+    return [f"proposed as {proposal_id}: nothing changes until it has {pending}",
+            f"  another admin approves with `claiim proposals approve {proposal_id}`"]
+
+
 def _changes(reply: ApplyReply) -> str:
     lines = list(reply.changes)
     if all(c.startswith("unchanged") for c in reply.changes):
         lines.append("nothing to change")
-    lines += [f"token for {agent} (shown once): {token}" for agent, token in reply.tokens.items()]
+    lines += _proposed(reply.proposal_id, reply.pending)
+    valid = " (valid once the proposal is applied)" if reply.proposal_id else ""
+    lines += [f"token for {agent} (shown once){valid}: {token}" for agent, token in reply.tokens.items()]
     return "\n".join(lines)
 
 
@@ -118,13 +128,50 @@ async def admin_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 
 
 async def admin_enrol(admin: AsyncAdmin, args: argparse.Namespace) -> int:
-    token = await admin.enrol_admin(args.name, args.role)
-    return _say(args, {"name": args.name, "role": args.role, "token": token},
-                f"enrolled {args.role} {args.name}\ntoken for {args.name} (shown once): {token}")
+    done = await admin.admin_command("enrol", args.name, args.role)
+    lines = [done.change, *_proposed(done.proposal_id, done.pending),
+             f"token for {args.name} (shown once){' (valid once applied)' if done.proposal_id else ''}: {done.token}"]
+    return _say(args, done, "\n".join(lines))
 
 
 async def admin_revoke(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     done = await admin.revoke_admin(args.name, args.reason)
+    return _say(args, done, f"{done.change} (control seq {done.control_seq})")
+
+
+async def org_set_approvals(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    done = await admin.set_approvals(args.approvals)
+    return _say(args, done, "\n".join([done.change, *_proposed(done.proposal_id, done.pending)]))
+
+
+PROPOSAL_COLUMNS = ("proposal_id", "status", "proposer", "created_at", "approvals", "summary")
+
+
+async def proposals_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    found = await admin.proposals(args.status)
+    rows = [{"proposal_id": p.proposal_id, "status": p.status, "proposer": p.proposer, "created_at": p.created_at,
+             "approvals": f"{len(p.approvals)}/{p.approvals_required}", "summary": "; ".join(p.summary)} for p in found]
+    return _say(args, found, table(rows, PROPOSAL_COLUMNS))
+
+
+async def proposals_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    p = await admin.proposal(args.proposal_id)
+    lines = [fields(p, ("proposal_id", "org", "proposer", "status", "created_at", "expires_at", "change_hash",
+                        "approvals_required"))]
+    lines += [f"{'approved':>18}  {a.admin} at {a.at}{': ' + a.reason if a.reason else ''}" for a in p.approvals]
+    if p.closed_by:
+        why = f": {p.reason}" if p.reason else ""
+        lines.append(f"{'closed':>18}  {p.status} by {p.closed_by} at {p.closed_at}{why}")
+    lines += [f"{'change':>18}  {line}" for line in p.summary]
+    lines += [f"{'event':>18}  {json.dumps(e, sort_keys=True)}" for e in p.events]
+    return _say(args, p, "\n".join(lines))
+
+
+async def proposals_decide(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    if args.subcommand == "approve":
+        done = await admin.approve(args.proposal_id, args.reason, args.hash)
+    else:
+        done = await admin.reject(args.proposal_id, args.reason)
     return _say(args, done, f"{done.change} (control seq {done.control_seq})")
 
 
@@ -160,7 +207,7 @@ async def agent_register(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 async def agent_op(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     done = await admin.agent_command(args.subcommand, args.agent_id, getattr(args, "reason", ""),
                                      anchor=getattr(args, "anchor", ""))
-    text = f"{done.change} (control seq {done.control_seq})"
+    text = "\n".join([f"{done.change} (control seq {done.control_seq})", *_proposed(done.proposal_id, done.pending)])
     if done.token:
         text += f"\nnew token for {args.agent_id} (shown once): {done.token}"
     return _say(args, done, text)
@@ -294,6 +341,11 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("org", "list"): org_list,
     ("org", "show"): org_show,
     ("org", "create"): org_create,
+    ("org", "set-approvals"): org_set_approvals,
+    ("proposals", "list"): proposals_list,
+    ("proposals", "show"): proposals_show,
+    ("proposals", "approve"): proposals_decide,
+    ("proposals", "reject"): proposals_decide,
     ("admin", "list"): admin_list,
     ("admin", "enrol"): admin_enrol,
     ("admin", "revoke"): admin_revoke,

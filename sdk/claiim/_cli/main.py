@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     create = _leaf(org, "create", "create an org (operator token only)", org=False)
     create.add_argument("name")
     create.add_argument("--description", default="")
+    _leaf(org, "set-approvals", "how many admins besides the proposer approve a widening change (a proposal)"
+          ).add_argument("approvals", type=int)
+
+    proposals = _group(sub, "proposals", "two-person control: changes waiting for another admin's approval")
+    ls = _leaf(proposals, "list", "the org's proposals, newest first")
+    ls.add_argument("--status", choices=["pending", "applied", "rejected", "expired", "failed"], default="")
+    _leaf(proposals, "show", "one proposal with the exact change it holds").add_argument("proposal_id")
+    for op, text in (("approve", "approve (the last approval needed applies the stored change)"),
+                     ("reject", "reject (the proposer may withdraw their own)")):
+        cmd = _leaf(proposals, op, text)
+        cmd.add_argument("proposal_id")
+        cmd.add_argument("--reason", default="")
+        if op == "approve":
+            cmd.add_argument("--hash", default="", help="the change hash you reviewed (`proposals show`)")
 
     admin = _group(sub, "admin", "admins of an org: admin (read and change) or auditor (read only)")
     _leaf(admin, "list", "the org's admins and their roles")

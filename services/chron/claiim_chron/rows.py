@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from claiim_core.events import ControlEvent, decode_control
+from claiim_core.events import ControlEvent, aggregate, decode_control
 from claiim_core.policy import label
 from claiim_core.schemas import DecisionEvent
 
@@ -42,7 +42,7 @@ def decision_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
 
 def control_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
     e: ControlEvent = decode_control(data)
-    name = getattr(e, "name", getattr(e, "agent_id", e.org))
+    name = aggregate(e)[1]
     version = getattr(e, "version", None)
     what = label(name, version) if version else name
     agent = str(getattr(e, "agent_id", ""))

@@ -11,10 +11,12 @@ sent once the projection includes the new events, so a decision that follows see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import msgspec
@@ -22,11 +24,20 @@ from claiim_core.access import AccessError, Principal, authenticate, scope, visi
 from claiim_core.bundle import BundleError, PlanContext, parse_bundle, plan_bundle
 from claiim_core.canonical import canonical_bytes
 from claiim_core.commands import CommandError, plan_admin_command, plan_agent_command, plan_org_create
-from claiim_core.events import ControlEvent, aggregate
+from claiim_core.events import (
+    ApprovalRuleSet,
+    ChangeEvent,
+    ControlEvent,
+    ProposalApplied,
+    ProposalCreated,
+    ProposalFailed,
+    aggregate,
+)
 from claiim_core.explain import explain
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.names import Names
-from claiim_core.registry import Registry
+from claiim_core.proposals import ProposalError, approve, expirations, propose, reject, widens
+from claiim_core.registry import ProposalState, Registry
 from claiim_core.schemas import (
     AdminCommand,
     AgentCommand,
@@ -34,6 +45,7 @@ from claiim_core.schemas import (
     ApplyReply,
     ApplyRequest,
     OrgCommand,
+    ProposalCommand,
     RegistryQuery,
     RegistryQueryReply,
 )
@@ -46,6 +58,8 @@ from claiim_core.views import (
     latest_skills,
     org_info,
     policy_info,
+    proposal_info,
+    proposal_infos,
     skill_info,
 )
 from claiim_runtime.follower import RegistryFollower
@@ -58,9 +72,11 @@ from nats.js.errors import APIError
 
 log = logging.getLogger(__name__)
 Reply = ApplyReply | AgentCommandReply | RegistryQueryReply
-R = TypeVar("R", ApplyRequest, AgentCommand, AdminCommand, OrgCommand, RegistryQuery)
+R = TypeVar("R", ApplyRequest, AgentCommand, AdminCommand, OrgCommand, ProposalCommand, RegistryQuery)
 _encode = msgspec.json.Encoder().encode
 WRONG_LAST_SEQUENCE = 10071
+EXPIRY_SWEEP_S = 30.0
+"""How often pending proposals past their expiry are recorded as expired."""
 
 
 def _new_id() -> str:
@@ -92,6 +108,7 @@ class ControlService:
         self._operator_token = operator_token
         self._lock = asyncio.Lock()
         self._subs: list[Subscription] = []
+        self._expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         n = self._names
@@ -107,15 +124,21 @@ class ControlService:
             (n.admin_agent, self.agent_command, command_failed),
             (n.admin_admins, self.admin_command, command_failed),
             (n.admin_org, self.org_command, command_failed),
+            (n.admin_proposal, self.proposal_command, command_failed),
             (n.admin_query, self.query, lambda e: RegistryQueryReply(ok=False, error=str(e))),
         ]
         for subject, handle, failed in handlers:
             cb = _responder(handle, failed)
             self._subs.append(await self._nc.subscribe(subject, queue=n.admin_queue, cb=cb))
+        self._expiry = asyncio.create_task(self._expiry_loop())
 
     async def stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
 
     @property
     def _registry(self) -> Registry:
@@ -170,7 +193,15 @@ class ControlService:
                 raise Refused(f"no policy {q.name!r} in org {org}")
             return replace(reply, versions=[policy_info(v) for v in policies])
         if q.op == "admins":
-            return replace(reply, admins=admin_infos(registry, org))
+            return replace(reply, admins=admin_infos(registry, org),
+                           approvals_required=registry.required_approvals(org))
+        if q.op == "proposals":
+            return replace(reply, proposals=proposal_infos(registry, org, q.name))
+        if q.op == "proposal":
+            found = registry.proposals.get((org, q.name))
+            if found is None:
+                raise Refused(f"no proposal {q.name!r} in org {org}")
+            return replace(reply, proposals=[proposal_info(found)])
         verdict, steps = explain(registry, org, q.name, q.action, q.target)
         if verdict is None:
             return replace(reply, outcome="DENY", reason="agent:unknown", steps=steps)
@@ -185,8 +216,11 @@ class ControlService:
                 event, token = plan_agent_command(self._registry, org, cmd, self._context(principal))
             except CommandError as e:
                 raise Refused(str(e)) from e
-            seq = await self._append([event])
-        return AgentCommandReply(ok=True, change=f"{cmd.op} {cmd.agent_id}", token=token, control_seq=seq)
+            change = f"{cmd.op} {cmd.agent_id}"
+            seq, proposal = await self._commit(principal, org, [event], [change])
+        proposal_id, pending = _pending(proposal)
+        return AgentCommandReply(ok=True, change=change, token=token, control_seq=seq, proposal_id=proposal_id,
+                                 pending=pending)
 
     async def admin_command(self, data: bytes) -> AgentCommandReply:
         cmd, principal = await self._open(data, AdminCommand)
@@ -197,14 +231,30 @@ class ControlService:
                 event, token = plan_admin_command(self._registry, org, cmd, self._context(principal))
             except CommandError as e:
                 raise Refused(str(e)) from e
-            seq = await self._append([event])
-        what = f"enrolled {cmd.role} {cmd.name}" if cmd.op == "enrol" else f"revoked admin {cmd.name}"
-        return AgentCommandReply(ok=True, change=f"{what} in org {org}", token=token, control_seq=seq)
+            what = f"enrolled {cmd.role} {cmd.name}" if cmd.op == "enrol" else f"revoked admin {cmd.name}"
+            seq, proposal = await self._commit(principal, org, [event], [f"{what} in org {org}"])
+        proposal_id, pending = _pending(proposal)
+        return AgentCommandReply(ok=True, change=f"{what} in org {org}", token=token, control_seq=seq,
+                                 proposal_id=proposal_id, pending=pending)
 
     async def org_command(self, data: bytes) -> AgentCommandReply:
         cmd, principal = await self._open(data, OrgCommand)
+        if cmd.op == "set-approvals":
+            org = _scope(principal, cmd.org, write=True)
+            async with self._lock:
+                await self._follower.wait_caught_up()
+                ctx = self._context(principal)
+                rule = ApprovalRuleSet(event_id=ctx.new_id(), at=ctx.now, actor=principal.name, org=org,
+                                       approvals=cmd.approvals)
+                change = f"org {org} needs {cmd.approvals} approval(s) besides the proposer's"
+                seq, proposal = await self._commit(principal, org, [rule], [change])
+            proposal_id, pending = _pending(proposal)
+            return AgentCommandReply(ok=True, change=change, control_seq=seq, proposal_id=proposal_id,
+                                     pending=pending)
         if principal.org is not None:
             raise Refused(f"forbidden: only the operator creates orgs, not the {principal}")
+        if not cmd.org:
+            raise Refused("create needs the org's name")
         async with self._lock:
             await self._follower.wait_caught_up()
             try:
@@ -213,6 +263,79 @@ class ControlService:
                 raise Refused(str(e)) from e
             seq = await self._append([event])
         return AgentCommandReply(ok=True, change=f"created org {cmd.org}", control_seq=seq)
+
+    async def proposal_command(self, data: bytes) -> AgentCommandReply:
+        cmd, principal = await self._open(data, ProposalCommand)
+        if principal.org is None:
+            raise Refused("the operator does not approve proposals: its own changes apply at once (break-glass)")
+        org = _scope(principal, cmd.org, write=True)
+        async with self._lock:
+            await self._follower.wait_caught_up()
+            now = datetime.now(UTC)
+            try:
+                if cmd.op == "reject":
+                    rejected = reject(self._registry, org, cmd.proposal_id, principal.name, cmd.reason, now, _new_id)
+                    seq = await self._append([rejected])
+                    return AgentCommandReply(ok=True, change=f"rejected proposal {cmd.proposal_id}", control_seq=seq)
+                approval = approve(self._registry, org, cmd.proposal_id, principal.name, cmd.reason, now, _new_id,
+                                   cmd.change_hash)
+            except ProposalError as e:
+                raise Refused(str(e)) from e
+            seq = await self._append([approval.event])
+            p = self._registry.proposals[(org, cmd.proposal_id)]
+            if not approval.complete:
+                more = p.created.approvals_required - len(p.approvals)
+                return AgentCommandReply(ok=True, change=f"approved proposal {cmd.proposal_id}; it needs {more} more "
+                                         "approval(s)", control_seq=seq, proposal_id=cmd.proposal_id)
+            return await self._apply_proposal(p, principal)
+
+    async def _apply_proposal(self, p: ProposalState, principal: Principal) -> AgentCommandReply:
+        """Append the stored change as it is, if no aggregate it touches has changed since it was proposed."""
+        c = p.created
+        ctx = self._context(principal)
+        moved = [s for s, seq in c.base.items() if self._registry.subject_seq.get(s, 0) != seq]
+        try:
+            if moved:
+                raise AppendError(f"the registry changed since the proposal ({', '.join(moved)})", 0)
+            await self._append(list(c.events), dict(c.base))
+        except AppendError as e:
+            failed = ProposalFailed(event_id=ctx.new_id(), at=ctx.now, actor=principal.name, org=c.org,
+                                    proposal_id=c.proposal_id, reason=str(e))
+            seq = await self._append([failed])
+            return AgentCommandReply(ok=False, proposal_id=c.proposal_id, control_seq=seq,
+                                     error=f"approved, but not applied: {e}; propose the change again")
+        applied = ProposalApplied(event_id=ctx.new_id(), at=ctx.now, actor=principal.name, org=c.org,
+                                  proposal_id=c.proposal_id)
+        seq = await self._append([applied])
+        return AgentCommandReply(ok=True, change=f"applied proposal {c.proposal_id}: {'; '.join(c.summary)}",
+                                 proposal_id=c.proposal_id, control_seq=seq)
+
+    async def expire_proposals(self) -> int:
+        """Record the expiry of every pending proposal past its time; returns how many."""
+        async with self._lock:
+            await self._follower.wait_caught_up()
+            expired = expirations(self._registry, datetime.now(UTC), _new_id)
+            if expired:
+                await self._append(list(expired))
+        return len(expired)
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_S)
+            try:
+                await self.expire_proposals()
+            except Exception:
+                log.exception("proposal expiry sweep failed")
+
+    async def _commit(self, principal: Principal, org: str, events: list[ChangeEvent],
+                      summary: list[str]) -> tuple[int, ProposalCreated | None]:
+        """Append ``events`` now, or, when an org admin widens what agents may do, store them as a
+        proposal. The operator's changes apply at once (break-glass, recorded with its name)."""
+        if principal.org is None or not widens(events):
+            return await self._append(list(events)), None
+        proposal = propose(self._registry, org, principal.name, events, summary, proposal_id=_new_id(),
+                           now=datetime.now(UTC), names=self._names)
+        return await self._append([proposal]), proposal
 
     async def apply(self, data: bytes) -> ApplyReply:
         request, principal = await self._open(data, ApplyRequest)
@@ -229,18 +352,22 @@ class ControlService:
                 raise InvalidBundle(e) from e
             if request.dry_run or plan.unchanged:
                 return ApplyReply(ok=True, changes=plan.changes, control_seq=self._registry.last_seq)
+            changes = [c for c in plan.changes if not c.startswith("unchanged")]
             try:
-                seq = await self._append(plan.events)
+                seq, proposal = await self._commit(principal, bundle.org, plan.events, changes)
             except AppendError as e:
-                done = plan.changes[:e.appended]
+                done = changes[:e.appended]
                 tokens = {k: v for k, v in plan.tokens.items() if f"registered agent {k}" in done}
                 return ApplyReply(ok=False, changes=done, tokens=tokens, error=f"{e} (applied before: {done})")
-            return ApplyReply(ok=True, changes=plan.changes, tokens=plan.tokens, control_seq=seq)
+            proposal_id, pending = _pending(proposal)
+            return ApplyReply(ok=True, changes=plan.changes, tokens=plan.tokens, control_seq=seq,
+                              proposal_id=proposal_id, pending=pending)
 
-    async def _append(self, events: list[ControlEvent]) -> int:
-        """Append ``events`` in order, each expecting its subject's last sequence; returns the
-        last sequence once the projection includes it. Raises :class:`AppendError`."""
-        expected = dict(self._registry.subject_seq)
+    async def _append(self, events: list[ControlEvent], expected: dict[str, int] | None = None) -> int:
+        """Append ``events`` in order, each expecting its subject's last sequence (as in the
+        registry, or in ``expected``); returns the last sequence once the projection includes it.
+        Raises :class:`AppendError`."""
+        expected = {**self._registry.subject_seq, **(expected or {})}
         seq = self._registry.last_seq
         for n, event in enumerate(events):
             kind, name = aggregate(event)
@@ -257,6 +384,15 @@ class ControlService:
             expected[subject] = seq = ack.seq
         await self._follower.wait_for(seq)
         return seq
+
+
+def _pending(proposal: ProposalCreated | None) -> tuple[str, str]:
+    """The proposal id, and what it needs, when a change waits for approval (else empty)."""
+    if proposal is None:
+        return "", ""
+    n = proposal.approvals_required
+    return proposal.proposal_id, (f"{n} approval{'s' if n > 1 else ''} by other admins of org {proposal.org} "
+                                  f"before {proposal.expires_at}")
 
 
 def _scope(principal: Principal, org: str, *, write: bool) -> str:
