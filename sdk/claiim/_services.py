@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.service import ChronService
@@ -85,7 +86,8 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
             follower = RegistryFollower(js, names)
             await follower.start()
             running.followers.append(follower)
-            running.control = ControlService(nc, js, names, follower, secret, admin_token)
+            running.control = ControlService(nc, js, names, follower, secret, admin_token,
+                                             timedelta(seconds=settings.proposal_ttl))
             await running.control.start()
         if "gate" in which:
             follower = RegistryFollower(js, names)

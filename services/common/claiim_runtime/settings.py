@@ -14,6 +14,7 @@
 | CLAIIM_CHECKPOINT_INTERVAL | 5.0 seconds         | longest time between checkpoints while leaves come |
 | CLAIIM_CHECKPOINT_DIR | (none)                   | a folder to mirror checkpoints and leaf batches to |
 | CLAIIM_CHRON_ORIGIN   | claiim/<namespace>       | the log's name in its checkpoints                  |
+| CLAIIM_PROPOSAL_TTL   | 86400 seconds (24 h)     | how long a proposal waits for approvals (max 7 d)  |
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Settings(BaseSettings):
     checkpoint_interval: float = Field(default=5.0, gt=0, le=5.0)
     checkpoint_dir: Path | None = None
     chron_origin: str = ""
+    proposal_ttl: float = Field(default=86_400.0, gt=0, le=7 * 86_400.0)
 
     @property
     def names(self) -> Names:

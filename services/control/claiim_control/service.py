@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import msgspec
@@ -36,7 +36,7 @@ from claiim_core.events import (
 from claiim_core.explain import explain
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.names import Names
-from claiim_core.proposals import ProposalError, approve, expirations, propose, reject, widens
+from claiim_core.proposals import DEFAULT_TTL, ProposalError, approve, expirations, propose, reject, widens
 from claiim_core.registry import ProposalState, Registry
 from claiim_core.schemas import (
     AdminCommand,
@@ -99,13 +99,14 @@ class InvalidBundle(Refused):
 
 class ControlService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, follower: RegistryFollower,
-                 token_secret: bytes, operator_token: str) -> None:
+                 token_secret: bytes, operator_token: str, proposal_ttl: timedelta = DEFAULT_TTL) -> None:
         self._nc = nc
         self._js = js
         self._names = names
         self._follower = follower
         self._secret = token_secret
         self._operator_token = operator_token
+        self._ttl = proposal_ttl
         self._lock = asyncio.Lock()
         self._subs: list[Subscription] = []
         self._expiry: asyncio.Task[None] | None = None
@@ -334,7 +335,7 @@ class ControlService:
         if principal.org is None or not widens(events):
             return await self._append(list(events)), None
         proposal = propose(self._registry, org, principal.name, events, summary, proposal_id=_new_id(),
-                           now=datetime.now(UTC), names=self._names)
+                           now=datetime.now(UTC), names=self._names, ttl=self._ttl)
         return await self._append([proposal]), proposal
 
     async def apply(self, data: bytes) -> ApplyReply:
