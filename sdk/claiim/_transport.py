@@ -31,11 +31,17 @@ class Transport(Protocol):
 
 
 class NatsTransport:
-    """Request/reply over one lazily opened NATS connection."""
+    """Request/reply over one lazily opened NATS connection.
 
-    def __init__(self, url: str, name: str = "claiim-sdk") -> None:
+    Replies arrive under ``inbox_prefix`` (default ``CLAIIM_INBOX_PREFIX``, else ``_INBOX``): with
+    the NATS permissions of ``deploy/nats/nats-auth.conf`` each agent may only receive on its own
+    prefix, ``_INBOX_<agent>``, so that no agent can read another's replies.
+    """
+
+    def __init__(self, url: str, name: str = "claiim-sdk", inbox_prefix: str | None = None) -> None:
         self.url = url
         self._name = name
+        self._inbox = inbox_prefix or os.environ.get("CLAIIM_INBOX_PREFIX") or "_INBOX"
         self._nc: Client | None = None
 
     async def _connection(self) -> Client:
@@ -43,7 +49,7 @@ class NatsTransport:
             try:
                 self._nc = await nats.connect(
                     self.url, name=self._name, connect_timeout=2, max_reconnect_attempts=3,
-                    reconnect_time_wait=0.5, allow_reconnect=True,
+                    reconnect_time_wait=0.5, allow_reconnect=True, inbox_prefix=self._inbox,
                 )
             except (NoServersError, OSError, NatsTimeout) as e:
                 raise GateUnavailableError(f"cannot connect to {self.url}: {e}") from e

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -59,6 +61,17 @@ def test_nats_config_is_accepted_by_nats_server() -> None:
     """nats-server's own config test accepts deploy/nats/nats.conf."""
     out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats/nats.conf"), "-t"],
                          capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+
+
+def test_nats_permissions_config_is_accepted_and_reads_passwords_from_the_environment() -> None:
+    """deploy/nats/nats-auth.conf is valid, and names every password variable it needs (none is in the file)."""
+    text = (ROOT / "deploy/nats/nats-auth.conf").read_text()
+    names = sorted(set(re.findall(r"password: \$([A-Z_]+)", text)))
+    assert "AGENT_DEPLOY_BOT_PASSWORD" in names and "SIEM_PASSWORD" in names
+    env = {**os.environ, **{n: "x" for n in names}}
+    out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats/nats-auth.conf"), "-t"],
+                         capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode == 0, out.stderr
 
 
