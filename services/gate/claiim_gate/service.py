@@ -23,12 +23,14 @@ from claiim_core.names import Names
 from claiim_core.policy import deny
 from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
 from claiim_runtime.follower import RegistryFollower
+from msgspec.structs import replace
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from claiim_gate.decide import Moment, decide, event_for
 from claiim_gate.recorder import AckPipeline
+from claiim_gate.replay import ReplayCache, fingerprint, key_of
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -47,6 +49,7 @@ class GateService:
         self._secret = token_secret
         self.instance = instance
         self._recorder = AckPipeline(nc, names.decisions_stream, publish_timeout)
+        self._replays = ReplayCache()
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -70,14 +73,27 @@ class GateService:
             log.exception("internal error while deciding")
             verdict = deny(f"gate:internal-error -- {type(e).__name__}", "internal")
             event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment)
+        key = key_of(event)
+        seen = self._replays.get(key, time.monotonic()) if key else None
+        if seen is not None:
+            if seen.fingerprint == fingerprint(event):  # a retry: the first answer, nothing recorded again
+                if msg.reply:
+                    await self._nc.publish(msg.reply, seen.reply)
+                return
+            event = replace(event, outcome="DENY", rule="request-id",
+                            reason=f"request:replayed -- request id {event.request_id!r} was already used for "
+                                   "another request")
         subject = self._names.decision_subject(event.org, event.agent_id, event.outcome)
 
         async def answer(problem: str | None) -> None:
             if problem is not None:
                 log.warning("decision %s not recorded: %s", event.chron_id, problem)
+            reply = _encode(_reply(event, problem))
+            if problem is None and key is not None and seen is None:
+                self._replays.remember(key, event, reply, time.monotonic())
             if msg.reply:
                 try:
-                    await self._nc.publish(msg.reply, _encode(_reply(event, problem)))
+                    await self._nc.publish(msg.reply, reply)
                 except Exception:
                     log.exception("could not send the reply for %s", event.chron_id)
 
