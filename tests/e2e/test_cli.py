@@ -232,3 +232,28 @@ def test_chron_proofs_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     exported = cli.ok("chron", "export", "--format", "ocsf", as_admin=None).splitlines()
     assert any(json.loads(line)["metadata"]["uid"] == chron_id for line in exported)
     assert all(json.loads(line)["class_uid"] == 6003 for line in exported)
+
+
+def test_init_creates_an_org_whose_admins_can_run_two_person_control(cli: Cli) -> None:
+    assert "at least two" in cli.refused("init", "solo", "--admin", "only", as_admin=None)
+    out = json.loads(cli.ok("init", "acme-two", "--admin", "ann", "--admin", "ben", "--json", as_admin=None))
+    tokens = out["tokens"]
+    assert set(tokens) == {"ann", "ben"} and all(t.startswith("cla_acme-two.") for t in tokens.values())
+    env = clean_env()
+
+    def run(token: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLAIIM, "--env-file", str(cli.up.data_dir / "env"), *args], capture_output=True,
+                              text=True, env={**env, "CLAIIM_ADMIN_TOKEN": token, "CLAIIM_ORG": ""}, timeout=120)
+
+    proposed = run(tokens["ann"], "skill", "publish", "notes", "--action", "notes:read")
+    assert proposed.returncode == 0 and "proposed as chr_" in proposed.stdout, proposed.stderr
+    proposal_id = proposed.stdout.split("proposed as ", 1)[1].split(":", 1)[0]
+    own = run(tokens["ann"], "proposals", "approve", proposal_id)
+    assert own.returncode == 1 and "ann proposed" in own.stderr
+    listed = run(tokens["ben"], "proposals", "list", "--status", "pending")
+    assert proposal_id in listed.stdout and "0/1" in listed.stdout
+    shown = run(tokens["ben"], "proposals", "show", proposal_id)
+    assert "published skill notes-v1" in shown.stdout and "skill.published" in shown.stdout
+    approved = run(tokens["ben"], "proposals", "approve", proposal_id, "--reason", "ok")
+    assert approved.returncode == 0 and f"applied proposal {proposal_id}" in approved.stdout
+    assert "notes-v1" in run(tokens["ben"], "skill", "list").stdout

@@ -89,6 +89,18 @@ async def apply(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     return await _apply_bundle(admin, args, bundle, str(args.file), text)
 
 
+async def init(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    """Bootstrap an org: create it and enrol its first admins, with the operator token."""
+    if len(set(args.admins)) < 2:
+        return _fail("name at least two admins (--admin A --admin B): two-person control needs a second one")
+    await admin.create_org(args.org, args.description)
+    admin.org = args.org
+    tokens = {name: await admin.enrol_admin(name) for name in dict.fromkeys(args.admins)}
+    lines = [f"created org {args.org} with admins {', '.join(tokens)}"]
+    lines += [f"token for {name} (shown once): {token}" for name, token in tokens.items()]
+    return _say(args, {"org": args.org, "tokens": tokens}, "\n".join(lines))
+
+
 async def whoami(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     reply = await admin.whoami()
     return _say(args, reply, f"{reply.principal} (control seq {reply.control_seq})")
@@ -337,6 +349,7 @@ async def chron_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("apply", None): apply,
     ("whoami", None): whoami,
+    ("init", None): init,
     ("explain", None): explain,
     ("org", "list"): org_list,
     ("org", "show"): org_show,

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _leaf(sub, "whoami", "who the admin token belongs to, and its org")
 
+    init = _leaf(sub, "init", "create an org with its first admins (operator token); prints their tokens once",
+                 org=False)
+    init.add_argument("org")
+    init.add_argument("--admin", action="append", required=True, dest="admins",
+                      help="an admin to enrol; at least two, so that one can approve the other's changes")
+    init.add_argument("--description", default="")
+
     explain = _leaf(sub, "explain", "what the gate would decide now, and why (dry run, not recorded)")
     explain.add_argument("--agent", required=True)
     explain.add_argument("--action", required=True)
