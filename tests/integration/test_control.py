@@ -10,9 +10,11 @@ import pytest
 from claiim import AdminError, AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
 from claiim._services import start_services
+from claiim_control.service import Refused
 from claiim_core.canonical import canonical_bytes
 from claiim_core.events import AdminRevoked
 from claiim_core.explain import policy_diff
+from claiim_core.schemas import ApplyReply
 from claiim_runtime.follower import RegistryFollower
 
 from tests.conftest import Stack
@@ -136,13 +138,14 @@ async def test_of_two_conflicting_commands_one_wins(stack: Stack) -> None:
             return msgspec.json.encode({"admin_token": stack.settings.require_admin_token(), "bundle": {
                 "org": "demo", "skills": [{"name": "race", "version": 1, "actions": [action]}]}})
 
+        # Called directly, a handler raises Refused where the NATS responder would answer ok=false.
         replies = await asyncio.gather(*[r.control.apply(bundle(f"race:{i}"))  # type: ignore[union-attr]
-                                         for i, r in enumerate(replicas)])
-        winners = [r for r in replies if r.ok]
-        losers = [r for r in replies if not r.ok]
+                                         for i, r in enumerate(replicas)], return_exceptions=True)
+        winners = [r for r in replies if isinstance(r, ApplyReply) and r.ok]
+        losers = [str(r) if isinstance(r, Refused) else getattr(r, "error", None) for r in replies if r not in winners]
         assert len(winners) == 1 and len(losers) == 1, replies
-        assert losers[0].error is not None
-        assert "conflict" in losers[0].error or "immutable" in losers[0].error, losers[0].error
+        assert losers[0] is not None
+        assert "conflict" in losers[0] or "immutable" in losers[0], losers[0]
         registry = replicas[0].followers[0].registry
         await replicas[0].followers[0].wait_caught_up()
         assert len(registry.skills[("demo", "race")]) == 1

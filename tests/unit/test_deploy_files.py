@@ -81,7 +81,8 @@ def test_asyncapi_names_the_subjects_the_code_uses() -> None:
     addresses = {c["address"] for c in doc["channels"].values() if c.get("address")}
     names = Names()
     assert {names.gate_check, names.admin_apply, names.admin_agent, names.admin_admins, names.admin_org,
-            names.admin_query, names.chron_query, names.chron_leaves, names.chron_checkpoint} <= addresses
+            names.admin_proposal, names.admin_query, names.chron_query, names.chron_leaves,
+            names.chron_checkpoint} <= addresses
     assert "claiim.decision.{org}.{agent}.{outcome}" in addresses
     assert "claiim.control.{org}.{kind}.{name}" in addresses
     assert "claiim.ocsf.{org}.{agent}.{outcome}" in addresses
