@@ -165,6 +165,8 @@ class Rehearsal:
         await c("a rotated-out token is DENIED", rotate)
         await c("the new token is ALLOWED", expect("rotated", "ship:build", "ALLOW", "action allowed"))
         await c("the ALLOW has an inclusion proof that verifies offline", lambda: self._proof(results["allow"]))
+        await c("two-person control: a proposal waits, self-approval is refused, a second admin applies it",
+                self._two_person)
         await c("an auditor reads the org and can change nothing", self._auditor)
         await c("an admin of another org gets nothing of this one", self._outsider)
         return self.finish()
@@ -191,6 +193,28 @@ class Rehearsal:
     def _as(self, token: str, org: str = "") -> AsyncAdmin:
         """A client acting in ``org`` (empty: the token's own), whatever CLAIIM_ORG says."""
         return AsyncAdmin(self.admin.url, token, org=org, namespace=self.admin.names.namespace)
+
+    async def _two_person(self) -> str:
+        first = self._as(await self.admin.enrol_admin(f"first-{secrets.token_hex(3)}"))
+        second = self._as(await self.admin.enrol_admin(f"second-{secrets.token_hex(3)}"))
+        try:
+            bundle = {"org": self.org, "skills": [{"name": "two-person", "actions": ["tp:act"]}]}
+            proposed = await first.apply(bundle)
+            assert proposed.proposal_id, "a widening change by an org admin was applied without approval"
+            assert not [s for s in await first.skills() if s.name == "two-person"], "applied before approval"
+            try:
+                await first.approve(proposed.proposal_id)
+            except AdminError as e:
+                assert "cannot approve" in str(e), e
+            else:
+                raise AssertionError("the proposer approved their own proposal")
+            done = await second.approve(proposed.proposal_id, reason="rehearsal")
+            assert done.change.startswith("applied proposal"), done
+            assert [s.label for s in await first.skills() if s.name == "two-person"] == ["two-person-v1"]
+            return f"{proposed.proposal_id} applied"
+        finally:
+            await first.close()
+            await second.close()
 
     async def _auditor(self) -> str:
         auditor = self._as(await self.admin.enrol_admin(f"auditor-{secrets.token_hex(3)}", "auditor"))
