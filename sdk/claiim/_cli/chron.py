@@ -16,7 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -121,14 +121,21 @@ def keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+P = TypeVar("P", InclusionProof, ConsistencyProof)
+
+
+def _load_proof(path: Path, kind: type[P], what: str) -> P:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ProofError(f"{path} is not {what}: {e}") from e
+
+
 def verify_proof(args: argparse.Namespace) -> int:
     verifier = _verifier(args.key)
     try:
-        proof = msgspec.json.decode(args.proof.read_bytes(), type=InclusionProof)
+        proof = _load_proof(args.proof, InclusionProof, "an inclusion proof")
         proven = check_inclusion(proof, verifier)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        print(f"FAIL: {args.proof} is not an inclusion proof: {e}", file=sys.stderr)
-        return 1
     except ProofError as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
@@ -144,11 +151,7 @@ def verify_proof(args: argparse.Namespace) -> int:
 def verify_consistency(args: argparse.Namespace) -> int:
     verifier = _verifier(args.key)
     try:
-        proof = msgspec.json.decode(args.proof.read_bytes(), type=ConsistencyProof)
-        first, second = check_consistency(proof, verifier)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        print(f"FAIL: {args.proof} is not a consistency proof: {e}", file=sys.stderr)
-        return 1
+        first, second = check_consistency(_load_proof(args.proof, ConsistencyProof, "a consistency proof"), verifier)
     except ProofError as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
