@@ -7,6 +7,7 @@ import json
 import stat
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,6 +210,10 @@ def test_chron_proofs_from_the_cli(cli: Cli, tmp_path: Path) -> None:
                          env=clean_env(), timeout=60)
     chron_id = out.stdout.strip()
     assert chron_id.startswith("chr_"), out.stderr
+    for _ in range(50):  # the decision reaches Chron a moment after the reply
+        if cli.run("chron", "show", chron_id, as_admin="alice").returncode == 0:
+            break
+        time.sleep(0.1)
     proof = tmp_path / "proof.json"
     assert f"wrote {proof}: {chron_id} is leaf" in cli.ok("chron", "prove", chron_id, "-o", str(proof))
     verified = cli.ok("chron", "verify-proof", str(proof), as_admin=None)
