@@ -64,7 +64,8 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
     db_url = settings.require_database_url() if "chron" in which else ""
     signer = settings.require_checkpoint_signer() if "chron" in which else None
     instance = instance or f"{socket.gethostname()}-{os.getpid()}"
-    nc = await connect(settings.url, name=f"claiim-{'+'.join(which)}-{instance}")
+    nc = await connect(settings.url, name=f"claiim-{'+'.join(which)}-{instance}",
+                     first_wait=settings.connect_wait)
     js = nc.jetstream()
     running = RunningServices(nc, js)
     try:

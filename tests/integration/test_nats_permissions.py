@@ -48,16 +48,24 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
     text = text.replace("port: 4222", f"port: {port}").replace("http_port: 8222", f"http_port: {free_port()}")
     text = text.replace("store_dir: /data", f"store_dir: {d / 'js'}")
     (d / "nats.conf").write_text(text)
-    passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+    # As docs/control-plane.md says: nats-server parses a variable's value, so "9-Bk..." would be a date.
+    passwords = {user: "p" + secrets.token_hex(12) for user in USERS}
     env = {**os.environ, **{f"{USERS[user]}_PASSWORD": p for user, p in passwords.items()}}
-    process = subprocess.Popen([nats_server_binary(), "-c", str(d / "nats.conf")], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = d / "nats.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([nats_server_binary(), "-c", str(d / "nats.conf")], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"nats-server exited with {process.returncode}: {log.read_text()}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.1):
                     break
             except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"nats-server did not listen on {port} within 10 s: {log.read_text()}")
                 time.sleep(0.05)
         yield SecuredNats(port, passwords)
     finally:

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLAIIM_", frozen=True, extra="ignore")
 
     url: str = "nats://127.0.0.1:4222"
+    connect_wait: float = Field(default=30.0, gt=0)
     database_url: str | None = None
     namespace: str = "claiim"
     token_secret: SecretStr | None = None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
 import nats
 from claiim_core.names import Names
 from nats.aio.client import Client
@@ -10,14 +14,29 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError
 
 DUPLICATE_WINDOW_S = 120.0
+log = logging.getLogger("claiim.nats")
 
 
-async def connect(url: str, name: str) -> Client:
-    """Connect with reconnects that go on for ever (services) and a short first attempt."""
-    return await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-        connect_timeout=2, allow_reconnect=True,
-    )
+async def connect(url: str, name: str, first_wait: float = 30.0) -> Client:
+    """Connect with reconnects that go on for ever once connected (services ride out a NATS
+    restart), but give up on the first connection after ``first_wait`` seconds with the last
+    error: a server that never comes up, or refuses our credentials, must not hang a start."""
+    errors: list[Exception] = []
+
+    async def record(e: Exception) -> None:
+        errors.append(e)
+        log.warning("NATS connection: %r", e)
+
+    try:
+        return await asyncio.wait_for(nats.connect(
+            url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            connect_timeout=2, allow_reconnect=True, error_cb=record,
+        ), timeout=first_wait)
+    except TimeoutError:
+        where = urlsplit(url)
+        last = f": {errors[-1]!r}" if errors else ""
+        raise ConnectionError(f"cannot connect to NATS at {where.hostname}:{where.port} "
+                              f"within {first_wait:g} s{last}") from None
 
 
 async def ensure_streams(js: JetStreamContext, names: Names) -> None:
