@@ -177,6 +177,10 @@ async def test_an_auditor_reads_everything_and_changes_nothing(orgs: Orgs) -> No
     assert {a.agent_id for a in await audrey.agents()} == {"deploy-bot", "review-bot"}
     assert [v.label for v in await audrey.policy_versions("review")] == ["review-v1", "review-v2"]
     assert (await audrey.explain("deploy-bot", "deploy:staging", "api-v2")).outcome == "ALLOW"
+    for _ in range(100):  # the demo org's control events reach Chron a moment after they are applied
+        if await audrey.chron_list(kind="control"):
+            break
+        await asyncio.sleep(0.05)
     assert await audrey.chron_list(kind="control")
     before = orgs.stack.running.followers[0].registry.last_seq
     for call in (lambda: audrey.apply(DEMO_BUNDLE), lambda: audrey.apply(DEMO_BUNDLE, dry_run=True),
