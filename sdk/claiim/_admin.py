@@ -27,6 +27,7 @@ from claiim_core.schemas import (
     ChronQuery,
     ChronRecord,
     ChronResult,
+    ChronStatus,
     OrgCommand,
     OrgInfo,
     PolicyVersionInfo,
@@ -206,13 +207,21 @@ class AsyncAdmin:
         """What the gate would decide now, with the path through skill and policy; not recorded."""
         return await self.registry("explain", agent_id, action, target)
 
-    async def chron_list(self, *, agent_id: str | None = None,
-                         outcome: Literal["ALLOW", "DENY"] | None = None, since: str | None = None,
-                         kind: Literal["decision", "control"] | None = None,
-                         limit: int = 50) -> list[ChronRecord]:
-        """Chron records of the org, newest first (the operator without an org sees every org)."""
+    async def chron_list(self, *, agent_id: str | None = None, anchor: str | None = None,
+                         action: str | None = None, outcome: Literal["ALLOW", "DENY"] | None = None,
+                         since: str | None = None, until: str | None = None,
+                         kind: Literal["decision", "control"] | None = None, before: int | None = None,
+                         after: int | None = None, limit: int = 50) -> list[ChronRecord]:
+        """Chron records of the org, newest first by leaf index (the operator without an org sees every org).
+
+        ``action`` is exact, or a prefix when it ends with ``*`` (``deploy:*``). ``since`` (inclusive)
+        and ``until`` (exclusive) are ISO 8601 times of occurrence. Page with leaf indexes:
+        ``before=records[-1].leaf_index`` gives the next older page, ``after=records[0].leaf_index``
+        the next newer one.
+        """
         return await self._chron(ChronQuery(admin_token=self._token, op="list", org=self.org, agent_id=agent_id,
-                                            outcome=outcome, since=since, kind=kind, limit=limit))
+                                            anchor=anchor, action=action, outcome=outcome, since=since, until=until,
+                                            kind=kind, before=before, after=after, limit=limit))
 
     async def chron_show(self, chron_id: str) -> ChronRecord | None:
         records = await self._chron(ChronQuery(admin_token=self._token, op="show", org=self.org,
@@ -226,6 +235,14 @@ class AsyncAdmin:
         """Signed checkpoints, newest first."""
         query = ChronQuery(admin_token=self._token, op="checkpoints", limit=limit)
         return (await self._call(self.names.chron_query, query, ChronResult)).checkpoints
+
+    async def chron_status(self) -> ChronStatus:
+        """How far Chron has got: leaves stored, the newest checkpoint, messages still to store."""
+        query = ChronQuery(admin_token=self._token, op="status")
+        status = (await self._call(self.names.chron_query, query, ChronResult)).status
+        if status is None:
+            raise ProtocolError("status answered without a status")
+        return status
 
     async def chron_prove(self, chron_id: str) -> dict[str, Any]:
         """A self-contained inclusion proof of the record (see :mod:`claiim_core.proofs`)."""
@@ -338,6 +355,9 @@ class Admin:
 
     def chron_checkpoints(self, limit: int = 20) -> list[CheckpointInfo]:
         return self._run(self._admin.chron_checkpoints(limit))
+
+    def chron_status(self) -> ChronStatus:
+        return self._run(self._admin.chron_status())
 
     def chron_prove(self, chron_id: str) -> dict[str, Any]:
         return self._run(self._admin.chron_prove(chron_id))

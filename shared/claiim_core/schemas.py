@@ -95,20 +95,32 @@ def reply_for(event: DecisionEvent) -> DecisionReply:
 
 class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """A request to Chron's query subject: list records, show one by chron id, prove one
-    (``prove``), prove that one checkpoint extends another (``consistency``), list checkpoints.
+    (``prove``), prove that one checkpoint extends another (``consistency``), list checkpoints,
+    or report how far recording has got (``status``).
 
     Records are those of ``org`` (default: the admin's own; the operator sees every org when
-    ``org`` is empty).
+    ``org`` is empty). ``list`` returns them newest first by leaf index; its filters combine with
+    AND, and ``before``/``after`` page through them by leaf index.
     """
 
     admin_token: str
-    op: Literal["list", "show", "prove", "consistency", "checkpoints"]
+    op: Literal["list", "show", "prove", "consistency", "checkpoints", "status"]
     org: str = ""
     chron_id: str | None = None
     agent_id: str | None = None
+    anchor: ShortStr | None = None
+    action: ShortStr | None = None
+    """Exact, or a prefix when it ends with ``*`` (``deploy:*``); ``%`` and ``_`` are plain characters."""
     outcome: Outcome | None = None
     since: str | None = None
+    """ISO 8601; only records that occurred at or after it."""
+    until: str | None = None
+    """ISO 8601; only records that occurred before it."""
     kind: Literal["decision", "control"] | None = None
+    before: Annotated[int, Meta(ge=0)] | None = None
+    """Only records of a smaller leaf index: the next older page is ``before=<last record's leaf_index>``."""
+    after: Annotated[int, Meta(ge=0)] | None = None
+    """Only records of a larger leaf index: the ``limit`` records just newer, still newest first."""
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 50
     first: Annotated[int, Meta(ge=0)] = 0
     """consistency: the smaller checkpoint's tree size (the larger is ``second``, 0: the newest)."""
@@ -151,6 +163,21 @@ class CheckpointInfo(Struct, frozen=True, kw_only=True):
     note: str
 
 
+class ChronStatus(Struct, frozen=True, kw_only=True):
+    """How far Chron has got, for the whole installation (no record's content)."""
+
+    tree_size: int
+    """Leaves stored."""
+    last_recorded_at: str
+    """When the newest leaf was stored, ISO 8601; empty when there is none."""
+    checkpoint_size: int
+    """Leaves in the newest signed checkpoint (0: none yet)."""
+    checkpoint_signed_at: str
+    """ISO 8601; empty when there is no checkpoint."""
+    pending: int
+    """Messages of the decision and control streams not yet stored (delivered to Chron or not); -1: unknown."""
+
+
 class ChronResult(Struct, frozen=True, kw_only=True):
     """``inclusion``/``consistency`` are proof bundles (:mod:`claiim_core.proofs`) as plain data."""
 
@@ -158,6 +185,7 @@ class ChronResult(Struct, frozen=True, kw_only=True):
     checkpoints: list[CheckpointInfo] = []
     inclusion: dict[str, Any] | None = None
     consistency: dict[str, Any] | None = None
+    status: ChronStatus | None = None
     error: str | None = None
 
 
@@ -349,6 +377,9 @@ class RegistryQueryReply(Struct, frozen=True, kw_only=True):
     ok: bool
     error: str | None = None
     principal: str = ""
+    """Who asked, for people: ``admin alice of org demo`` or ``operator``."""
+    name: str = ""
+    """The asking admin's name (``alice``; ``operator`` for the operator token)."""
     role: str = ""
     org: str = ""
     orgs: list[OrgInfo] = []

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 GROUPS = {"org": ["list", "show", "create"], "admin": ["list", "enrol", "revoke"],
           "agent": ["list", "show", "register", "set-anchor", "suspend", "reactivate", "rotate-token", "revoke-token"],
           "skill": ["list", "show", "versions", "publish"],
-          "policy": ["list", "show", "versions", "publish", "diff", "test"], "chron": ["list", "show"]}
+          "policy": ["list", "show", "versions", "publish", "diff", "test"], "chron": ["list", "show", "status"]}
 
 
 class Cli:
@@ -237,6 +237,47 @@ def test_chron_proofs_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     exported = cli.ok("chron", "export", "--format", "ocsf", as_admin=None).splitlines()
     assert any(json.loads(line)["metadata"]["uid"] == chron_id for line in exported)
     assert all(json.loads(line)["class_uid"] == 6003 for line in exported)
+
+
+def test_chron_search_and_status_from_the_cli(cli: Cli) -> None:
+    """chron list filters by anchor, action (exact or prefix) and time and pages with --before and --after;
+    chron status prints the log's size, its newest checkpoint and what is pending, to an auditor too."""
+    token = json.loads((cli.up.data_dir / "demo-tokens.json").read_text())["deploy-bot"]
+    script = ("from claiim import Gate\n"
+              f"g = Gate(agent_id='deploy-bot', token='{token}', url='nats://127.0.0.1:{cli.up.port}')\n"
+              "for action in ('deploy:staging', 'deploy:production', 'deploy:staging'):\n"
+              "    print(g.check(action=action, target='search').chron_id)\n")
+    out = subprocess.run([str(Path(CLAIIM).parent / "python"), "-c", script], capture_output=True, text=True,
+                         env=clean_env(), timeout=60)
+    made = out.stdout.split()
+    assert len(made) == 3, out.stderr
+
+    def listed(*args: str) -> list[dict[str, object]]:
+        return list(json.loads(cli.ok("chron", "list", "--json", "--limit", "1000", *args)))
+
+    for _ in range(50):  # the decisions reach Chron a moment after the replies
+        if made[-1] in {str(r["chron_id"]) for r in listed("--anchor", "s.emp1")}:
+            break
+        time.sleep(0.1)
+    prefixed = listed("--action", "deploy:*", "--anchor", "s.emp1")
+    assert [r["chron_id"] for r in prefixed if r["target"] == "search"] == made[::-1]
+    assert all(str(r["action"]).startswith("deploy:") for r in prefixed)
+    exact = listed("--action", "deploy:production", "--outcome", "deny")
+    assert made[1] in {r["chron_id"] for r in exact} and {r["action"] for r in exact} == {"deploy:production"}
+    assert "(none)" in cli.ok("chron", "list", "--until", "2000-01-01T00:00:00Z")
+    newest = listed("--limit", "1")[0]
+    older = listed("--before", str(newest["leaf_index"]), "--limit", "2")
+    leaves = [int(str(r["leaf_index"])) for r in older]
+    assert len(leaves) == 2 and int(str(newest["leaf_index"])) > leaves[0] > leaves[1]
+    assert [r["chron_id"] for r in listed("--after", str(older[0]["leaf_index"]), "--limit", "1")] == [
+        newest["chron_id"]]
+    assert "not an ISO 8601 time" in cli.refused("chron", "list", "--since", "yesterday")
+
+    status = json.loads(cli.ok("chron", "status", "--json", as_admin="audrey"))
+    assert set(status) == {"tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending"}
+    assert status["tree_size"] >= 3 and status["pending"] >= 0
+    table = cli.ok("chron", "status").splitlines()
+    assert [line.split()[0] for line in table] == list(status)
 
 
 def test_init_creates_an_org_whose_admins_can_run_two_person_control(cli: Cli) -> None:

@@ -31,7 +31,7 @@ from claiim_core.schemas import DecisionEvent
 from nats.aio.client import Client
 
 from claiim._admin import AsyncAdmin
-from claiim._cli.output import table, to_json
+from claiim._cli.output import fields, table, to_json
 from claiim._errors import AdminError, ClaiimError
 from claiim._transport import resolve_url
 
@@ -45,6 +45,7 @@ def add_commands(chron: Any, leaf: Any) -> None:
     keygen.add_argument("-o", "--output", type=Path, required=True, help="file for the signing key (mode 600)")
     ls = leaf(chron, "checkpoints", "recent signed checkpoints, newest first", org=False)
     ls.add_argument("--limit", type=int, default=20)
+    leaf(chron, "status", "leaves stored, the newest checkpoint, and messages still to store", org=False)
     prove = leaf(chron, "prove", "write a self-contained inclusion proof of one record", json=False)
     prove.add_argument("chron_id")
     prove.add_argument("-o", "--output", type=Path, required=True)
@@ -166,6 +167,15 @@ async def checkpoints(admin: AsyncAdmin, args: argparse.Namespace) -> int:
         print(to_json(found))
     else:
         print(table(found, ("size", "signed_at", "root")))
+    return 0
+
+
+STATUS_FIELDS = ("tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending")
+
+
+async def status(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    found = await admin.chron_status()
+    print(to_json(found) if args.json else fields(found, STATUS_FIELDS))
     return 0
 
 

@@ -331,8 +331,9 @@ CONTROL_HEADERS = ("chron_id", "occurred_at", "actor", "event", "subject", "cont
 
 
 async def chron_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
-    records = await admin.chron_list(agent_id=args.agent, outcome=args.outcome, since=args.since,
-                                     kind=args.kind, limit=args.limit)
+    records = await admin.chron_list(agent_id=args.agent, anchor=args.anchor, action=args.action,
+                                     outcome=args.outcome, since=args.since, until=args.until, kind=args.kind,
+                                     before=args.before, after=args.after, limit=args.limit)
     if args.kind == "control":
         return _say(args, records, table(records, CONTROL_COLUMNS, CONTROL_HEADERS))
     return _say(args, records, table(records, RECORD_COLUMNS))
@@ -382,6 +383,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("chron", "list"): chron_list,
     ("chron", "show"): chron_show,
     ("chron", "checkpoints"): chron.checkpoints,
+    ("chron", "status"): chron.status,
     ("chron", "prove"): chron.prove,
     ("chron", "consistency"): chron.consistency,
 }

@@ -1,5 +1,5 @@
 """Chron's NATS adapters: durable pull consumers that store batches as Merkle leaves, the
-checkpointer, the proofs feed, and the query API.
+checkpointer, the proofs feed, and the query API's subscription (:mod:`claiim_chron.queries`).
 
 For each batch: decode every message (undecodable ones are parked), store rows (as the next
 leaves) and parked messages in one PostgreSQL transaction, and only after the commit ack the
@@ -17,29 +17,18 @@ with the leaf batches, to ``checkpoint_dir`` when set.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
-from claiim_core.access import AccessError, authenticate, scope
 from claiim_core.checkpoint import Checkpoint, CheckpointError, Signer
 from claiim_core.ids import rfc3339
-from claiim_core.merkle import (
-    consistency_ranges,
-    inclusion_ranges,
-    nodes_for,
-    proof_from,
-    verify_consistency,
-)
+from claiim_core.merkle import consistency_ranges, nodes_for, proof_from, verify_consistency
 from claiim_core.names import Names
-from claiim_core.proofs import ConsistencyProof, InclusionProof
-from claiim_core.schemas import CheckpointInfo, ChronQuery, ChronRecord, ChronResult
+from claiim_core.schemas import ChronResult
 from claiim_runtime.follower import RegistryFollower
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -48,13 +37,14 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from claiim_chron.queries import ChronQueries
 from claiim_chron.rows import Parked, Row, to_row
-from claiim_chron.store import Appended, ChronStore, StoredCheckpoint, StoreError
+from claiim_chron.store import Appended, ChronStore, StoreError
 
 log = logging.getLogger(__name__)
-_query = msgspec.json.Decoder(ChronQuery)
 _encode = msgspec.json.Encoder().encode
 RETRY_DELAY_S = 1.0
+PENDING_TIMEOUT_S = 2.0
 FEED_CHUNK = 1000
 """Most leaves in one proofs-feed message (about 100 KB)."""
 
@@ -72,9 +62,6 @@ class ChronService:
         self._js = js
         self._names = names
         self.store = store
-        self._follower = follower
-        self._secret = token_secret
-        self._operator_token = operator_token
         self._batch = batch
         self._signer = signer
         self._verifier = signer.verifier
@@ -91,6 +78,7 @@ class ChronService:
         self._stopping = asyncio.Event()
         self.stored = 0
         self.parked = 0
+        self.queries = ChronQueries(store, follower, token_secret, operator_token, checkpoint_interval, self.pending)
 
     async def start(self) -> None:
         latest = await self.store.checkpoints(limit=1, newest_first=True)
@@ -271,89 +259,22 @@ class ChronService:
 
     async def _on_query(self, msg: Msg) -> None:
         try:
-            result = await self.query(msg.data)
+            result = await self.queries.answer(msg.data)
         except Exception as e:
             log.exception("chron query failed")
             result = ChronResult(error=f"internal error: {type(e).__name__}")
         await msg.respond(_encode(result))
 
-    async def query(self, data: bytes) -> ChronResult:
-        try:
-            q = _query.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            return ChronResult(error=f"malformed query: {e}")
-        await self._follower.wait_caught_up()
-        try:
-            principal = authenticate(self._follower.registry, self._secret, self._operator_token, q.admin_token)
-            org = None if principal.org is None and not q.org else scope(principal, q.org, write=False)
-        except AccessError as e:
-            return ChronResult(error=str(e))
-        if q.op in ("show", "prove") and not q.chron_id:
-            return ChronResult(error=f"{q.op} needs a chron_id")
-        try:
-            if q.op == "prove":
-                return await self._prove(q.chron_id or "", org)
-            if q.op == "consistency":
-                return await self._consistency(q.first, q.second)
-            if q.op == "checkpoints":
-                return ChronResult(checkpoints=[_checkpoint_info(c) for c in await self.store.checkpoints(
-                    limit=q.limit, newest_first=True)])
-        except StoreError as e:
-            return ChronResult(error=str(e))
-        try:
-            since = datetime.fromisoformat(q.since) if q.since else None
-        except ValueError:
-            return ChronResult(error=f"since: not an ISO 8601 time: {q.since!r}")
-        try:
-            rows = await self.store.query(
-                org=org, chron_id=q.chron_id, agent_id=q.agent_id, outcome=q.outcome, since=since,
-                kind=q.kind, limit=1 if q.op == "show" else q.limit,
-            )
-        except StoreError as e:
-            return ChronResult(error=str(e))
-        return ChronResult(records=[_record(r) for r in rows])
-
-
-    async def _prove(self, chron_id: str, org: str | None) -> ChronResult:
-        found = await self.store.leaf(chron_id)
-        if found is None or (org is not None and found[0] != org):
-            return ChronResult(error=f"no record {chron_id}")
-        _, index, data = found
-        latest = await self.store.checkpoints(limit=1, newest_first=True)
-        if not latest or latest[0].size <= index:
-            return ChronResult(error=f"{chron_id} is leaf {index}, not yet in a signed checkpoint; the next one "
-                                     f"comes within {self._interval:g} s")
-        cp = latest[0]
-        ranges = inclusion_ranges(index, cp.size)
-        path = proof_from(ranges, await self.store.nodes(nodes_for(ranges)))
-        proof = InclusionProof(chron_id=chron_id, leaf_index=index, leaf=base64.b64encode(data).decode(),
-                               tree_size=cp.size, audit_path=[h.hex() for h in path], checkpoint=cp.note)
-        return ChronResult(inclusion=msgspec.to_builtins(proof))
-
-    async def _consistency(self, first: int, second: int) -> ChronResult:
-        checkpoints = {c.size: c for c in await self.store.checkpoints()}
-        if not checkpoints:
-            return ChronResult(error="no checkpoint yet")
-        second = second or max(checkpoints)
-        missing = [s for s in (first, second) if s not in checkpoints]
-        if missing:
-            return ChronResult(error=f"no checkpoint of tree size {missing[0]} (see `claiim chron checkpoints`)")
-        if first > second:
-            return ChronResult(error=f"the first tree ({first}) must not be larger than the second ({second})")
-        ranges = consistency_ranges(first, second)
-        proof = proof_from(ranges, await self.store.nodes(nodes_for(ranges)))
-        bundle = ConsistencyProof(first=checkpoints[first].note, second=checkpoints[second].note,
-                                  proof=[h.hex() for h in proof])
-        return ChronResult(consistency=msgspec.to_builtins(bundle))
-
-
-def _checkpoint_info(c: StoredCheckpoint) -> CheckpointInfo:
-    return CheckpointInfo(size=c.size, root=c.root.hex(), signed_at=c.signed_at.isoformat(), note=c.note)
-
-
-def _record(r: dict[str, Any]) -> ChronRecord:
-    fields = {k: v for k, v in r.items() if k in ChronRecord.__struct_fields__}
-    fields["recorded_at"] = r["recorded_at"].isoformat()
-    fields["occurred_at"] = r["occurred_at"].isoformat()
-    fields["event"] = msgspec.Raw(bytes(r["event"]))
-    return ChronRecord(**fields)
+    async def pending(self) -> int:
+        """Messages of the decision and control streams not yet stored: those not yet delivered to
+        Chron and those delivered but not yet acked (Chron acks after the commit); -1 when JetStream
+        does not answer."""
+        total = 0
+        for stream in (self._names.decisions_stream, self._names.control_stream):
+            try:
+                info = await self._js.consumer_info(stream, self._names.chron_durable, timeout=PENDING_TIMEOUT_S)
+            except Exception as e:  # nats-py raises timeouts, NotFoundError or APIError: the count is unknown
+                log.warning("no consumer info for %s: %r", stream, e)
+                return -1
+            total += (info.num_pending or 0) + (info.num_ack_pending or 0)
+        return total

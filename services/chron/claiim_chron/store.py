@@ -21,11 +21,15 @@ import asyncpg
 from claiim_core.merkle import Frontier, Node, leaf_hash, root_nodes
 
 from claiim_chron.rows import ROW_COLUMNS, Parked, Row
+from claiim_chron.search import Search, search_sql
 
 log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x636C61696D  # "claim": one migrator at a time
 _WRITER_LOCK = 0x636C61696E  # one leaf writer per database
 _DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# Plan every statement for its values: asyncpg prepares statements, and PostgreSQL's generic plan of
+# a search cannot use an index for ``action LIKE $1`` or a partial index for ``kind = $1``.
+_SESSION = {"plan_cache_mode": "force_custom_plan"}
 
 
 class StoreError(RuntimeError):
@@ -78,7 +82,7 @@ class ChronStore:
     async def open(cls, url: str, *, writer: bool = True) -> ChronStore:
         """Connect and migrate; the writer also waits for the writer lock and loads the tree."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=4, server_settings=_SESSION)
         except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot connect to PostgreSQL: {e}") from e
         store = cls(pool)
@@ -266,28 +270,24 @@ class ChronStore:
             raise StoreError(f"cannot read checkpoints: {e}") from e
         return [StoredCheckpoint(r["size"], bytes(r["root"]), r["note"], r["signed_at"]) for r in rows]
 
-    async def query(self, *, org: str | None = None, chron_id: str | None = None, agent_id: str | None = None,
-                    outcome: str | None = None, since: datetime | None = None,
-                    kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first. Filters combine with AND; ``org`` None means every org."""
-        where: list[str] = []
-        args: list[object] = []
-        for column, value in (("org", org), ("chron_id", chron_id), ("agent_id", agent_id),
-                              ("outcome", outcome), ("kind", kind)):
-            if value is not None:
-                args.append(value)
-                where.append(f"{column} = ${len(args)}")
-        if since is not None:
-            args.append(since)
-            where.append(f"occurred_at >= ${len(args)}")
-        args.append(limit)
-        sql = (f"SELECT * FROM chron_events {'WHERE ' + ' AND '.join(where) if where else ''} "
-               f"ORDER BY id DESC LIMIT ${len(args)}")
+    async def query(self, search: Search | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """The records ``search`` (or the :class:`Search` of ``filters``) finds, newest first."""
+        sql, args = search_sql(search or Search(**filters))
         try:
             async with self._pool.acquire() as conn:
                 return [dict(r) for r in await conn.fetch(sql, *args)]
         except _DRIVER_ERRORS as e:
             raise StoreError(f"query failed: {e}") from e
+
+    async def tip(self) -> tuple[int, datetime | None]:
+        """The number of leaves stored, and when the newest was stored (None: no leaf yet)."""
+        try:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow("SELECT leaf_index, recorded_at FROM chron_events "
+                                          "ORDER BY leaf_index DESC LIMIT 1")
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read the log's size: {e}") from e
+        return (0, None) if row is None else (row["leaf_index"] + 1, row["recorded_at"])
 
     async def parked(self) -> list[dict[str, Any]]:
         try:

@@ -166,7 +166,7 @@ class ControlService:
         registry = self._registry
         if q.org or q.op not in ("whoami", "orgs"):
             org = _scope(principal, q.org, write=False)
-        reply = RegistryQueryReply(ok=True, principal=str(principal), role=principal.role,
+        reply = RegistryQueryReply(ok=True, principal=str(principal), name=principal.name, role=principal.role,
                                    org=principal.org or "", control_seq=registry.last_seq)
         if q.op in ("whoami", "orgs"):
             orgs = [org_info(registry, o) for o in visible_orgs(principal, registry) if not q.org or o == q.org]

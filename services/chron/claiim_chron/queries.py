@@ -1,0 +1,144 @@
+"""Chron's query API (``<ns>.chron.query``): records, proofs, checkpoints and status.
+
+Every query carries an admin token. Records and inclusion proofs are those of the principal's
+org (the operator's: every org, or the one it names). Checkpoints, consistency proofs and the
+status describe the whole installation's log; any admin, auditor or the operator may read them,
+as they reveal how many leaves there are and nothing of any record.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from claiim_core.access import AccessError, authenticate, scope
+from claiim_core.merkle import consistency_ranges, inclusion_ranges, nodes_for, proof_from
+from claiim_core.proofs import ConsistencyProof, InclusionProof
+from claiim_core.schemas import CheckpointInfo, ChronQuery, ChronRecord, ChronResult, ChronStatus
+from claiim_runtime.follower import RegistryFollower
+
+from claiim_chron.search import Search
+from claiim_chron.store import ChronStore, StoredCheckpoint, StoreError
+
+_query = msgspec.json.Decoder(ChronQuery)
+
+
+class QueryError(ValueError):
+    """The query cannot be answered as asked; the message says why."""
+
+
+class ChronQueries:
+    """Answers Chron queries from the store; ``pending`` counts the messages not yet stored."""
+
+    def __init__(self, store: ChronStore, follower: RegistryFollower, token_secret: bytes, operator_token: str,
+                 checkpoint_interval: float, pending: Callable[[], Awaitable[int]]) -> None:
+        self._store = store
+        self._follower = follower
+        self._secret = token_secret
+        self._operator_token = operator_token
+        self._interval = checkpoint_interval
+        self._pending = pending
+
+    async def answer(self, data: bytes) -> ChronResult:
+        """The answer to one encoded :class:`ChronQuery`; refusals and failures set ``error``."""
+        try:
+            q = _query.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return ChronResult(error=f"malformed query: {e}")
+        await self._follower.wait_caught_up()
+        try:
+            principal = authenticate(self._follower.registry, self._secret, self._operator_token, q.admin_token)
+            org = None if principal.org is None and not q.org else scope(principal, q.org, write=False)
+            return await self._run(q, org)
+        except (AccessError, QueryError, StoreError) as e:
+            return ChronResult(error=str(e))
+
+    async def _run(self, q: ChronQuery, org: str | None) -> ChronResult:
+        if q.op in ("show", "prove") and not q.chron_id:
+            raise QueryError(f"{q.op} needs a chron_id")
+        if q.op == "prove":
+            return await self._prove(q.chron_id or "", org)
+        if q.op == "consistency":
+            return await self._consistency(q.first, q.second)
+        if q.op == "checkpoints":
+            found = await self._store.checkpoints(limit=q.limit, newest_first=True)
+            return ChronResult(checkpoints=[_checkpoint_info(c) for c in found])
+        if q.op == "status":
+            return ChronResult(status=await self._status())
+        rows = await self._store.query(_search_of(q, org))
+        return ChronResult(records=[_record(r) for r in rows])
+
+    async def _prove(self, chron_id: str, org: str | None) -> ChronResult:
+        found = await self._store.leaf(chron_id)
+        if found is None or (org is not None and found[0] != org):
+            return ChronResult(error=f"no record {chron_id}")
+        _, index, data = found
+        latest = await self._store.checkpoints(limit=1, newest_first=True)
+        if not latest or latest[0].size <= index:
+            return ChronResult(error=f"{chron_id} is leaf {index}, not yet in a signed checkpoint; the next one "
+                                     f"comes within {self._interval:g} s")
+        cp = latest[0]
+        ranges = inclusion_ranges(index, cp.size)
+        path = proof_from(ranges, await self._store.nodes(nodes_for(ranges)))
+        proof = InclusionProof(chron_id=chron_id, leaf_index=index, leaf=base64.b64encode(data).decode(),
+                               tree_size=cp.size, audit_path=[h.hex() for h in path], checkpoint=cp.note)
+        return ChronResult(inclusion=msgspec.to_builtins(proof))
+
+    async def _consistency(self, first: int, second: int) -> ChronResult:
+        checkpoints = {c.size: c for c in await self._store.checkpoints()}
+        if not checkpoints:
+            return ChronResult(error="no checkpoint yet")
+        second = second or max(checkpoints)
+        missing = [s for s in (first, second) if s not in checkpoints]
+        if missing:
+            return ChronResult(error=f"no checkpoint of tree size {missing[0]} (see `claiim chron checkpoints`)")
+        if first > second:
+            return ChronResult(error=f"the first tree ({first}) must not be larger than the second ({second})")
+        ranges = consistency_ranges(first, second)
+        proof = proof_from(ranges, await self._store.nodes(nodes_for(ranges)))
+        bundle = ConsistencyProof(first=checkpoints[first].note, second=checkpoints[second].note,
+                                  proof=[h.hex() for h in proof])
+        return ChronResult(consistency=msgspec.to_builtins(bundle))
+
+    async def _status(self) -> ChronStatus:
+        # Pending first: a message counted as stored here is then already in the tree size read next.
+        pending = await self._pending()
+        size, recorded_at = await self._store.tip()
+        latest = await self._store.checkpoints(limit=1, newest_first=True)
+        return ChronStatus(tree_size=size, last_recorded_at=recorded_at.isoformat() if recorded_at else "",
+                           checkpoint_size=latest[0].size if latest else 0,
+                           checkpoint_signed_at=latest[0].signed_at.isoformat() if latest else "", pending=pending)
+
+
+def _search_of(q: ChronQuery, org: str | None) -> Search:
+    """The search a ``list`` or ``show`` query asks for, within ``org``."""
+    return Search(org=org, chron_id=q.chron_id, agent_id=q.agent_id, anchor=q.anchor, action=q.action,
+                  outcome=q.outcome, kind=q.kind, since=parse_time("since", q.since),
+                  until=parse_time("until", q.until), before=q.before, after=q.after,
+                  limit=1 if q.op == "show" else q.limit)
+
+
+def parse_time(name: str, text: str | None) -> datetime | None:
+    """An ISO 8601 time; one without an offset is UTC, whatever the server's time zone."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise QueryError(f"{name}: not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _checkpoint_info(c: StoredCheckpoint) -> CheckpointInfo:
+    return CheckpointInfo(size=c.size, root=c.root.hex(), signed_at=c.signed_at.isoformat(), note=c.note)
+
+
+def _record(r: dict[str, Any]) -> ChronRecord:
+    fields = {k: v for k, v in r.items() if k in ChronRecord.__struct_fields__}
+    fields["recorded_at"] = r["recorded_at"].isoformat()
+    fields["occurred_at"] = r["occurred_at"].isoformat()
+    fields["event"] = msgspec.Raw(bytes(r["event"]))
+    return ChronRecord(**fields)
