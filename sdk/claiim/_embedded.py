@@ -2,10 +2,10 @@
 
 It starts nats-server (JetStream, data in DIR/nats) and PostgreSQL (pgserver, data in DIR/pg)
 unless URLs of existing servers are given, then the gate, control handler and Chron in this
-process, applies the demo bundle, and writes:
+process with the admin web UI (``--ui-port``, default 8480), applies the demo bundle, and writes:
 
 - ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN`` (the operator token), ``CLAIIM_DATABASE_URL``,
-  ``CLAIIM_NAMESPACE`` and, with the demo, ``CLAIIM_ORG=demo`` (source it, or let the CLI read it
+  ``CLAIIM_NAMESPACE``, ``CLAIIM_UI_URL`` and, with the demo, ``CLAIIM_ORG=demo`` (source it, or let the CLI read it
   from ``./.claiim/env``);
 - ``DIR/demo-tokens.json``: agent id to token, mode 600;
 - ``DIR/demo-admins.json``: the demo org's admins (alice, bob) and auditor (audrey) to their
@@ -36,8 +36,9 @@ from claiim_core.checkpoint import Signer
 from claiim_runtime.settings import Settings
 
 from claiim._admin import AsyncAdmin
-from claiim._servers import NatsProcess, ensure_database, start_nats, start_postgres
-from claiim._services import start_services
+from claiim._errors import StackError
+from claiim._servers import NatsProcess, ensure_database, port_free, start_nats, start_postgres
+from claiim._services import BACKEND, start_services
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class UpOptions:
     nats_url: str | None = None
     database_url: str | None = None
     demo: bool = True
+    ui_port: int = 8480
+    """The admin web UI's port on 127.0.0.1 (0: any free port)."""
 
 
 def write_private(path: Path, text: str) -> None:
@@ -88,6 +91,9 @@ def demo_bundle() -> dict[str, Any]:
 async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None:
     """Start the stack, announce it, and run until ``stop`` is set."""
     started = time.monotonic()
+    if opts.ui_port and not port_free(opts.ui_port):
+        raise StackError(f"port {opts.ui_port} is already in use on 127.0.0.1 (another claiim up?); choose another "
+                         f"port for the admin UI with --ui-port")
     data_dir = opts.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
@@ -109,17 +115,23 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             db_url = await ensure_database(server_url, "claiim")
         settings = Settings(url=nats_url, database_url=db_url, token_secret=keys["token_secret"],
                             admin_token=keys["admin_token"], checkpoint_key_file=data_dir / "checkpoint.key",
-                            checkpoint_dir=data_dir / "chron-mirror")
-        running = await start_services(settings, instance="embedded")
+                            checkpoint_dir=data_dir / "chron-mirror", checkpoint_verifier=str(signer.verifier),
+                            ui_port=opts.ui_port)
+        running = await start_services(settings, (*BACKEND, "admin"), instance="embedded")
+        assert running.admin is not None
+        ui_url = running.admin.url
         env = (f"CLAIIM_URL={nats_url}\nCLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
                f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n"
                f"CLAIIM_CHECKPOINT_VERIFIER={signer.verifier}\nCLAIIM_CHECKPOINT_DIR={data_dir / 'chron-mirror'}\n"
+               f"CLAIIM_UI_URL={ui_url}\n"
                + (f"CLAIIM_ORG={DEMO_ORG}\n" if opts.demo else ""))
         write_private(data_dir / "env", env)
         if opts.demo:
             await load_demo(nats_url, keys["admin_token"], data_dir, say)
         say(f"claiim ready at {nats_url} in {time.monotonic() - started:.1f}s "
             f"(data in {data_dir}; `set -a; . {data_dir}/env; set +a` for the CLI)")
+        say(f"admin UI at {ui_url} (log in with a token from {data_dir / 'demo-admins.json'} or the operator "
+            f"token CLAIIM_ADMIN_TOKEN in {data_dir / 'env'})")
         await stop.wait()
         say("claiim stopping")
     finally:

@@ -1,5 +1,5 @@
-"""The composition root: connect, create streams, and start the gate, control handler, Chron and
-the OCSF feed.
+"""The composition root: connect, create streams, and start the gate, control handler, Chron,
+the OCSF feed and the admin web UI.
 
 ``claiim serve`` (one service per process, as in compose) and ``claiim up`` (all in one process)
 both start services through :func:`start_services`.
@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from claiim_admin.service import AdminUI
 from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.service import ChronService
 from claiim_chron.store import ChronStore
@@ -23,7 +24,9 @@ from claiim_runtime.streams import connect, ensure_streams
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-SERVICES = ("gate", "control", "chron", "ocsf")
+BACKEND = ("gate", "control", "chron", "ocsf")
+"""What :func:`start_services` starts unless told otherwise: everything but the web UI."""
+SERVICES = (*BACKEND, "admin")
 
 
 @dataclass
@@ -34,9 +37,12 @@ class RunningServices:
     control: ControlService | None = None
     chron: ChronService | None = None
     ocsf: OcsfFeed | None = None
+    admin: AdminUI | None = None
     followers: list[RegistryFollower] = field(default_factory=list)
 
     async def stop(self) -> None:
+        if self.admin is not None:
+            await self.admin.stop()
         for gate in self.gates:
             await gate.stop()
         if self.control is not None:
@@ -52,20 +58,21 @@ class RunningServices:
         await self.nc.close()
 
 
-async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
+async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
                          instance: str | None = None) -> RunningServices:
     """Start the named services on one NATS connection; the caller stops them."""
     unknown = set(which) - set(SERVICES)
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
     names = settings.names
-    secret = settings.require_token_secret()
+    secret = settings.require_token_secret() if {"gate", "control", "chron"} & set(which) else b""
     admin_token = settings.require_admin_token() if {"control", "chron"} & set(which) else ""
     db_url = settings.require_database_url() if "chron" in which else ""
     signer = settings.require_checkpoint_signer() if "chron" in which else None
+    verifier = settings.require_checkpoint_verifier() if "admin" in which else None
     instance = instance or f"{socket.gethostname()}-{os.getpid()}"
     nc = await connect(settings.url, name=f"claiim-{'+'.join(which)}-{instance}",
-                     first_wait=settings.connect_wait)
+                     first_wait=settings.connect_wait, inbox_prefix=settings.inbox_prefix)
     js = nc.jetstream()
     running = RunningServices(nc, js)
     try:
@@ -97,6 +104,11 @@ async def start_services(settings: Settings, which: tuple[str, ...] = SERVICES,
             gate = GateService(nc, names, follower, secret, instance, settings.publish_timeout)
             await gate.start()
             running.gates.append(gate)
+        if "admin" in which:
+            assert verifier is not None
+            running.admin = AdminUI(nc, names, settings.url, verifier, host=settings.ui_host, port=settings.ui_port,
+                                    secure_cookies=settings.ui_secure_cookies, session_idle=settings.ui_session_idle)
+            await running.admin.start()
     except BaseException:
         await running.stop()
         raise

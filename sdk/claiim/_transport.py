@@ -38,11 +38,13 @@ class NatsTransport:
     prefix, ``_INBOX_<agent>``, so that no agent can read another's replies.
     """
 
-    def __init__(self, url: str, name: str = "claiim-sdk", inbox_prefix: str | None = None) -> None:
+    def __init__(self, url: str, name: str = "claiim-sdk", inbox_prefix: str | None = None,
+                 client: Client | None = None) -> None:
         self.url = url
         self._name = name
         self._inbox = inbox_prefix or os.environ.get("CLAIIM_INBOX_PREFIX") or "_INBOX"
-        self._nc: Client | None = None
+        self._nc: Client | None = client
+        """``client``: an open connection to share (the admin UI's); it is used as it is."""
 
     async def _connection(self) -> Client:
         if self._nc is None or self._nc.is_closed:

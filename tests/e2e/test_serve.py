@@ -9,12 +9,13 @@ import signal
 import stat
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 from claiim import AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
-from claiim._servers import ensure_database
+from claiim._servers import ensure_database, free_port
 
 pytestmark = pytest.mark.e2e
 CLAIIM = str(Path(sys.executable).parent / "claiim")
@@ -34,15 +35,23 @@ async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_
                                      timeout=60)
     assert keygen.returncode == 0 and "verifier key (publish it to auditors): serve-test+" in keygen.stdout
     assert stat.S_IMODE((tmp_path / "chron.key").stat().st_mode) == 0o600
+    verifier = keygen.stdout.split("verifier key (publish it to auditors): ", 1)[1].split()[0]
+    ui_port = free_port()
     env = env_without_claiim(CLAIIM_URL=nats_url, CLAIIM_DATABASE_URL=db_url, CLAIIM_NAMESPACE=namespace,
                              CLAIIM_TOKEN_SECRET=secrets.token_urlsafe(32), CLAIIM_ADMIN_TOKEN=admin_token,
-                             CLAIIM_CHECKPOINT_KEY_FILE=str(tmp_path / "chron.key"))
+                             CLAIIM_CHECKPOINT_KEY_FILE=str(tmp_path / "chron.key"),
+                             CLAIIM_CHECKPOINT_VERIFIER=verifier, CLAIIM_UI_PORT=str(ui_port))
     process = await asyncio.create_subprocess_exec(CLAIIM, "--env-file", str(tmp_path / "none"), "serve", "all",
                                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        assert line.decode().startswith("claiim serving gate, control, chron"), line
+        lines = [await asyncio.wait_for(process.stdout.readline(), timeout=30)]
+        while lines[-1] and not lines[-1].startswith(b"claiim serving"):  # log lines come first
+            lines.append(await asyncio.wait_for(process.stdout.readline(), timeout=30))
+        assert lines[-1].decode().startswith("claiim serving gate, control, chron, ocsf, admin"), lines
+        assert any(b"admin UI at http://127.0.0.1:" in line for line in lines), lines
+        with await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{ui_port}/login", timeout=10) as page:
+            assert page.status == 200 and b"admin token" in page.read()
         admin = AsyncAdmin(nats_url, admin_token, namespace=namespace)
         tokens = (await admin.apply(demo_bundle())).tokens
         async with AsyncGate("deploy-bot", tokens["deploy-bot"], nats_url, namespace=namespace) as gate:
@@ -71,6 +80,7 @@ async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_
     ("chron", {"CLAIIM_TOKEN_SECRET": "s3cret"}, "CLAIIM_ADMIN_TOKEN"),
     ("chron", {"CLAIIM_TOKEN_SECRET": "s3cret", "CLAIIM_ADMIN_TOKEN": "a", "CLAIIM_DATABASE_URL": "postgresql://x/y"},
      "CLAIIM_CHECKPOINT_KEY"),
+    ("admin", {}, "CLAIIM_CHECKPOINT_VERIFIER"),
 ])
 def test_services_refuse_to_start_without_their_secrets(nats_url: str, tmp_path: Path, service: str,
                                                         given: dict[str, str], missing: str) -> None:

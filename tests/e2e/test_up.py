@@ -29,7 +29,7 @@ class Up:
         self.data_dir = data_dir
         self.port = port
         self.process = subprocess.Popen(
-            [CLAIIM, "up", "--data-dir", str(data_dir), "--nats-port", str(port)],
+            [CLAIIM, "up", "--data-dir", str(data_dir), "--nats-port", str(port), "--ui-port", str(free_port())],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
         )
         self.lines: list[str] = []
@@ -151,7 +151,8 @@ def test_apply_from_a_file_is_idempotent(up: Up, tmp_path: Path) -> None:
 
 def test_a_taken_port_is_reported_clearly(up: Up, tmp_path: Path) -> None:
     """A second stack on the same port stops at once, saying the port is in use."""
-    out = subprocess.run([CLAIIM, "up", "--data-dir", str(tmp_path / "other"), "--nats-port", str(up.port)],
+    out = subprocess.run([CLAIIM, "up", "--data-dir", str(tmp_path / "other"), "--nats-port", str(up.port),
+                          "--ui-port", str(free_port())],
                          capture_output=True, text=True, timeout=60, env=clean_env())
     assert out.returncode != 0
     assert f"port {up.port} is already in use" in out.stderr

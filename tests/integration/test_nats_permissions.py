@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import nats
 import pytest
 from claiim import AdminError, AsyncAdmin, AsyncGate, GateUnavailableError
@@ -27,7 +28,7 @@ from tests.conftest import new_settings
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 USERS = {"gate": "GATE", "control": "CONTROL", "chron": "CHRON", "ocsf": "OCSF", "admin": "ADMIN_CLIENT",
-         "siem": "SIEM", "agent-deploy-bot": "AGENT_DEPLOY_BOT", "agent-review-bot": "AGENT_REVIEW_BOT"}
+         "siem": "SIEM", "ui": "UI", "agent-deploy-bot": "AGENT_DEPLOY_BOT", "agent-review-bot": "AGENT_REVIEW_BOT"}
 """NATS user to the name of its password variable (``<NAME>_PASSWORD``) in the configuration."""
 
 
@@ -191,3 +192,35 @@ async def test_the_siem_user_reads_decisions_and_writes_nothing(running: Running
     finally:
         await nc.close()
     assert denied(errors, "claiim.decision.demo.deploy-bot.allow") and denied(errors, "claiim.admin.apply"), errors
+
+
+async def test_the_web_ui_works_under_its_own_user(running: Running) -> None:
+    """The admin UI, connected as `ui` with its own inbox prefix, logs an admin in, reads the registry
+    and counts decisions from the decision stream."""
+    key = running.settings.require_checkpoint_signer()
+    settings = Settings(**{**running.settings.model_dump(), "url": running.secured.url("ui"),
+                           "inbox_prefix": "_INBOX_ui", "checkpoint_verifier": str(key.verifier), "ui_port": 0})
+    ui = await start_services(settings, which=("admin",), instance="ui")
+    try:
+        assert ui.admin is not None
+        os.environ["CLAIIM_INBOX_PREFIX"] = "_INBOX_deploy-bot"
+        try:
+            async with AsyncGate("deploy-bot", running.tokens["deploy-bot"],
+                                 running.secured.url("agent-deploy-bot")) as g:
+                await g.check(action="deploy:staging", target="api-v2")
+        finally:
+            del os.environ["CLAIIM_INBOX_PREFIX"]
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            login = await http.post(ui.admin.url + "/login",
+                                    data={"token": settings.require_admin_token(), "org": "demo", "next": "/"})
+            assert login.status == 200 and "Overview" in await login.text()
+            agents = await http.get(ui.admin.url + "/agents")
+            assert "review-bot" in await agents.text()
+            for _ in range(100):
+                overview = await (await http.get(ui.admin.url + "/api/overview")).json()
+                if overview["allow"] >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert overview["allow"] >= 1
+    finally:
+        await ui.stop()

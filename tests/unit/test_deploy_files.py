@@ -26,7 +26,7 @@ def test_compose_runs_every_service_with_a_real_serve_command() -> None:
     assert isinstance(services, dict)
     choices = build_parser()._subparsers._group_actions[0].choices["serve"]._actions[1].choices  # type: ignore[union-attr]
     assert {"nats", "postgres", "gate", "control", "chron"} <= set(services)
-    for name in ("gate", "control", "chron", "ocsf"):
+    for name in ("gate", "control", "chron", "ocsf", "admin"):
         command = services[name]["command"].split()
         assert command[:2] == ["claiim", "serve"] and command[2] in choices
 
@@ -36,7 +36,7 @@ def test_compose_environment_names_only_real_settings() -> None:
     fields = {f"CLAIIM_{name.upper()}" for name in Settings.model_fields}
     services = compose()["services"]
     assert isinstance(services, dict)
-    for name in ("gate", "control", "chron"):
+    for name in ("gate", "control", "chron", "admin"):
         env = services[name]["environment"]
         assert {k for k in env if k.startswith("CLAIIM_")} <= fields, name
     assert "CLAIIM_DATABASE_URL" in services["chron"]["environment"]
@@ -46,7 +46,16 @@ REQUIRED = {  # what `claiim serve X` refuses to start without (tests/e2e/test_s
     "gate": {"CLAIIM_TOKEN_SECRET"},
     "control": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN"},
     "chron": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_DATABASE_URL", "CLAIIM_CHECKPOINT_KEY"},
+    "admin": {"CLAIIM_CHECKPOINT_VERIFIER"},
 }
+
+
+def test_the_admin_ui_gets_no_secret() -> None:
+    """The web UI acts only with the tokens admins log in with: compose gives it no token secret or operator token."""
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    assert not {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_CHECKPOINT_KEY"} & set(
+        services["admin"]["environment"])
 
 
 def test_compose_gives_each_service_the_secrets_it_requires() -> None:

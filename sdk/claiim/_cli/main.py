@@ -57,15 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read unset CLAIIM_* variables from this file (default: .claiim/env)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run the embedded stack (NATS, PostgreSQL, gate, control, Chron)")
+    up = sub.add_parser("up", help="run the embedded stack (NATS, PostgreSQL, gate, control, Chron, admin UI)")
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--nats-url", help="use this existing NATS server instead of starting one")
     up.add_argument("--database-url", help="use this existing PostgreSQL database")
     up.add_argument("--no-demo", action="store_true", help="do not load the demo bundle")
+    up.add_argument("--ui-port", type=int, default=8480, help="the admin web UI's port on 127.0.0.1 (0: any free)")
 
     serve = sub.add_parser("serve", help="run services against existing servers (settings from env)")
-    serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "ocsf", "all"])
+    serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "ocsf", "admin", "all"])
 
     apply = _leaf(sub, "apply", "apply a bundle of skills, policies and agents (idempotent)", org=False)
     apply.add_argument("-f", "--file", type=Path, required=True)
@@ -170,11 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("cases_file", type=Path)
 
     chron = _group(sub, "chron", "read Chron, the audit trail")
-    ls = _leaf(chron, "list", "list records, newest first")
+    ls = _leaf(chron, "list", "list records, newest first (by leaf index)")
     ls.add_argument("--agent")
+    ls.add_argument("--anchor", help="the accountable human")
+    ls.add_argument("--action", help="exact action, or a prefix ending in *, e.g. 'deploy:*'")
     ls.add_argument("--outcome", choices=["ALLOW", "DENY"], type=str.upper)
-    ls.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-25T10:00:00+00:00")
+    ls.add_argument("--since", help="ISO 8601 time (inclusive), e.g. 2026-11-25T10:00:00+00:00")
+    ls.add_argument("--until", help="ISO 8601 time (exclusive)")
     ls.add_argument("--kind", choices=["decision", "control"], default="decision")
+    ls.add_argument("--before", type=int, metavar="LEAF", help="only older records: the next page after LEAF")
+    ls.add_argument("--after", type=int, metavar="LEAF", help="only newer records: the page just newer than LEAF")
     ls.add_argument("--limit", type=int, default=50)
     _leaf(chron, "show", "show one record").add_argument("chron_id")
     add_chron_commands(chron, _leaf)
@@ -202,7 +208,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from claiim._embedded import UpOptions, main_up
 
         main_up(UpOptions(args.data_dir, args.nats_port, args.nats_url, args.database_url,
-                          demo=not args.no_demo))
+                          demo=not args.no_demo, ui_port=args.ui_port))
         return 0
     if args.command == "serve":
         from claiim._cli.serve import serve

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from claiim_core.checkpoint import CheckpointError, Signer
+from claiim_core.checkpoint import CheckpointError, Signer, Verifier
 from claiim_core.names import Names
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +32,7 @@ class Settings(BaseSettings):
 
     url: str = "nats://127.0.0.1:4222"
     connect_wait: float = Field(default=30.0, gt=0)
+    inbox_prefix: str = "_INBOX"
     database_url: str | None = None
     namespace: str = "claiim"
     token_secret: SecretStr | None = None
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
     checkpoint_dir: Path | None = None
     chron_origin: str = ""
     proposal_ttl: float = Field(default=86_400.0, gt=0, le=7 * 86_400.0)
+    checkpoint_verifier: str | None = None
+    ui_host: str = "127.0.0.1"
+    ui_port: int = Field(default=8480, ge=0, le=65_535)
+    ui_secure_cookies: bool = False
+    ui_session_idle: float = Field(default=1800.0, gt=0)
 
     @property
     def names(self) -> Names:
@@ -81,6 +87,16 @@ class Settings(BaseSettings):
             return Signer.parse(text)
         except CheckpointError as e:
             raise ConfigError(f"the checkpoint key is not valid: {e}") from e
+
+    def require_checkpoint_verifier(self) -> Verifier:
+        """The verifier key of Chron's checkpoints (CLAIIM_CHECKPOINT_VERIFIER), for the admin UI."""
+        if not self.checkpoint_verifier:
+            raise ConfigError("CLAIIM_CHECKPOINT_VERIFIER is not set; it is the public key printed by "
+                              "`claiim chron keygen` (claiim up writes it to DIR/checkpoint.pub)")
+        try:
+            return Verifier.parse(self.checkpoint_verifier)
+        except CheckpointError as e:
+            raise ConfigError(f"CLAIIM_CHECKPOINT_VERIFIER is not a verifier key: {e}") from e
 
     def require_database_url(self) -> str:
         if not self.database_url:

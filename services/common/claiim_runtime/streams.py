@@ -17,7 +17,7 @@ DUPLICATE_WINDOW_S = 120.0
 log = logging.getLogger("claiim.nats")
 
 
-async def connect(url: str, name: str, first_wait: float = 30.0) -> Client:
+async def connect(url: str, name: str, first_wait: float = 30.0, inbox_prefix: str = "_INBOX") -> Client:
     """Connect with reconnects that go on for ever once connected (services ride out a NATS
     restart), but give up on the first connection after ``first_wait`` seconds with the last
     error: a server that never comes up, or refuses our credentials, must not hang a start."""
@@ -30,7 +30,7 @@ async def connect(url: str, name: str, first_wait: float = 30.0) -> Client:
     try:
         return await asyncio.wait_for(nats.connect(
             url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            connect_timeout=2, allow_reconnect=True, error_cb=record,
+            connect_timeout=2, allow_reconnect=True, error_cb=record, inbox_prefix=inbox_prefix,
         ), timeout=first_wait)
     except TimeoutError:
         where = urlsplit(url)

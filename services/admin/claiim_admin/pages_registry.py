@@ -1,0 +1,149 @@
+"""Agents, policies and skills with version history and diffs, and approvals. Every change is an
+admin API command with the logged-in admin's token: the API decides what applies at once, what
+becomes a proposal and what is refused, and the page says which."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from claiim_core.policytest import DocumentError, parse_policy
+from claiim_core.schemas import AgentCommandReply, ApplyReply, PolicyVersionInfo, SkillVersionInfo
+
+from claiim_admin.diff import document, side_by_side
+from claiim_admin.web import admin_of, back, render, session_of
+
+AGENT_OPS = {"suspend", "reactivate", "rotate-token", "revoke-token", "set-anchor"}
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    return {k: str(v).strip() for k, v in (await request.post()).items()}
+
+
+def _report(request: web.Request, reply: AgentCommandReply | ApplyReply, done: str) -> None:
+    """Say what the API did: applied, or waiting as a proposal (and for what)."""
+    session = session_of(request)
+    if reply.proposal_id:
+        session.flash("ok", f"proposal {reply.proposal_id} created: {reply.pending or 'it waits for approval'}")
+    else:
+        session.flash("ok", done)
+
+
+async def agents(request: web.Request) -> web.Response:
+    return render(request, "agents.html", agents=await admin_of(request).agents())
+
+
+async def agent(request: web.Request) -> web.Response:
+    admin, agent_id = admin_of(request), request.match_info["agent_id"]
+    found = await admin.agent(agent_id)
+    recent = await admin.chron_list(agent_id=agent_id, limit=20)
+    return render(request, "agent.html", a=found, recent=recent)
+
+
+async def agent_command(request: web.Request) -> web.StreamResponse:
+    admin, agent_id, op = admin_of(request), request.match_info["agent_id"], request.match_info["op"]
+    if op not in AGENT_OPS:
+        raise web.HTTPNotFound()
+    form = await _form(request)
+    reply = await admin.agent_command(op, agent_id, reason=form.get("reason", ""),  # type: ignore[arg-type]
+                                      anchor=form.get("anchor", ""))
+    if reply.token:
+        session_of(request).flash("secret", f"new token of {agent_id} (shown once, copy it now): {reply.token}")
+    _report(request, reply, reply.change or f"{op}: done")
+    raise back(f"/agents/{agent_id}")
+
+
+async def catalogue(request: web.Request) -> web.Response:
+    admin = admin_of(request)
+    return render(request, "policies.html", policies=await admin.policies(), skills=await admin.skills(),
+                  draft="skill: \nallow:\n  - \ndeny: []\n")
+
+
+def _pick(versions: list[Any], value: str | None, default: int) -> Any:
+    by_number = {v.version: v for v in versions}
+    if value and value.isdigit() and int(value) in by_number:
+        return by_number[int(value)]
+    return versions[default]
+
+
+def _history(request: web.Request, versions: list[PolicyVersionInfo] | list[SkillVersionInfo]) -> dict[str, Any]:
+    """The versions, the one shown, and the side-by-side diff between the two chosen (default: the last two)."""
+    shown = _pick(versions, request.query.get("v"), -1)
+    left = _pick(versions, request.query.get("a"), max(len(versions) - 2, 0))
+    right = _pick(versions, request.query.get("b"), -1)
+    return {"versions": versions, "shown": shown, "shown_text": document(shown), "latest_text": document(versions[-1]),
+            "left": left, "right": right,
+            "rows": side_by_side(document(left), document(right))}
+
+
+async def policy(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    versions = await admin_of(request).policy_versions(name)
+    return render(request, "history.html", kind="policy", name=name, **_history(request, versions))
+
+
+async def skill(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    versions = await admin_of(request).skill_versions(name)
+    return render(request, "history.html", kind="skill", name=name, **_history(request, versions))
+
+
+async def publish_policy(request: web.Request) -> web.StreamResponse:
+    """Propose (or, for the operator, publish) a policy version written as the YAML of a policy file."""
+    admin, form = admin_of(request), await _form(request)
+    name, text = form.get("name", ""), form.get("document", "")
+    back_to = form.get("back", "/policies")
+    try:
+        parsed = parse_policy(text, "policy")
+    except DocumentError as e:
+        session_of(request).flash("error", "the policy has problems:\n" + str(e))
+        raise back(back_to) from e
+    spec: dict[str, Any] = {"name": name or parsed.name, "skill": parsed.document.skill,
+                            "allow": _plain(parsed.document.allow), "deny": _plain(parsed.document.deny),
+                            "description": parsed.description}
+    reply = await admin.apply({"org": admin.org, "policies": [spec]})
+    _report(request, reply, "; ".join(reply.changes) or "nothing changed")
+    raise back(back_to)
+
+
+async def publish_skill(request: web.Request) -> web.StreamResponse:
+    admin, form = admin_of(request), await _form(request)
+    actions = [line.strip().removeprefix("- ").strip() for line in form.get("actions", "").splitlines()]
+    spec = {"name": form.get("name", ""), "actions": [a for a in actions if a],
+            "description": form.get("description", "")}
+    reply = await admin.apply({"org": admin.org, "skills": [spec]})
+    _report(request, reply, "; ".join(reply.changes) or "nothing changed")
+    raise back(form.get("back", "/policies"))
+
+
+def _plain(rules: Any) -> list[Any]:
+    return list(msgspec.to_builtins(rules))
+
+
+async def approvals(request: web.Request) -> web.Response:
+    admin = admin_of(request)
+    proposals = await admin.proposals()
+    pending = [p for p in proposals if p.status == "pending"]
+    closed = [p for p in proposals if p.status != "pending"][:20]
+    return render(request, "approvals.html", pending=pending, closed=closed)
+
+
+async def proposal(request: web.Request) -> web.Response:
+    found = await admin_of(request).proposal(request.match_info["proposal_id"])
+    return render(request, "proposal.html", p=found, change=json.dumps(found.events, indent=2, sort_keys=True))
+
+
+async def decide_proposal(request: web.Request) -> web.StreamResponse:
+    """Approve (bound to the change hash the admin saw) or reject, with the admin's reason."""
+    admin, pid, op = admin_of(request), request.match_info["proposal_id"], request.match_info["op"]
+    form = await _form(request)
+    if op == "approve":
+        reply = await admin.approve(pid, reason=form.get("reason", ""), change_hash=form.get("change_hash", ""))
+    elif op == "reject":
+        reply = await admin.reject(pid, reason=form.get("reason", ""))
+    else:
+        raise web.HTTPNotFound()
+    session_of(request).flash("ok", reply.change or f"{op}d {pid}")
+    raise back(f"/approvals/{pid}")

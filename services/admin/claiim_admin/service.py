@@ -1,0 +1,93 @@
+"""The admin UI's composition root: build the state, the routes and the HTTP server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+
+from aiohttp import web
+from claiim._transport import NatsTransport
+from claiim_core.checkpoint import Verifier
+from claiim_core.names import Names
+from nats.aio.client import Client
+
+from claiim_admin import auth, pages_chron, pages_registry
+from claiim_admin.feed import DecisionFeed
+from claiim_admin.monitor import CheckpointMonitor
+from claiim_admin.sessions import Sessions
+from claiim_admin.web import UI, UI_KEY, refusals, require_session, security_headers, templates
+
+log = logging.getLogger("claiim.admin")
+SESSION_MAX = 12 * 3600.0
+"""A session ends after this many seconds however active it is."""
+
+
+def routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/login", auth.login_page)
+    r.add_post("/login", auth.login)
+    r.add_post("/logout", auth.logout)
+    r.add_get("/healthz", _ok)
+    r.add_get("/", pages_chron.overview)
+    r.add_get("/api/overview", pages_chron.overview_api)
+    r.add_get("/live", pages_chron.live)
+    r.add_get("/api/feed", pages_chron.feed)
+    r.add_get("/search", pages_chron.search)
+    r.add_get("/decisions/{chron_id}", pages_chron.decision)
+    r.add_get("/decisions/{chron_id}/proof.json", pages_chron.proof)
+    r.add_post("/decisions/{chron_id}/verify", pages_chron.verify_proof)
+    r.add_get("/checkpoints", pages_chron.checkpoints)
+    r.add_post("/checkpoints/verify", pages_chron.verify_now)
+    r.add_get("/agents", pages_registry.agents)
+    r.add_get("/agents/{agent_id}", pages_registry.agent)
+    r.add_post("/agents/{agent_id}/{op}", pages_registry.agent_command)
+    r.add_get("/policies", pages_registry.catalogue)
+    r.add_post("/policies", pages_registry.publish_policy)
+    r.add_get("/policies/{name}", pages_registry.policy)
+    r.add_post("/skills", pages_registry.publish_skill)
+    r.add_get("/skills/{name}", pages_registry.skill)
+    r.add_get("/approvals", pages_registry.approvals)
+    r.add_get("/approvals/{proposal_id}", pages_registry.proposal)
+    r.add_post("/approvals/{proposal_id}/{op}", pages_registry.decide_proposal)
+    r.add_static("/static/", str(resources.files("claiim_admin").joinpath("static")))
+
+
+async def _ok(_: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+class AdminUI:
+    """The web UI on ``host:port`` (port 0: any free port, see :attr:`url`), using ``nc`` for NATS."""
+
+    def __init__(self, nc: Client, names: Names, url: str, verifier: Verifier, *, host: str, port: int,
+                 secure_cookies: bool = False, session_idle: float = 1800.0) -> None:
+        self._feed = DecisionFeed(nc.jetstream(), names)
+        self.ui = UI(names=names, url=url, transport=NatsTransport(url, client=nc),
+                     sessions=Sessions(session_idle, SESSION_MAX, time.monotonic), feed=self._feed,
+                     monitor=CheckpointMonitor(verifier), templates=templates(), secure_cookies=secure_cookies)
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[security_headers, refusals, require_session], client_max_size=256 * 1024)
+        app[UI_KEY] = self.ui
+        routes(app)
+        return app
+
+    async def start(self) -> None:
+        await self._feed.start()
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://{self._host}:{port}"
+        log.info("admin UI at %s", self.url)
+
+    async def stop(self) -> None:
+        await self._feed.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

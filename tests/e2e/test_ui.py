@@ -1,0 +1,293 @@
+"""The admin web UI in a real browser (Debian's chromium driven by Playwright, headless) against a
+real stack: gate, control, Chron and the UI on real NATS and PostgreSQL.
+
+Screenshots of the main pages go to ``test-output/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+from claiim import AsyncAdmin, AsyncGate
+from claiim._embedded import DEMO_ADMINS, demo_bundle
+from claiim._servers import ensure_database
+from claiim._services import BACKEND, RunningServices, start_services
+from claiim_core.checkpoint import Signer
+from claiim_core.proofs import InclusionProof, check_inclusion
+from claiim_runtime.settings import Settings
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from tests.conftest import new_settings
+
+pytestmark = pytest.mark.e2e
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+
+def chromium() -> str:
+    """Debian's chromium (``scripts/test`` installs it); never a downloaded browser."""
+    path = os.environ.get("CLAIIM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("chromium is not installed: run ./scripts/test (it installs Debian's chromium) "
+                    "or set CLAIIM_CHROMIUM")
+    return path
+
+
+@dataclass
+class UiStack:
+    settings: Settings
+    running: RunningServices
+    url: str
+    operator: AsyncAdmin
+    tokens: dict[str, str]
+    """Agent tokens."""
+    admins: dict[str, str]
+    """alice, bob (admins) and audrey (auditor) of the demo org to their tokens."""
+    browser: Browser
+
+    def gate(self, agent: str) -> AsyncGate:
+        return AsyncGate(agent, self.tokens[agent], self.settings.url, namespace=self.settings.namespace)
+
+    async def login(self, who: str) -> tuple[BrowserContext, Page]:
+        context = await self.browser.new_context(accept_downloads=True, viewport={"width": 1440, "height": 900})
+        page = await context.new_page()
+        await page.goto(self.url + "/")
+        await expect(page).to_have_url(re.compile(r"/login"))
+        await page.fill("#token", self.admins[who])
+        await page.click("button[type=submit]")
+        await expect(page.locator("#who-name")).to_have_text(who)
+        return context, page
+
+
+@pytest.fixture(scope="module")
+async def ui(nats_url: str, pg_url: str) -> AsyncIterator[UiStack]:
+    key = Signer.from_seed("claiim-ui-test", secrets.token_bytes(32))
+    base = new_settings(nats_url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"))
+    settings = Settings(**{**base.model_dump(), "checkpoint_key": str(key), "checkpoint_verifier": str(key.verifier),
+                           "checkpoint_interval": 1.0, "ui_port": 0})
+    running = await start_services(settings, (*BACKEND, "admin"), instance="ui-test")
+    assert running.admin is not None
+    operator = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
+    tokens = dict((await operator.apply(demo_bundle())).tokens)
+    admins = {name: await operator.enrol_admin(name, role) for name, role in DEMO_ADMINS}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            yield UiStack(settings, running, running.admin.url, operator, tokens, admins, browser)
+        finally:
+            await browser.close()
+            await operator.close()
+            await running.stop()
+
+
+async def shot(page: Page, name: str) -> None:
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def test_login_is_required_and_a_wrong_token_is_refused(ui: UiStack) -> None:
+    """Every page sends a stranger to the login form; a wrong token gets a refusal, not a session."""
+    context = await ui.browser.new_context()
+    page = await context.new_page()
+    await page.goto(ui.url + "/agents")
+    await expect(page).to_have_url(re.compile(r"/login\?next=/agents"))
+    await shot(page, "login")
+    await page.fill("#token", "cla_demo.not-a-real-token")
+    await page.click("button[type=submit]")
+    await expect(page.locator(".flash-error")).to_contain_text("login refused")
+    assert (await context.request.get(ui.url + "/api/overview")).status == 401
+    await context.close()
+
+
+async def test_an_admin_logs_in_and_sees_the_overview_of_the_org(ui: UiStack) -> None:
+    """Alice sees her org, her role, decision counts and a chart, Chron's lag and a checkpoint verification."""
+    async with ui.gate("deploy-bot") as gate:
+        for _ in range(3):
+            await gate.check("deploy:staging", "api-v2")
+        await gate.check("deploy:production", "api-v2")
+    context, page = await ui.login("alice")
+    await expect(page.locator(".side .org")).to_contain_text("demo")
+    await expect(page.locator(".role")).to_have_text("admin")
+    await expect(page.locator("#m-allow")).not_to_have_text("0")
+    await expect(page.locator("#m-deny")).not_to_have_text("0")
+    await expect(page.locator("#chart rect.allow").first).to_be_visible()
+    await expect(page.locator("#m-verify")).to_have_text("OK", timeout=15_000)
+    await expect(page.locator("#m-lag")).to_have_text(re.compile(r"^\d+$"))
+    await shot(page, "overview")
+    await context.close()
+
+
+async def test_a_decision_appears_live_after_an_sdk_call(ui: UiStack) -> None:
+    """The live page shows a new decision without a reload, the moment JetStream has it."""
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/live")
+    await expect(page.locator("#live-state")).to_have_class(re.compile(r"\bon\b"))
+    async with ui.gate("review-bot") as gate:
+        result = await gate.check("pr:comment", "repo-" + secrets.token_hex(3))
+    row = page.locator(f'#feed tr[data-chron-id="{result.chron_id}"]')
+    await expect(row).to_be_visible()
+    await expect(row).to_contain_text("review-bot")
+    await expect(row).to_contain_text(result.outcome)
+    await shot(page, "live")
+    await context.close()
+
+
+async def test_search_filters_and_pages_through_chron(ui: UiStack) -> None:
+    """Search by agent, action prefix and outcome finds exactly those records; Older/Newer pages neither
+    skip nor repeat one; a chron id opens its record."""
+    target = "svc-" + secrets.token_hex(3)
+    async with ui.gate("deploy-bot") as gate:
+        ids = [(await gate.check("deploy:staging", target)).chron_id for _ in range(55)]
+        denied = (await gate.check("deploy:production", target)).chron_id
+    for _ in range(100):
+        if len(await ui.operator.chron_list(agent_id="deploy-bot", limit=1000)) >= 56:
+            break
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/search")
+    await page.fill("input[name=agent]", "deploy-bot")
+    await page.fill("input[name=action]", "deploy:prod*")
+    await page.select_option("select[name=outcome]", "DENY")
+    await page.click("#search button[type=submit]")
+    rows = page.locator("#records tbody tr")
+    await expect(rows.first).to_contain_text(denied)
+    assert all("DENY" in t and "deploy:production" in t for t in await rows.all_inner_texts())
+    await shot(page, "search")
+
+    await page.goto(ui.url + "/search?agent=deploy-bot&action=deploy:staging")
+    first = await page.locator("#records tbody tr td:last-child").all_inner_texts()
+    assert len(first) == 50 and first[0] == ids[-1]
+    await page.click("#older")
+    second = await page.locator("#records tbody tr td:last-child").all_inner_texts()
+    assert second and not set(first) & set(second)
+    assert first[-1] == ids[-50] and second[0] == ids[-51]
+    await page.click("#newer")
+    assert await page.locator("#records tbody tr td:last-child").all_inner_texts() == first
+
+    await page.goto(ui.url + "/search")
+    await page.fill("input[name=chron_id]", denied)
+    await page.click("#search button[type=submit]")
+    await expect(page).to_have_url(re.compile(f"/decisions/{denied}$"))
+    await context.close()
+
+
+async def test_a_decision_answers_five_questions_and_its_proof_verifies(ui: UiStack, tmp_path: Path) -> None:
+    """The detail page names agent, anchor, outcome, policy and skill versions; Verify checks the
+    inclusion proof with the log's key, and the downloaded proof verifies offline too."""
+    async with ui.gate("deploy-bot") as gate:
+        result = await gate.check("deploy:production", "api-v2")
+    context, page = await ui.login("bob")
+    await page.goto(f"{ui.url}/decisions/{result.chron_id}")
+    await expect(page.locator("#anchor")).to_have_text(result.anchor)
+    await expect(page.locator(".questions")).to_contain_text("no-prod-v1")
+    await expect(page.locator(".questions")).to_contain_text("deploy-v2")
+    await expect(page.locator(".rule.deny").first).to_contain_text("deploy:production")
+    for _ in range(3):  # the decision is in a signed checkpoint within a second or so
+        await page.click("#verify")
+        await expect(page.locator("#verify-result")).to_be_visible()
+        if await page.locator("#verify-result").inner_text() == "proof verified":
+            break
+        await page.wait_for_timeout(1000)
+    await expect(page.locator("#verify-result")).to_have_text("proof verified")
+    await expect(page.locator("#verify-steps li.bad")).to_have_count(0)
+    await shot(page, "decision")
+    async with page.expect_download() as info:
+        await page.click("#download-proof")
+    saved = tmp_path / "proof.json"
+    await (await info.value).save_as(saved)
+    proven = check_inclusion(msgspec.json.decode(saved.read_bytes(), type=InclusionProof),
+                             ui.settings.require_checkpoint_verifier())
+    assert proven.event["chron_id"] == result.chron_id and proven.event["outcome"] == "DENY"
+    await context.close()
+
+
+async def test_a_policy_proposed_by_one_admin_is_applied_when_another_approves(ui: UiStack) -> None:
+    """Alice proposes no-prod v2 in the UI; she cannot approve it herself; Bob approves it and v2
+    exists, with its side-by-side diff against v1."""
+    alice, page = await ui.login("alice")
+    await page.goto(ui.url + "/policies/no-prod")
+    text = await page.locator("#new-version textarea").input_value()
+    await page.fill("#new-version textarea", text.replace("deny:\n", "deny:\n- infra:wipe\n"))
+    await page.click("#new-version button")
+    flash = page.locator(".flash-ok")
+    await expect(flash).to_contain_text("proposal")
+    proposal_id = re.search(r"proposal (\S+) created", await flash.inner_text())
+    assert proposal_id, await flash.inner_text()
+    pid = proposal_id.group(1)
+    assert [v.label for v in await ui.operator.policy_versions("no-prod")] == ["no-prod-v1"]
+
+    await page.goto(f"{ui.url}/approvals/{pid}")
+    await expect(page.locator("#change")).to_contain_text("infra:wipe")
+    await page.click("#approve")
+    await expect(page.locator(".flash-error")).to_contain_text("approve")
+    await expect(page.locator("#proposal-status")).to_have_text("pending")
+    await alice.close()
+
+    bob, page = await ui.login("bob")
+    await page.goto(ui.url + "/approvals")
+    await expect(page.locator("#pending")).to_contain_text(pid)
+    await shot(page, "approvals")
+    await page.click(f"#pending a:text('{pid}')")
+    await shot(page, "proposal")
+    await page.fill("#approve-form input[name=reason]", "reviewed")
+    await page.click("#approve")
+    await expect(page.locator("#proposal-status")).to_have_text("applied")
+    assert [v.label for v in await ui.operator.policy_versions("no-prod")] == ["no-prod-v1", "no-prod-v2"]
+    await page.goto(ui.url + "/policies/no-prod?a=1&b=2")
+    added = page.locator("#diff tr.d-added, #diff tr.d-changed")
+    await expect(added.first).to_contain_text("infra:wipe")
+    await shot(page, "policy-diff")
+    await bob.close()
+
+
+async def test_suspending_an_agent_denies_its_next_check(ui: UiStack) -> None:
+    """Alice suspends review-bot from its page, at once; its next check is denied as suspended."""
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/agents")
+    await shot(page, "agents")
+    await page.click("#agents a:text('review-bot')")
+    await page.fill("#suspend-form input[name=reason]", "misbehaving")
+    await page.click("#suspend")
+    await expect(page.locator("#agent-status")).to_have_text("suspended")
+    async with ui.gate("review-bot") as gate:
+        result = await gate.check("pr:comment", "repo-x")
+    assert result.outcome == "DENY" and "suspended" in result.reason
+    await shot(page, "agent")
+    await context.close()
+
+
+async def test_an_auditor_sees_everything_and_changes_nothing(ui: UiStack) -> None:
+    """Audrey reads agents, approvals and checkpoints but has no buttons, and a forged form post is
+    refused by the admin API itself."""
+    context, page = await ui.login("audrey")
+    await expect(page.locator(".role")).to_have_text("auditor")
+    await page.goto(ui.url + "/agents/deploy-bot")
+    await expect(page.locator("#suspend")).to_have_count(0)
+    csrf = await page.locator('meta[name="csrf"]').get_attribute("content")
+    forged = await context.request.post(ui.url + "/agents/deploy-bot/suspend", max_redirects=0,
+                                        form={"csrf": csrf or "", "reason": "x", "back": "/agents/deploy-bot"})
+    assert forged.status == 303
+    await page.goto(ui.url + "/agents/deploy-bot")
+    await expect(page.locator(".flash-error")).to_contain_text("read-only")
+    await expect(page.locator("#agent-status")).to_have_text("active")
+    await page.goto(ui.url + "/checkpoints")
+    await page.click("#verify-now")
+    await expect(page.locator("#results tbody tr").first).to_contain_text("OK")
+    await expect(page.locator("#checkpoints .pill-allow").first).to_have_text("valid")
+    await shot(page, "checkpoints")
+    await context.close()
+
+
+async def test_a_form_post_without_the_session_csrf_token_is_refused(ui: UiStack) -> None:
+    """A post carrying the session cookie but not its CSRF token changes nothing."""
+    context, _ = await ui.login("alice")
+    response = await context.request.post(ui.url + "/agents/deploy-bot/suspend", form={"reason": "csrf"})
+    assert response.status == 403
+    assert (await ui.operator.agent("deploy-bot")).status == "active"
+    await context.close()
