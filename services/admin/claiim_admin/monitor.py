@@ -98,8 +98,11 @@ class CheckpointMonitor:
                 first, second = check_consistency(proof, self.verifier)
             except (ProofError, msgspec.ValidationError) as e:
                 return self._result(False, newest.size, f"tree {newest.size} does not extend tree {base.size}: {e}")
-            if first.root != base.root or second.root != newest.root:
-                return self._result(False, newest.size, "Chron proved other roots than the checkpoints it lists")
+            if first.root != base.root:
+                return self._result(False, newest.size, f"fork: tree size {base.size} now has root "
+                                                        f"{first.root.hex()[:16]}…, verified {base.root.hex()[:16]}…")
+            if second.root != newest.root:
+                return self._result(False, newest.size, "Chron proved another root than the checkpoint it lists")
         self.trusted = newest
         return self._result(True, newest.size, f"tree size {newest.size} signed by {self.verifier.name}; "
                                                f"extends the verified tree size {base.size}")
