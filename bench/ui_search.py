@@ -8,7 +8,9 @@ anchors, mostly deploy:staging, 25% deploy:production, 0.1% infra:destroy, one d
 100 ms), starts control, Chron and the admin UI on it, logs in as an org admin, and times:
 
   (1) HTTP: each search page (the whole round trip: browser -> UI -> NATS -> Chron -> PostgreSQL
-      and back, rendered as HTML), ``--repeat`` times each, reported as p50/p95/max;
+      and back, rendered as HTML), ``--repeat`` times each, reported as p50/p95/max; first right
+      after the load, before PostgreSQL has statistics of the new rows, then after ``ANALYZE``
+      (which autovacuum runs by itself within about a minute of such a load);
   (2) paging: 20 "Older" pages in a row from the newest, following the page's own link;
   (3) browser: with Debian's chromium (when installed), the time from navigation start to the
       load event of the search page, as the browser reports it (Navigation Timing).
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 from claiim import AsyncAdmin
 from claiim._servers import ensure_database, free_port, start_nats, start_postgres
 from claiim._services import start_services
@@ -106,18 +109,27 @@ async def timed_get(http: aiohttp.ClientSession, url: str) -> tuple[float, str]:
     return time.perf_counter() - started, text
 
 
-async def measure(ui_url: str, token: str, n: int, repeat: int) -> None:
+async def searches(http: aiohttp.ClientSession, ui_url: str, n: int, repeat: int) -> None:
+    for label, q in queries(n).items():
+        times, rows = [], 0
+        for _ in range(repeat):
+            took, text = await timed_get(http, f"{ui_url}/search?{q}")
+            times.append(took)
+            rows = text.count("<tr>") - 1
+        print(f"      {label:38s} {summary(times)}   ({rows} rows)")
+
+
+async def measure(ui_url: str, db_url: str, token: str, n: int, repeat: int) -> None:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.post(ui_url + "/login", data={"token": token, "org": "", "next": "/search"}) as r:
             assert r.status == 200, await r.text()
-        print(f"  (1) HTTP round trip of /search, {repeat} times each:")
-        for label, q in queries(n).items():
-            times, rows = [], 0
-            for _ in range(repeat):
-                took, text = await timed_get(http, f"{ui_url}/search?{q}")
-                times.append(took)
-                rows = text.count('<tr>') - 1
-            print(f"      {label:38s} {summary(times)}   ({rows} rows)")
+        print(f"  (1) HTTP round trip of /search, {repeat} times each, right after the load (no statistics yet):")
+        await searches(http, ui_url, n, repeat)
+        conn = await asyncpg.connect(db_url)
+        await conn.execute("ANALYZE chron_events")
+        await conn.close()
+        print("  (1) the same after ANALYZE chron_events:")
+        await searches(http, ui_url, n, repeat)
         times = []
         url = ui_url + "/search"
         for _ in range(20):
@@ -177,7 +189,7 @@ async def main(n: int, repeat: int) -> None:
                 token = await operator.enrol_admin("alice")
                 await operator.close()
                 assert running.admin is not None
-                await measure(running.admin.url, token, n, repeat)
+                await measure(running.admin.url, db_url, token, n, repeat)
             finally:
                 await running.stop()
         finally:

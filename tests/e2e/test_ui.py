@@ -224,6 +224,8 @@ async def test_a_policy_proposed_by_one_admin_is_applied_when_another_approves(u
 
     await page.goto(f"{ui.url}/approvals/{pid}")
     await expect(page.locator("#change")).to_contain_text("infra:wipe")
+    await expect(page.locator(".proposal-diff tr.d-added, .proposal-diff tr.d-changed").first).to_contain_text(
+        "infra:wipe")
     await page.click("#approve")
     await expect(page.locator(".flash-error")).to_contain_text("approve")
     await expect(page.locator("#proposal-status")).to_have_text("pending")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from claiim_admin.diff import document, side_by_side
+from claiim_admin.diff import document, proposed, side_by_side
 from claiim_admin.sessions import Sessions
 from claiim_admin.stats import MINUTES, DecisionStats
 from claiim_core.policytest import parse_policy
@@ -90,3 +90,13 @@ def test_a_session_checks_its_csrf_token_and_shows_a_flash_once() -> None:
     assert s.read_only and s.csrf_ok(s.csrf) and not s.csrf_ok("") and not s.csrf_ok(s.csrf + "x")
     s.flash("ok", "done")
     assert s.take_flashes() == [("ok", "done")] and s.take_flashes() == []
+
+
+def test_a_proposed_policy_version_reads_like_a_published_one() -> None:
+    """The version a stored policy.published event would create shows as the same document as once published."""
+    event = {"type": "policy.published", "name": "p", "version": 1, "description": "",
+             "document": {"skill": "deploy-v2", "allow": ["deploy:staging"], "deny": ["deploy:production"]}}
+    version = proposed(event)
+    assert version is not None and version.label == "p-v1"
+    assert document(version) == document(policy(1, ("deploy:staging",), ("deploy:production",)))
+    assert proposed({"type": "agent.suspended", "agent_id": "x"}) is None

@@ -33,6 +33,20 @@ def document(version: PolicyVersionInfo | SkillVersionInfo) -> str:
     return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True))
 
 
+def proposed(event: dict[str, Any]) -> PolicyVersionInfo | SkillVersionInfo | None:
+    """The version a stored ``policy.published`` or ``skill.published`` event would create, else None."""
+    common = {"name": event.get("name", ""), "version": event.get("version", 0), "content_hash": "",
+              "description": event.get("description", "")}
+    common["label"] = f"{common['name']}-v{common['version']}"
+    if event.get("type") == "policy.published":
+        doc = event.get("document", {})
+        return msgspec.convert({**common, "skill": doc.get("skill", ""), "allow": doc.get("allow", []),
+                                "deny": doc.get("deny", [])}, PolicyVersionInfo)
+    if event.get("type") == "skill.published":
+        return msgspec.convert({**common, "actions": event.get("actions", [])}, SkillVersionInfo)
+    return None
+
+
 def side_by_side(old: str, new: str) -> list[Row]:
     """Every line of both texts, aligned: unchanged lines side by side, changes marked."""
     a, b = old.splitlines(), new.splitlines()

@@ -4,15 +4,17 @@ becomes a proposal and what is refused, and the page says which."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import msgspec
 from aiohttp import web
+from claiim import AdminError, AsyncAdmin
 from claiim_core.policytest import DocumentError, parse_policy
 from claiim_core.schemas import AgentCommandReply, ApplyReply, PolicyVersionInfo, SkillVersionInfo
 
-from claiim_admin.diff import document, side_by_side
+from claiim_admin.diff import document, proposed, side_by_side
 from claiim_admin.web import admin_of, back, render, session_of
 
 AGENT_OPS = {"suspend", "reactivate", "rotate-token", "revoke-token", "set-anchor"}
@@ -131,8 +133,28 @@ async def approvals(request: web.Request) -> web.Response:
 
 
 async def proposal(request: web.Request) -> web.Response:
-    found = await admin_of(request).proposal(request.match_info["proposal_id"])
-    return render(request, "proposal.html", p=found, change=json.dumps(found.events, indent=2, sort_keys=True))
+    admin = admin_of(request)
+    found = await admin.proposal(request.match_info["proposal_id"])
+    return render(request, "proposal.html", p=found, change=json.dumps(found.events, indent=2, sort_keys=True),
+                  diffs=await _proposed_diffs(admin, found.events))
+
+
+async def _proposed_diffs(admin: AsyncAdmin, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each policy or skill version in a proposal, its side-by-side diff against the version before it."""
+    diffs = []
+    for event in events:
+        new = proposed(event)
+        if new is None:
+            continue
+        versions: list[Any] = []
+        with contextlib.suppress(AdminError):  # a new name: everything is added
+            versions = await (admin.policy_versions(new.name) if isinstance(new, PolicyVersionInfo)
+                              else admin.skill_versions(new.name))
+        old = next((v for v in reversed(versions) if v.version < new.version), None)
+        diffs.append({"title": f"{'policy' if isinstance(new, PolicyVersionInfo) else 'skill'} {new.label}",
+                      "left": old.label if old else "(none)", "right": new.label,
+                      "rows": side_by_side(document(old) if old else "", document(new))})
+    return diffs
 
 
 async def decide_proposal(request: web.Request) -> web.StreamResponse:
