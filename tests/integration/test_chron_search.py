@@ -322,3 +322,30 @@ async def test_an_auditor_an_admin_and_the_operator_read_the_status(stack: Stack
             await stranger.chron_status()
     finally:
         await stranger.close()
+
+
+async def test_a_time_window_lists_by_time_and_pages_in_that_order(stack: Stack) -> None:
+    """Records stored out of time order come by leaf index without a window, by time within one,
+    and paging a window (both ways) follows the time order without skipping or repeating."""
+    s = stack.settings
+    nc = await nats.connect(s.url)
+    try:
+        js = nc.jetstream()
+        for i in (2, 0, 1, 3):  # stored in this order: leaf order differs from time order
+            spec = Spec("deploy-bot", "s.emp1", f"deploy:step-{i}")
+            await js.publish(s.names.decision_subject("demo", spec.agent, "allow"),
+                             canonical_bytes(decision("demo", i, spec)))
+    finally:
+        await nc.close()
+    await wait_count(s.require_database_url(), 4, "SELECT count(*) FROM chron_events WHERE kind = 'decision'")
+    by_leaf = [r.chron_id[-1] for r in await stack.admin.chron_list(kind="decision")]
+    assert by_leaf == ["3", "1", "0", "2"]
+    window = {"kind": "decision", "since": at(0), "until": at(3)}
+    assert [r.chron_id[-1] for r in await stack.admin.chron_list(**window)] == ["2", "1", "0"]
+    walked, page = [], await stack.admin.chron_list(limit=1, **window)
+    while page:
+        walked.append(page[0])
+        page = await stack.admin.chron_list(limit=1, before=page[0].leaf_index, **window)
+    assert [r.chron_id[-1] for r in walked] == ["2", "1", "0"]
+    newer = await stack.admin.chron_list(limit=1, after=walked[-1].leaf_index, **window)
+    assert [r.chron_id[-1] for r in newer] == ["1"]

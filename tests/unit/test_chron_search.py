@@ -71,7 +71,8 @@ def test_filters_are_parameters_in_order() -> None:
                                   before=90, limit=10))
     assert sql == ("SELECT * FROM chron_events WHERE org = $1 AND agent_id = $2 AND anchor = $3 AND outcome = $4 "
                    "AND kind = $5 AND action LIKE $6 AND occurred_at >= $7 AND occurred_at < $8 "
-                   "AND leaf_index < $9 ORDER BY leaf_index DESC LIMIT $10")
+                   "AND (occurred_at, leaf_index) < ((SELECT occurred_at FROM chron_events WHERE leaf_index = $9), $9) "
+                   "ORDER BY occurred_at DESC, leaf_index DESC LIMIT $10")
     assert args == ["demo", "x'; DROP TABLE chron_events; --", "a", "DENY", "decision", "deploy:%", since, until,
                     90, 10]
 
@@ -80,8 +81,18 @@ def test_after_reads_upwards_and_returns_newest_first() -> None:
     """``after`` takes the ``limit`` leaves just above the cursor, then orders them newest first."""
     sql, args = search_sql(Search(org="demo", after=7, limit=3))
     assert sql == ("SELECT * FROM (SELECT * FROM chron_events WHERE org = $1 AND leaf_index > $2 "
-                   "ORDER BY leaf_index LIMIT $3) page ORDER BY leaf_index DESC")
+                   "ORDER BY leaf_index ASC LIMIT $3) page ORDER BY leaf_index DESC")
     assert args == ["demo", 7, 3]
+
+
+def test_a_time_window_is_ordered_by_time_and_paged_from_the_cursor_records_time() -> None:
+    """With since/until the order is (occurred_at, leaf_index), and so is the cursor, in both directions."""
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    sql, args = search_sql(Search(org="demo", since=since, after=5, limit=3))
+    assert sql == ("SELECT * FROM (SELECT * FROM chron_events WHERE org = $1 AND occurred_at >= $2 AND "
+                   "(occurred_at, leaf_index) > ((SELECT occurred_at FROM chron_events WHERE leaf_index = $3), $3) "
+                   "ORDER BY occurred_at ASC, leaf_index ASC LIMIT $4) page ORDER BY occurred_at DESC, leaf_index DESC")
+    assert args == ["demo", since, 5, 3]
 
 
 def test_zero_is_a_cursor_not_a_missing_one() -> None:

@@ -1,10 +1,16 @@
-"""Chron's record search as SQL (pure): filters, keyset paging on the leaf index, action prefixes.
+"""Chron's record search as SQL (pure): filters, keyset paging, action prefixes.
 
 Results are newest first, by leaf index (the Merkle position, dense and in the order Chron stored
-the rows). Paging is by keyset on the leaf index, never by OFFSET, so that a page deep in a log
-of millions of rows costs what the first page costs: ``before`` gives the next older page and
-``after`` the next newer one. Every value is a query parameter; only column names and operators,
-all fixed here, are part of the SQL text. Migration 004 holds the indexes these queries use.
+the rows). A search with a time window (``since``/``until``) is ordered by the time the records
+occurred instead, then by leaf index: the window is then one range of the (org, occurred_at,
+leaf_index) index, and a page of it a walk down that range, however far back the window lies.
+(The two orders differ only where Chron stored a record after a later one, by a few seconds.)
+
+Paging is by keyset, never by OFFSET, so that a page deep in a log of millions of rows costs what
+the first page costs: ``before`` (a record's leaf index) gives the page after that record in the
+search's order, ``after`` the page before it. Every value is a query parameter; only column names
+and operators, all fixed here, are part of the SQL text. Migrations 004 and 005 hold the indexes
+these queries use.
 """
 
 from __future__ import annotations
@@ -68,13 +74,24 @@ def search_sql(s: Search) -> tuple[str, list[object]]:
     if s.action is not None:
         operator, operand = action_condition(s.action)
         add(f"action {operator} ?", operand)
-    for condition, bound in (("occurred_at >= ?", s.since), ("occurred_at < ?", s.until),
-                             ("leaf_index < ?", s.before), ("leaf_index > ?", s.after)):
+    for condition, bound in (("occurred_at >= ?", s.since), ("occurred_at < ?", s.until)):
         if bound is not None:
             add(condition, bound)
+    timed = s.since is not None or s.until is not None
+    for operator, cursor in (("<", s.before), (">", s.after)):
+        if cursor is None:
+            continue
+        if timed:  # the cursor record's place in time order: its time, then its leaf index
+            # Both ? are the one parameter: the cursor record's time is looked up by its leaf index.
+            add(f"(occurred_at, leaf_index) {operator} "
+                "((SELECT occurred_at FROM chron_events WHERE leaf_index = ?), ?)", cursor)
+        else:
+            add(f"leaf_index {operator} ?", cursor)
     args.append(s.limit)
+    order = "occurred_at {0}, leaf_index {0}" if timed else "leaf_index {0}"
     matching = f"SELECT * FROM chron_events {'WHERE ' + ' AND '.join(where) + ' ' if where else ''}"
     if s.after is None:
-        return f"{matching}ORDER BY leaf_index DESC LIMIT ${len(args)}", args
+        return f"{matching}ORDER BY {order.format('DESC')} LIMIT ${len(args)}", args
     # The page just newer than ``after``: read upwards from it, then turn the page round.
-    return f"SELECT * FROM ({matching}ORDER BY leaf_index LIMIT ${len(args)}) page ORDER BY leaf_index DESC", args
+    return (f"SELECT * FROM ({matching}ORDER BY {order.format('ASC')} LIMIT ${len(args)}) page "
+            f"ORDER BY {order.format('DESC')}"), args
