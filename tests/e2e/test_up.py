@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,6 +97,20 @@ def test_up_writes_env_and_private_tokens(up: Up) -> None:
     mode = stat.S_IMODE((up.data_dir / "demo-tokens.json").stat().st_mode)
     assert mode == 0o600
     assert set(up.tokens) == {"deploy-bot", "review-bot"}
+
+
+def test_the_admin_ui_logs_a_demo_admin_in(up: Up) -> None:
+    """`claiim up` serves the admin UI at CLAIIM_UI_URL with its own assets, and alice's demo token logs in."""
+    env = dict(line.split("=", 1) for line in (up.data_dir / "env").read_text().splitlines())
+    url = env["CLAIIM_UI_URL"]
+    with urllib.request.urlopen(url + "/static/app.css", timeout=10) as css:
+        assert css.headers["Content-Type"].startswith("text/css")
+    alice = json.loads((up.data_dir / "demo-admins.json").read_text())["alice"]
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    form = urllib.parse.urlencode({"token": alice, "org": "", "next": "/agents"}).encode()
+    with opener.open(url + "/login", data=form, timeout=10) as page:
+        text = page.read().decode()
+    assert page.url.endswith("/agents") and "deploy-bot" in text and 'id="who-name">alice<' in text
 
 
 def test_seed_example_runs_verbatim_and_lands_in_chron(up: Up) -> None:
