@@ -86,6 +86,9 @@ async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifie
         await store.close()
     conn = await asyncpg.connect(database_url)
     try:
+        # Statistics of the new rows now, not when autovacuum gets to them: until then PostgreSQL
+        # plans searches of a large log badly (an action prefix took 1 s instead of 5 ms at 1M rows).
+        await conn.execute("ANALYZE chron_events")
         return await verify_log(conn, verifier, Evidence(evidence.notes, evidence.batches), max_age=float("inf"))
     finally:
         await conn.close()
