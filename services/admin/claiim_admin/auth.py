@@ -22,13 +22,11 @@ async def login(request: web.Request) -> web.StreamResponse:
                        timeout=10.0)
     try:
         me = await admin.whoami()
-        if me.role == "operator":
-            if not org:
-                raise ClaiimError("the operator token acts in a named org: fill in the org")
-            if org not in {o.name for o in await admin.orgs()}:
-                raise ClaiimError(f"no org {org}")
-        elif org and org != me.org:
-            raise ClaiimError(f"forbidden: {me.principal} cannot act in org {org}")
+        if me.role == "operator" and not org:
+            raise ClaiimError("the operator token acts in a named org: fill in the org")
+        # The admin API decides whether this token may act in that org, as for every later request.
+        if not (await admin.registry("orgs", org=org or me.org)).orgs:
+            raise ClaiimError(f"no org {org}")
     except ClaiimError as e:
         return render(request, "login.html", status=403, error=f"login refused: {e}", next=next_path, org=org)
     session = ui.sessions.create(token=token, org=org or me.org, name=me.name, role=me.role)

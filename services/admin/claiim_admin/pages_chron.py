@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from claiim import AdminError, AsyncAdmin, ClaiimError
+from claiim_core.policy import parse_ref
 from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
 from claiim_core.schemas import ChronRecord, PolicyVersionInfo, SkillVersionInfo
 
@@ -131,8 +132,12 @@ async def decision(request: web.Request) -> web.Response:
 
 
 def _split_label(label: str) -> tuple[str, int] | None:
-    name, _, version = label.rpartition("-v")
-    return (name, int(version)) if name and version.isdigit() else None
+    """``no-prod-v1`` as (name, version); None for anything that is not a pinned label (``none``)."""
+    try:
+        name, version = parse_ref(label)
+    except ValueError:
+        return None
+    return None if version is None else (name, version)
 
 
 async def _versions(admin: AsyncAdmin, r: ChronRecord) -> tuple[PolicyVersionInfo | None, list[SkillVersionInfo]]:
