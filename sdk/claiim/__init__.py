@@ -11,7 +11,14 @@
 """
 
 from claiim._admin import Admin, AsyncAdmin
-from claiim._errors import AdminError, ClaiimError, GateUnavailableError, ProtocolError, StackError
+from claiim._errors import (
+    AdminError,
+    ClaiimError,
+    GateUnavailableError,
+    ProtocolError,
+    StackError,
+    UnauthorizedError,
+)
 from claiim._gate import AsyncGate, CheckResult, Gate
 from claiim._transport import Transport
 
@@ -27,4 +34,5 @@ __all__ = [
     "ProtocolError",
     "StackError",
     "Transport",
+    "UnauthorizedError",
 ]

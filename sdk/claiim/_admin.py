@@ -30,6 +30,7 @@ from claiim_core.schemas import (
     ChronStatus,
     OrgCommand,
     OrgInfo,
+    ParkedInfo,
     PolicyVersionInfo,
     ProposalCommand,
     ProposalInfo,
@@ -39,7 +40,7 @@ from claiim_core.schemas import (
     SkillVersionInfo,
 )
 
-from claiim._errors import AdminError, ProtocolError
+from claiim._errors import AdminError, ProtocolError, UnauthorizedError
 from claiim._transport import NatsTransport, Transport, resolve_url
 
 _encode = msgspec.json.Encoder().encode
@@ -70,10 +71,13 @@ class AsyncAdmin:
         self.url = resolve_url(url)
         self.names = Names(namespace or os.environ.get("CLAIIM_NAMESPACE") or "claiim")
         self.timeout = timeout
-        self._transport = transport or NatsTransport(self.url, name="claiim-admin")
+        self._transport = transport or NatsTransport(self.url, name="claiim-admin", user="admin", token=token)
 
     async def _call(self, subject: str, request: Any, kind: type[T]) -> T:
-        data = await self._transport.request(subject, _encode(request), self.timeout)
+        try:
+            data = await self._transport.request(subject, _encode(request), self.timeout)
+        except UnauthorizedError as e:
+            raise AdminError(f"unauthorized: not a valid admin token ({e})") from None
         reply = _decode(data, kind)
         error = getattr(reply, "error", None)
         if error or getattr(reply, "ok", True) is False:
@@ -244,6 +248,17 @@ class AsyncAdmin:
             raise ProtocolError("status answered without a status")
         return status
 
+    async def chron_parked(self, *, unacknowledged: bool = True, limit: int = 100) -> list[ParkedInfo]:
+        """Messages Chron parked instead of storing (operator only), newest first."""
+        query = ChronQuery(admin_token=self._token, op="parked", unacknowledged=unacknowledged, limit=limit)
+        return (await self._call(self.names.chron_query, query, ChronResult)).parked
+
+    async def chron_acknowledge_parked(self, ids: list[int], reason: str) -> list[int]:
+        """Acknowledge parked messages (all not yet acknowledged when ``ids`` is empty); the
+        acknowledgement is recorded with the reason. Returns the ids acknowledged now."""
+        query = ChronQuery(admin_token=self._token, op="ack-parked", ids=ids, reason=reason)
+        return (await self._call(self.names.chron_query, query, ChronResult)).acknowledged
+
     async def chron_prove(self, chron_id: str) -> dict[str, Any]:
         """A self-contained inclusion proof of the record (see :mod:`claiim_core.proofs`)."""
         query = ChronQuery(admin_token=self._token, op="prove", org=self.org, chron_id=chron_id)
@@ -355,6 +370,12 @@ class Admin:
 
     def chron_checkpoints(self, limit: int = 20) -> list[CheckpointInfo]:
         return self._run(self._admin.chron_checkpoints(limit))
+
+    def chron_parked(self, *, unacknowledged: bool = True, limit: int = 100) -> list[ParkedInfo]:
+        return self._run(self._admin.chron_parked(unacknowledged=unacknowledged, limit=limit))
+
+    def chron_acknowledge_parked(self, ids: list[int], reason: str) -> list[int]:
+        return self._run(self._admin.chron_acknowledge_parked(ids, reason))
 
     def chron_status(self) -> ChronStatus:
         return self._run(self._admin.chron_status())

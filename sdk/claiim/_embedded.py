@@ -33,12 +33,21 @@ from typing import Any, Literal
 
 import yaml
 from claiim_core.checkpoint import Signer
+from claiim_core.eventauth import GateKey
+from claiim_core.names import Names
 from claiim_runtime.settings import Settings
 
 from claiim._admin import AsyncAdmin
 from claiim._errors import StackError
-from claiim._servers import NatsProcess, ensure_database, port_free, start_nats, start_postgres
-from claiim._services import BACKEND, start_services
+from claiim._servers import (
+    NatsCredentials,
+    NatsProcess,
+    ensure_database,
+    port_free,
+    start_nats,
+    start_postgres,
+)
+from claiim._services import BACKEND, RunningServices, start_services
 
 
 @dataclass(frozen=True)
@@ -74,12 +83,30 @@ def load_checkpoint_key(data_dir: Path) -> Signer:
     return signer
 
 
-def load_secrets(data_dir: Path) -> dict[str, str]:
+def load_event_keys(data_dir: Path) -> tuple[Path, Path, Path]:
+    """This dev stack's event keys, made on first start (mode 600, never in NATS or PostgreSQL):
+    DIR/control.key signs control events (its verifier key in DIR/control.pub), DIR/gate.key
+    authenticates decisions (and is the one-key gate keyring Chron and the OCSF feed use)."""
+    control, control_pub, gate = data_dir / "control.key", data_dir / "control.pub", data_dir / "gate.key"
+    if not control.exists():
+        signer = Signer.from_seed("claiim-control", secrets.token_bytes(32))
+        write_private(control, f"{signer}\n")
+        control_pub.write_text(f"{signer.verifier}\n")
+    if not gate.exists():
+        write_private(gate, f"{GateKey('embedded', secrets.token_bytes(32))}\n")
+    return control, control_pub, gate
+
+
+def load_secrets(data_dir: Path) -> dict[str, Any]:
+    """This dev stack's token secret, operator token and NATS credentials (DIR/secrets.json, mode
+    600), made on first start; NATS credentials are added to a file that lacks them."""
     path = data_dir / "secrets.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    values = {"token_secret": secrets.token_urlsafe(32), "admin_token": "adm_" + secrets.token_urlsafe(32)}
-    write_private(path, json.dumps(values, indent=2) + "\n")
+    values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {
+        "token_secret": secrets.token_urlsafe(32), "admin_token": "adm_" + secrets.token_urlsafe(32)}
+    if "nats_passwords" not in values:
+        credentials = NatsCredentials.generate()
+        values |= {"nats_passwords": credentials.passwords, "nats_issuer_seed": credentials.issuer_seed}
+        write_private(path, json.dumps(values, indent=2) + "\n")
     return values
 
 
@@ -99,30 +126,46 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
     os.chmod(data_dir, 0o700)
     keys = load_secrets(data_dir)
     signer = load_checkpoint_key(data_dir)
+    control_key, control_pub, gate_key = load_event_keys(data_dir)
     nats: NatsProcess | None = None
     pg: Any = None
     running = None
+    own_nats = NatsCredentials(keys["nats_passwords"], keys["nats_issuer_seed"])
     try:
         if opts.nats_url:
             nats_url = opts.nats_url
+            given = Settings()  # an existing server: its claiim credentials, if any, come from the environment
+            passwords = given.nats_passwords.get_secret_value() if given.nats_passwords else None
+            issuer = given.nats_issuer_seed.get_secret_value() if given.nats_issuer_seed else None
         else:
-            nats = await asyncio.to_thread(start_nats, opts.nats_port, data_dir / "nats")
+            nats = await asyncio.to_thread(start_nats, opts.nats_port, data_dir / "nats", credentials=own_nats,
+                                           names=Names(NAMESPACE))
             nats_url = nats.url
+            passwords, issuer = own_nats.passwords_setting, own_nats.issuer_seed
         if opts.database_url:
             db_url = opts.database_url
         else:
             pg, server_url = await asyncio.to_thread(start_postgres, data_dir / "pg")
             db_url = await ensure_database(server_url, "claiim")
-        settings = Settings(url=nats_url, database_url=db_url, token_secret=keys["token_secret"],
+        settings = Settings(url=nats_url, database_url=db_url, namespace=NAMESPACE, token_secret=keys["token_secret"],
                             admin_token=keys["admin_token"], checkpoint_key_file=data_dir / "checkpoint.key",
                             checkpoint_dir=data_dir / "chron-mirror", checkpoint_verifier=str(signer.verifier),
-                            ui_port=opts.ui_port)
-        running = await start_services(settings, (*BACKEND, "admin"), instance="embedded")
+                            ui_port=opts.ui_port, control_key_file=control_key, control_verifiers_file=control_pub,
+                            gate_key_file=gate_key, gate_keys_file=gate_key, nats_passwords=passwords,
+                            nats_issuer_seed=issuer)
+        which: tuple[str, ...] = (*BACKEND, "admin")
+        if not issuer:
+            which = tuple(s for s in which if s != "auth")
+            say(f"warning: no CLAIIM_NATS_ISSUER_SEED for the NATS server at {nats_url}: services connect as that "
+                "URL says, and no auth service admits agents (docs/security.md)")
+        running = await start_services(settings, which, instance="embedded")
+        _warn_refused(running, data_dir, say)
         assert running.admin is not None
         ui_url = running.admin.url
         env = (f"CLAIIM_URL={nats_url}\nCLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
                f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n"
                f"CLAIIM_CHECKPOINT_VERIFIER={signer.verifier}\nCLAIIM_CHECKPOINT_DIR={data_dir / 'chron-mirror'}\n"
+               f"CLAIIM_CONTROL_VERIFIERS={control_pub.read_text().strip()}\nCLAIIM_GATE_KEYS_FILE={gate_key}\n"
                f"CLAIIM_UI_URL={ui_url}\n"
                + (f"CLAIIM_ORG={DEMO_ORG}\n" if opts.demo else ""))
         write_private(data_dir / "env", env)
@@ -143,6 +186,15 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             await asyncio.to_thread(pg.cleanup)
 
 
+def _warn_refused(running: RunningServices, data_dir: Path, say: Any) -> None:
+    refused = max((f.rejected for f in running.followers), default=0)
+    if refused:
+        say(f"warning: {refused} control events in {data_dir} are not signed by this stack's control key and were "
+            "not applied: the data directory was made by a claiim without event authentication, or its keys were "
+            "replaced. Start afresh with another --data-dir.")
+
+
+NAMESPACE = "claiim"
 DEMO_ORG = "demo"
 DEMO_ADMINS: tuple[tuple[str, Literal["admin", "auditor"]], ...] = (
     ("alice", "admin"), ("bob", "admin"), ("audrey", "auditor"))

@@ -4,6 +4,7 @@
 
     ClaiimError
     ├── GateUnavailableError     the gate could not be reached or did not answer in time
+    │   └── UnauthorizedError    NATS refused the token: unknown, rotated or revoked, agent suspended
     ├── ProtocolError            an answer that does not decode
     ├── AdminError               the admin or Chron API refused a command (the reply says why)
     └── StackError               the embedded stack cannot start (port taken, server failed)
@@ -24,6 +25,13 @@ class GateUnavailableError(ClaiimError):
 
     def diagnostics(self) -> str:
         return f"gate unavailable: {self} (is the stack running? check CLAIIM_URL)"
+
+
+class UnauthorizedError(GateUnavailableError):
+    """NATS refused to admit this token, so nothing could be asked (never an ALLOW either)."""
+
+    def diagnostics(self) -> str:
+        return f"error: {self}"
 
 
 class ProtocolError(ClaiimError):

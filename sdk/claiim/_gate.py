@@ -34,7 +34,8 @@ class AsyncGate:
         self.url = resolve_url(url)
         self.timeout = timeout
         self._subject = Names(namespace).gate_check
-        self._transport = transport or NatsTransport(self.url, name=f"claiim-agent:{agent_id}")
+        self._transport = transport or NatsTransport(self.url, name=f"claiim-agent:{agent_id}", user=agent_id,
+                                                     token=token)
 
     async def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
                     request_id: str | None = None) -> CheckResult:

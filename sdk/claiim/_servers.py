@@ -6,6 +6,8 @@ which point at existing servers.
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -16,8 +18,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from claiim_auth.nkeys import PREFIX_ACCOUNT, KeyPair
+from claiim_core.names import Names
+from claiim_runtime.natsconf import SERVICE_USERS, NatsConfig, render
 
 from claiim._errors import StackError
+
+
+def new_password() -> str:
+    """A NATS password the server's configuration parser reads as a plain string (a leading letter,
+    then hex: a random value such as ``9-Bk...`` would be read as a date)."""
+    return "p" + secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class NatsCredentials:
+    """The secrets of a NATS server with claiim's users: each user's password and the account seed
+    the auth service signs admitted clients with."""
+
+    passwords: dict[str, str]
+    issuer_seed: str
+
+    @classmethod
+    def generate(cls) -> NatsCredentials:
+        return cls({user: new_password() for user in SERVICE_USERS},
+                   KeyPair(PREFIX_ACCOUNT, secrets.token_bytes(32)).seed_text)
+
+    @property
+    def passwords_setting(self) -> str:
+        """The value of ``CLAIIM_NATS_PASSWORDS``."""
+        return ",".join(f"{user}={password}" for user, password in self.passwords.items())
+
+    def config(self, names: Names, port: int, store_dir: Path) -> str:
+        return render(NatsConfig(names, issuer=KeyPair.from_seed(self.issuer_seed).public_key,
+                                 passwords=self.passwords, store_dir=str(store_dir), host="127.0.0.1", port=port,
+                                 server_name=f"claiim-{port}"))
 
 
 def nats_server_binary() -> str:
@@ -68,8 +103,14 @@ class NatsProcess:
                 self.process.wait()
 
 
-def start_nats(port: int, store_dir: Path, *, log_file: Path | None = None) -> NatsProcess:
-    """Start nats-server with JetStream on 127.0.0.1:``port``, storing under ``store_dir``."""
+def start_nats(port: int, store_dir: Path, *, log_file: Path | None = None,
+               credentials: NatsCredentials | None = None, names: Names | None = None) -> NatsProcess:
+    """Start nats-server with JetStream on 127.0.0.1:``port``, storing under ``store_dir``.
+
+    With ``credentials``, it runs claiim's configuration for ``names`` (every service its own user,
+    agents and admins through the auth callout), written to ``store_dir/nats.conf`` (mode 600);
+    without, it accepts anyone (the test suite's low-level tests only).
+    """
     if not port_free(port):
         raise StackError(
             f"port {port} is already in use on 127.0.0.1: another NATS server (or claiim up) may "
@@ -77,8 +118,15 @@ def start_nats(port: int, store_dir: Path, *, log_file: Path | None = None) -> N
         )
     store_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_file or store_dir / "nats-server.log"
-    cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir),
-           "-l", str(log_path)]
+    if credentials is not None:
+        conf = store_dir / "nats.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(credentials.config(names or Names(), port, store_dir))
+        cmd = [nats_server_binary(), "-c", str(conf), "-l", str(log_path)]
+    else:
+        cmd = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir),
+               "-l", str(log_path)]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

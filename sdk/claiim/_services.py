@@ -1,42 +1,52 @@
 """The composition root: connect, create streams, and start the gate, control handler, Chron,
-the OCSF feed and the admin web UI.
+the OCSF feed, the auth service and the admin web UI.
 
 ``claiim serve`` (one service per process, as in compose) and ``claiim up`` (all in one process)
-both start services through :func:`start_services`.
+both start services through :func:`start_services`. Every service has its own NATS connection as
+its own NATS user (``CLAIIM_NATS_PASSWORDS``; claiim_runtime/natsconf.py gives each its
+permissions) with its own reply prefix (``_INBOX_<service>``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from claiim_admin.service import AdminUI
+from claiim_auth.nkeys import PREFIX_ACCOUNT, KeyPair, NkeyError
+from claiim_auth.service import AuthService
 from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.service import ChronService
 from claiim_chron.store import ChronStore
 from claiim_control.service import ControlService
+from claiim_core.eventauth import seal_decision
+from claiim_core.names import service_inbox
 from claiim_gate.service import GateService
 from claiim_runtime.follower import RegistryFollower
-from claiim_runtime.settings import Settings
+from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.streams import connect, ensure_streams
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 
-BACKEND = ("gate", "control", "chron", "ocsf")
+BACKEND = ("gate", "control", "chron", "ocsf", "auth")
 """What :func:`start_services` starts unless told otherwise: everything but the web UI."""
 SERVICES = (*BACKEND, "admin")
+CLOSE_WAIT_S = 5.0
 
 
 @dataclass
 class RunningServices:
-    nc: Client
-    js: JetStreamContext
+    connections: dict[str, Client] = field(default_factory=dict)
+    """Each service's NATS connection, by NATS user (``sys``: the auth service's system user)."""
     gates: list[GateService] = field(default_factory=list)
     control: ControlService | None = None
     chron: ChronService | None = None
     ocsf: OcsfFeed | None = None
+    auth: AuthService | None = None
     admin: AdminUI | None = None
     followers: list[RegistryFollower] = field(default_factory=list)
 
@@ -47,6 +57,8 @@ class RunningServices:
             await gate.stop()
         if self.control is not None:
             await self.control.stop()
+        if self.auth is not None:
+            await self.auth.stop()
         if self.ocsf is not None:
             await self.ocsf.stop()
         if self.chron is not None:
@@ -54,58 +66,93 @@ class RunningServices:
             await self.chron.store.close()
         for follower in self.followers:
             await follower.stop()
-        await self.nc.flush()
-        await self.nc.close()
+        for nc in self.connections.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.flush(), CLOSE_WAIT_S)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), CLOSE_WAIT_S)
 
 
 async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
                          instance: str | None = None) -> RunningServices:
-    """Start the named services on one NATS connection; the caller stops them."""
+    """Start the named services, each on its own NATS connection; the caller stops them."""
     unknown = set(which) - set(SERVICES)
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
     names = settings.names
-    secret = settings.require_token_secret() if {"gate", "control", "chron"} & set(which) else b""
-    admin_token = settings.require_admin_token() if {"control", "chron"} & set(which) else ""
+    needs = set(which)
+    secret = settings.require_token_secret() if needs & {"gate", "control", "chron", "auth"} else b""
+    admin_token = settings.require_admin_token() if needs & {"control", "chron", "auth"} else ""
     db_url = settings.require_database_url() if "chron" in which else ""
     signer = settings.require_checkpoint_signer() if "chron" in which else None
     verifier = settings.require_checkpoint_verifier() if "admin" in which else None
+    control_keys = settings.require_control_keyring() if needs & {"gate", "control", "chron", "auth"} else None
+    control_signer = settings.require_control_signer() if "control" in which else None
+    if control_signer is not None and control_keys is not None and control_signer.verifier not in control_keys:
+        raise ConfigError(f"CLAIIM_CONTROL_VERIFIERS does not list this control key's verifier "
+                          f"{control_signer.verifier}: every service would refuse its events")
+    gate_key = settings.require_gate_key() if "gate" in which else None
+    gate_keys = settings.require_gate_keyring() if needs & {"chron", "ocsf"} else None
+    issuer = _issuer(settings) if "auth" in which else None
     instance = instance or f"{socket.gethostname()}-{os.getpid()}"
-    nc = await connect(settings.url, name=f"claiim-{'+'.join(which)}-{instance}",
-                     first_wait=settings.connect_wait, inbox_prefix=settings.inbox_prefix)
-    js = nc.jetstream()
-    running = RunningServices(nc, js)
+    running = RunningServices()
+
+    async def connection(user: str) -> Client:
+        nc = await connect(settings.url, name=f"claiim-{user}-{instance}", first_wait=settings.connect_wait,
+                           inbox_prefix=service_inbox(user), user=user, password=settings.nats_password(user))
+        running.connections[user] = nc
+        if user != "sys":
+            await ensure_streams(nc.jetstream(), names)
+        return nc
+
     try:
-        await ensure_streams(js, names)
         if "chron" in which:
+            assert signer is not None and gate_keys is not None and control_keys is not None
+            nc = await connection("chron")
             store = await ChronStore.open(db_url)
-            follower = RegistryFollower(js, names)
+            follower = RegistryFollower(nc.jetstream(), names, control_keys, keep_rejections=True)
             await follower.start()
             running.followers.append(follower)
-            assert signer is not None
-            running.chron = ChronService(nc, js, names, store, follower, secret, admin_token, settings.chron_batch,
-                                         signer, settings.origin, settings.checkpoint_interval,
+            running.chron = ChronService(nc, nc.jetstream(), names, store, follower, gate_keys, secret, admin_token,
+                                         settings.chron_batch, signer, settings.origin, settings.checkpoint_interval,
                                          settings.checkpoint_dir)
             await running.chron.start()
         if "ocsf" in which:
-            running.ocsf = OcsfFeed(js, names, settings.chron_batch)
+            assert gate_keys is not None
+            nc = await connection("ocsf")
+            running.ocsf = OcsfFeed(nc.jetstream(), names, settings.chron_batch, gate_keys)
             await running.ocsf.start()
-        if "control" in which:
-            follower = RegistryFollower(js, names)
+        if "auth" in which:
+            assert control_keys is not None and issuer is not None
+            nc = await connection("auth")
+            sys_nc = await connection("sys") if settings.nats_password("sys") else None
+            follower = RegistryFollower(nc.jetstream(), names, control_keys)
+            running.auth = AuthService(nc, sys_nc, names, follower, secret, admin_token, issuer)
             await follower.start()
             running.followers.append(follower)
-            running.control = ControlService(nc, js, names, follower, secret, admin_token,
-                                             timedelta(seconds=settings.proposal_ttl))
+            await running.auth.start()
+        if "control" in which:
+            assert control_keys is not None and control_signer is not None
+            nc = await connection("control")
+            follower = RegistryFollower(nc.jetstream(), names, control_keys)
+            await follower.start()
+            running.followers.append(follower)
+            running.control = ControlService(nc, nc.jetstream(), names, follower, secret, admin_token,
+                                             control_signer, timedelta(seconds=settings.proposal_ttl))
             await running.control.start()
         if "gate" in which:
-            follower = RegistryFollower(js, names)
+            assert control_keys is not None and gate_key is not None
+            nc = await connection("gate")
+            follower = RegistryFollower(nc.jetstream(), names, control_keys)
             await follower.start()
             running.followers.append(follower)
-            gate = GateService(nc, names, follower, secret, instance, settings.publish_timeout)
+            gate = GateService(nc, names, follower, secret, instance, settings.publish_timeout,
+                               partial(seal_decision, key=gate_key))
             await gate.start()
             running.gates.append(gate)
         if "admin" in which:
             assert verifier is not None
+            nc = await connection("ui")
             running.admin = AdminUI(nc, names, settings.url, verifier, host=settings.ui_host, port=settings.ui_port,
                                     secure_cookies=settings.ui_secure_cookies, session_idle=settings.ui_session_idle)
             await running.admin.start()
@@ -113,3 +160,13 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
         await running.stop()
         raise
     return running
+
+
+def _issuer(settings: Settings) -> KeyPair:
+    try:
+        issuer = KeyPair.from_seed(settings.require_nats_issuer_seed())
+    except NkeyError as e:
+        raise ConfigError(f"CLAIIM_NATS_ISSUER_SEED is not an nkey seed: {e}") from None
+    if issuer.prefix != PREFIX_ACCOUNT:
+        raise ConfigError("CLAIIM_NATS_ISSUER_SEED must be an account seed (SA...): `claiim keygen nats-issuer`")
+    return issuer

@@ -10,11 +10,13 @@ import os
 from typing import Protocol
 
 import nats
+from claiim_core.tokens import inbox_prefix
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from claiim._errors import GateUnavailableError
+from claiim._errors import GateUnavailableError, UnauthorizedError
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -24,6 +26,31 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("CLAIIM_URL") or DEFAULT_URL
 
 
+async def connect_with_token(url: str, token: str, *, user: str = "admin", name: str = "claiim-sdk",
+                             reconnects: int = 3) -> Client:
+    """A NATS connection logged in with a claiim token (the auth service admits it with that token's
+    permissions; ``user``: the agent id for an agent token). Raises :class:`UnauthorizedError` when
+    the token is refused, :class:`GateUnavailableError` when NATS cannot be reached: what went
+    wrong, never a traceback's worth of retries."""
+    errors: list[Exception] = []
+
+    async def remember(e: Exception) -> None:  # reported by the call that meets it, not printed
+        errors.append(e)
+
+    try:
+        return await nats.connect(
+            url, name=name, connect_timeout=2, max_reconnect_attempts=reconnects, reconnect_time_wait=0.5,
+            allow_reconnect=True, error_cb=remember, user=(user or None) if token else None, password=token or None,
+            inbox_prefix=inbox_prefix(token) if token else "_INBOX",
+        )
+    except (NoServersError, OSError, NatsTimeout, NatsError) as e:
+        if any("authorization violation" in str(x).lower() for x in [*errors, e]):
+            raise UnauthorizedError(f"unauthorized: NATS at {url} refused this token (unknown, rotated or "
+                                    "revoked, or its agent suspended)") from None
+        last = errors[-1] if errors else e
+        raise GateUnavailableError(f"cannot connect to {url}: {str(last) or type(last).__name__}") from e
+
+
 class Transport(Protocol):
     async def request(self, subject: str, payload: bytes, timeout: float) -> bytes: ...
 
@@ -31,30 +58,26 @@ class Transport(Protocol):
 
 
 class NatsTransport:
-    """Request/reply over one lazily opened NATS connection.
+    """Request/reply over one lazily opened NATS connection, logged in with a claiim token.
 
-    Replies arrive under ``inbox_prefix`` (default ``CLAIIM_INBOX_PREFIX``, else ``_INBOX``): with
-    the NATS permissions of ``deploy/nats/nats-auth.conf`` each agent may only receive on its own
-    prefix, ``_INBOX_<agent>``, so that no agent can read another's replies.
+    The token is the NATS password (``user``: the agent id, or ``admin``); the server asks claiim's
+    auth service, which admits the client with only its own permissions. Replies arrive under the
+    token's own inbox prefix (:func:`claiim_core.tokens.inbox_prefix`), the only one the client may
+    subscribe to, so that no agent can read another's replies.
     """
 
-    def __init__(self, url: str, name: str = "claiim-sdk", inbox_prefix: str | None = None,
+    def __init__(self, url: str, name: str = "claiim-sdk", *, user: str = "", token: str = "",
                  client: Client | None = None) -> None:
         self.url = url
         self._name = name
-        self._inbox = inbox_prefix or os.environ.get("CLAIIM_INBOX_PREFIX") or "_INBOX"
+        self._user = user
+        self._token = token
         self._nc: Client | None = client
         """``client``: an open connection to share (the admin UI's); it is used as it is."""
 
     async def _connection(self) -> Client:
         if self._nc is None or self._nc.is_closed:
-            try:
-                self._nc = await nats.connect(
-                    self.url, name=self._name, connect_timeout=2, max_reconnect_attempts=3,
-                    reconnect_time_wait=0.5, allow_reconnect=True, inbox_prefix=self._inbox,
-                )
-            except (NoServersError, OSError, NatsTimeout) as e:
-                raise GateUnavailableError(f"cannot connect to {self.url}: {e}") from e
+            self._nc = await connect_with_token(self.url, self._token, user=self._user, name=self._name)
         return self._nc
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:

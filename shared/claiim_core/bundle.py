@@ -129,7 +129,7 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
         plan.events.append(event)
         plan.changes.append(change)
 
-    base = {"at": ctx.now, "actor": ctx.actor, "org": org}
+    base: dict[str, Any] = {"at": ctx.now, "actor": ctx.actor, "org": org}
     if org not in work.orgs:
         emit(OrgCreated(event_id=ctx.new_id(), **base), f"created org {org}")
 

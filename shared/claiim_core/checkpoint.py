@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -80,8 +81,25 @@ class Verifier:
     def key_id(self) -> bytes:
         return key_id(self.name, self.public)
 
+    @property
+    def label(self) -> str:
+        """``NAME+HEXID``: how signatures name this key."""
+        return f"{self.name}+{self.key_id.hex()}"
+
+    @cached_property
+    def _key(self) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(self.public)
+
     def __str__(self) -> str:
-        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(ED25519 + self.public).decode()}"
+        return f"{self.label}+{base64.b64encode(ED25519 + self.public).decode()}"
+
+    def verify_bytes(self, signature: bytes, data: bytes) -> bool:
+        """Whether ``signature`` is this key's Ed25519 signature of ``data``."""
+        try:
+            self._key.verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
 
     @classmethod
     def parse(cls, text: str) -> Verifier:
@@ -108,7 +126,6 @@ class Verifier:
         if not sep:
             raise CheckpointError("not a signed note: no blank line before the signatures")
         body += "\n"
-        key = Ed25519PublicKey.from_public_bytes(self.public)
         for line in signatures.splitlines():
             prefix = f"{DASH} {self.name} "
             if not line.startswith(prefix):
@@ -119,10 +136,8 @@ class Verifier:
                 continue
             if len(raw) != 68 or raw[:4] != self.key_id:
                 continue
-            try:
-                key.verify(raw[4:], body.encode())
-            except InvalidSignature:
-                raise CheckpointError(f"bad signature by {self.name}") from None
+            if not self.verify_bytes(raw[4:], body.encode()):
+                raise CheckpointError(f"bad signature by {self.name}")
             return Checkpoint.parse_body(body)
         raise CheckpointError(f"no signature by {self.name}+{self.key_id.hex()}")
 
@@ -139,11 +154,13 @@ class Signer:
             raise CheckpointError("an Ed25519 seed has 32 bytes")
         return cls(name, seed)
 
-    @property
+    @cached_property
+    def _key(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(self.seed)
+
+    @cached_property
     def verifier(self) -> Verifier:
-        public = Ed25519PrivateKey.from_private_bytes(self.seed).public_key().public_bytes(
-            Encoding.Raw, PublicFormat.Raw)
-        return Verifier(self.name, public)
+        return Verifier(self.name, self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
     def __str__(self) -> str:
         v = self.verifier
@@ -169,9 +186,13 @@ class Signer:
             raise CheckpointError("signing key id does not match its name and key")
         return signer
 
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The Ed25519 signature of ``data``."""
+        return self._key.sign(data)
+
     def sign(self, checkpoint: Checkpoint) -> str:
         """The signed note of ``checkpoint``."""
         body = checkpoint.body()
-        signature = Ed25519PrivateKey.from_private_bytes(self.seed).sign(body.encode())
+        signature = self.sign_bytes(body.encode())
         line = base64.b64encode(self.verifier.key_id + signature).decode()
         return f"{body}\n{DASH} {self.name} {line}\n"

@@ -6,6 +6,8 @@ control event. Authorization happens before: :mod:`claiim_core.access`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from claiim_core.access import OPERATOR
 from claiim_core.bundle import PlanContext
 from claiim_core.events import (
@@ -34,7 +36,7 @@ def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
     agent = registry.agents.get((org, cmd.agent_id))
     if agent is None:
         raise CommandError(f"no agent {cmd.agent_id!r} in org {org}")
-    base = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org,
+    base: dict[str, Any] = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org,
             "agent_id": agent.agent_id}
     if cmd.op == "suspend":
         if agent.status == "suspended":
@@ -65,7 +67,7 @@ def plan_admin_command(registry: Registry, org: str, cmd: AdminCommand,
     if org not in registry.orgs:
         raise CommandError(f"no org {org!r}")
     existing = registry.admins.get((org, cmd.name))
-    base = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org, "name": cmd.name}
+    base: dict[str, Any] = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org, "name": cmd.name}
     if cmd.op == "enrol":
         if cmd.name == OPERATOR:
             raise CommandError(f"{OPERATOR!r} is reserved for the installation's bootstrap token")

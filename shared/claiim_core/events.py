@@ -3,6 +3,8 @@
 Every event names its org, the admin who caused it (``actor``: an admin's name, or ``operator``
 for the installation's bootstrap token) and carries a chron id
 (``event_id``) so that Chron records it as a leaf like a decision. Events are tagged by ``type``.
+Every appended event is signed by the control service (``auth``); the gates and Chron apply or
+store none that does not verify (:mod:`claiim_core.eventauth`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import msgspec
 from msgspec import Struct
 
 from claiim_core.document import PolicyDocument
+from claiim_core.schemas import EventAuth
 
 CONTROL_SCHEMA = "claiim.control/1"
 
@@ -23,6 +26,8 @@ class ControlEventBase(Struct, tag_field="type", frozen=True, kw_only=True):
     at: str
     actor: str
     org: str
+    auth: EventAuth | None = None
+    """The control service's signature, added when the event is appended (never inside a proposal)."""
 
 
 class OrgCreated(ControlEventBase, tag="org.created", frozen=True):

@@ -31,6 +31,15 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 UNKNOWN = "_unknown"
 
 
+SERVICE_INBOX_ROOT = "_INBOX_"
+
+
+def service_inbox(service: str) -> str:
+    """The reply-subject prefix of one claiim service (``_INBOX_gate``): each service's NATS user may
+    subscribe to its own only."""
+    return f"{SERVICE_INBOX_ROOT}{service}"
+
+
 def subject_token(value: str) -> str:
     """Return ``value`` if it is a safe subject token, else the placeholder ``_unknown``."""
     return value if TOKEN_RE.match(value) else UNKNOWN

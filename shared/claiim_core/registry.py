@@ -177,6 +177,11 @@ class Registry:
                 self._retire_token(event.org, event.agent_id, "rotated", event.token_hash)
             case AgentTokenRevoked():
                 self._retire_token(event.org, event.agent_id, "revoked", "")
+        self.skip(seq, subject)
+
+    def skip(self, seq: int, subject: str) -> None:
+        """Pass over the message at ``seq`` on ``subject`` without applying it (it did not verify or
+        apply): the stream's position, and the subject's, still move on."""
         self.last_seq = seq
         self.subject_seq[subject] = seq
 

@@ -24,6 +24,22 @@ Action = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9
 Context = Annotated[dict[Annotated[str, Meta(max_length=64)], ShortStr], Meta(max_length=32)]
 
 
+class EventAuth(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Who vouches for an event: a MAC or signature over its canonical bytes without this field.
+
+    Decision events carry ``hmac-sha256`` by a gate key, control events ``ed25519`` by a control
+    key (:mod:`claiim_core.eventauth` says exactly what is signed). ``key`` names the key; ``prev``
+    (control events only) is the stream sequence of the message before it on its subject, so a
+    genuine event cannot be replayed later or elsewhere.
+    """
+
+    alg: Literal["hmac-sha256", "ed25519"]
+    key: Annotated[str, Meta(max_length=128)]
+    sig: Annotated[str, Meta(max_length=128)]
+    """Base64."""
+    prev: int | None = None
+
+
 class CheckRequest(Struct, forbid_unknown_fields=True, frozen=True):
     """What an agent sends to the gate before it acts."""
 
@@ -39,7 +55,8 @@ class DecisionEvent(Struct, frozen=True, kw_only=True):
     """One decision as published to the decisions stream and stored in Chron.
 
     It never carries the agent's token. ``control_seq`` is the control-stream sequence of the
-    registry state the decision was evaluated against.
+    registry state the decision was evaluated against. ``auth`` is the deciding gate's MAC; Chron
+    stores no decision without a valid one.
     """
 
     schema: str = DECISION_SCHEMA
@@ -59,6 +76,7 @@ class DecisionEvent(Struct, frozen=True, kw_only=True):
     skill: str
     gate: str
     control_seq: int
+    auth: EventAuth | None = None
 
 
 class DecisionReply(Struct, frozen=True, kw_only=True):
@@ -104,7 +122,7 @@ class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """
 
     admin_token: str
-    op: Literal["list", "show", "prove", "consistency", "checkpoints", "status"]
+    op: Literal["list", "show", "prove", "consistency", "checkpoints", "status", "parked", "ack-parked"]
     org: str = ""
     chron_id: str | None = None
     agent_id: str | None = None
@@ -125,6 +143,12 @@ class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     first: Annotated[int, Meta(ge=0)] = 0
     """consistency: the smaller checkpoint's tree size (the larger is ``second``, 0: the newest)."""
     second: Annotated[int, Meta(ge=0)] = 0
+    ids: Annotated[list[Annotated[int, Meta(ge=1)]], Meta(max_length=10_000)] = []
+    """ack-parked: the parked messages to acknowledge (empty: every one not yet acknowledged)."""
+    reason: Annotated[str, Meta(max_length=512)] = ""
+    """ack-parked: why the operator acknowledges them (recorded)."""
+    unacknowledged: bool = False
+    """parked: only messages not yet acknowledged."""
 
 
 class ChronRecord(Struct, frozen=True, kw_only=True):
@@ -176,6 +200,26 @@ class ChronStatus(Struct, frozen=True, kw_only=True):
     """ISO 8601; empty when there is no checkpoint."""
     pending: int
     """Messages of the decision and control streams not yet stored (delivered to Chron or not); -1: unknown."""
+    parked: int = 0
+    """Parked messages no operator has acknowledged yet."""
+    problems: list[str] = []
+    """Why Chron is not ready (empty: ready): unacknowledged parked messages, a refused checkpoint."""
+
+
+class ParkedInfo(Struct, frozen=True, kw_only=True):
+    """A message Chron did not make a leaf: undecodable, not authentic, or a replay."""
+
+    id: int
+    stream: str
+    stream_seq: int
+    subject: str
+    error: str
+    parked_at: str
+    data: str
+    """The message as text (invalid UTF-8 replaced), at most 4 KiB."""
+    acked_by: str = ""
+    ack_reason: str = ""
+    acked_at: str = ""
 
 
 class ChronResult(Struct, frozen=True, kw_only=True):
@@ -183,6 +227,8 @@ class ChronResult(Struct, frozen=True, kw_only=True):
 
     records: list[ChronRecord] = []
     checkpoints: list[CheckpointInfo] = []
+    parked: list[ParkedInfo] = []
+    acknowledged: list[int] = []
     inclusion: dict[str, Any] | None = None
     consistency: dict[str, Any] | None = None
     status: ChronStatus | None = None

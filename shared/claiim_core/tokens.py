@@ -58,3 +58,15 @@ def check_token(secret: bytes, token: str, current_hash: str,
         if hmac.compare_digest(presented, old_hash):
             return why
     return "bad"
+
+
+INBOX_ROOT = "_INBOX_c"
+_INBOX_DOMAIN = b"claiim-inbox\x00"
+
+
+def inbox_prefix(token: str) -> str:
+    """The NATS reply-subject prefix of a client holding ``token``: the only inbox the auth service
+    lets it subscribe to, so that no agent or admin can read another's replies. Derived from the
+    token (one-way), so that the SDK and the auth service agree without asking each other."""
+    digest = hashlib.sha256(_INBOX_DOMAIN + token.encode()).hexdigest()
+    return f"{INBOX_ROOT}.{digest[:24]}"

@@ -6,14 +6,12 @@ import asyncio
 
 import asyncpg
 import msgspec
-import nats
 import pytest
 from claiim._services import start_services
-from claiim_core.canonical import canonical_bytes
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.settings import Settings
 
-from tests.conftest import Stack
+from tests.conftest import Stack, connect_as, sealed
 
 pytestmark = pytest.mark.integration
 
@@ -46,21 +44,26 @@ async def wait_count(db_url: str, expected: int, sql: str | None = None) -> None
 
 
 async def test_redelivery_and_republish_do_not_duplicate_rows(stack_settings: Settings) -> None:
-    """The same event delivered twice (published again under another msg id) is stored once."""
+    """The same event published again under another msg id is stored once; the copies are parked as replays."""
     running = await start_services(stack_settings, which=("chron",))
-    nc = await nats.connect(stack_settings.url)
+    nc = await connect_as(stack_settings, "gate")
     js = nc.jetstream()
     names = stack_settings.names
     db = stack_settings.require_database_url()
     try:
         for i in range(10):
-            await js.publish(names.decision_subject("demo", "bot", "allow"), canonical_bytes(event(i)))
+            await js.publish(names.decision_subject("demo", "bot", "allow"), sealed(stack_settings, event(i)))
         for i in range(5):  # a publisher retrying after a lost PubAck, past the dedup window
-            await js.publish(names.decision_subject("demo", "bot", "allow"), canonical_bytes(event(i)),
+            await js.publish(names.decision_subject("demo", "bot", "allow"), sealed(stack_settings, event(i)),
                              headers={"Nats-Msg-Id": f"retry-{i}"})
         await wait_count(db, 10)
+        await wait_count(db, 5, "SELECT count(*) FROM chron_parked")
         await asyncio.sleep(0.5)
         assert await count(db) == 10
+        conn = await asyncpg.connect(db)
+        errors = [r["error"] for r in await conn.fetch("SELECT error FROM chron_parked ORDER BY stream_seq")]
+        await conn.close()
+        assert all(e.startswith("replayed: chron id chr_01test") for e in errors), errors
     finally:
         await running.stop()
         await nc.close()
@@ -70,16 +73,16 @@ async def test_chron_resumes_where_it_stopped(stack_settings: Settings) -> None:
     """Events published while Chron is down are stored when it comes back, each exactly once."""
     names = stack_settings.names
     db = stack_settings.require_database_url()
-    nc = await nats.connect(stack_settings.url)
+    nc = await connect_as(stack_settings, "gate")
     js = nc.jetstream()
     try:
         running = await start_services(stack_settings, which=("chron",))
         for i in range(20):
-            await js.publish(names.decision_subject("demo", "bot", "allow"), canonical_bytes(event(i)))
+            await js.publish(names.decision_subject("demo", "bot", "allow"), sealed(stack_settings, event(i)))
         await wait_count(db, 20)
         await running.stop()
         for i in range(20, 50):
-            await js.publish(names.decision_subject("demo", "bot", "allow"), canonical_bytes(event(i)))
+            await js.publish(names.decision_subject("demo", "bot", "allow"), sealed(stack_settings, event(i)))
         assert await count(db) == 20
         running = await start_services(stack_settings, which=("chron",))
         await wait_count(db, 50)
@@ -98,13 +101,13 @@ async def test_a_failed_transaction_is_retried_not_lost(stack_settings: Settings
     names = stack_settings.names
     db = stack_settings.require_database_url()
     running = await start_services(stack_settings, which=("chron",))
-    nc = await nats.connect(stack_settings.url)
+    nc = await connect_as(stack_settings, "gate")
     js = nc.jetstream()
     conn = await asyncpg.connect(db)
     try:
         await conn.execute("ALTER TABLE chron_events ADD CONSTRAINT no_writes CHECK (false) NOT VALID")
         for i in range(5):
-            await js.publish(names.decision_subject("demo", "bot", "allow"), canonical_bytes(event(i)))
+            await js.publish(names.decision_subject("demo", "bot", "allow"), sealed(stack_settings, event(i)))
         await asyncio.sleep(1.5)
         assert await count(db) == 0
         await conn.execute("ALTER TABLE chron_events DROP CONSTRAINT no_writes")
@@ -122,6 +125,8 @@ async def test_a_failed_transaction_is_retried_not_lost(stack_settings: Settings
     "UPDATE chron_parked SET error = 'x'",
     "DELETE FROM chron_parked",
     "TRUNCATE chron_parked",
+    "DELETE FROM chron_parked_acks",
+    "TRUNCATE chron_parked_acks",
 ])
 async def test_chron_tables_are_append_only(stack: Stack, statement: str) -> None:
     """UPDATE, DELETE and TRUNCATE on Chron's tables fail, and the rows stay as they were."""
@@ -132,6 +137,7 @@ async def test_chron_tables_are_append_only(stack: Stack, statement: str) -> Non
         await gate.check(action="deploy:production")
     db = stack.settings.require_database_url()
     await wait_count(db, 1)
+    await wait_count(db, 10, "SELECT count(*) FROM chron_events")  # and the demo bundle's 9 control events
     conn = await asyncpg.connect(db)
     try:
         before = await conn.fetch("SELECT * FROM chron_events ORDER BY id")
@@ -147,14 +153,14 @@ async def test_undecodable_message_is_parked_not_lost(stack_settings: Settings) 
     names = stack_settings.names
     db = stack_settings.require_database_url()
     running = await start_services(stack_settings, which=("chron",))
-    nc = await nats.connect(stack_settings.url)
+    nc = await connect_as(stack_settings, "gate")
     js = nc.jetstream()
     try:
         subject = names.decision_subject("demo", "bot", "allow")
-        await js.publish(subject, canonical_bytes(event(1)))
+        await js.publish(subject, sealed(stack_settings, event(1)))
         await js.publish(subject, b"\x00 not a decision")
         await js.publish(subject, msgspec.json.encode({"schema": "claiim.decision/1", "outcome": "ALLOW"}))
-        await js.publish(subject, canonical_bytes(event(2)))
+        await js.publish(subject, sealed(stack_settings, event(2)))
         await wait_count(db, 2)
         await wait_count(db, 2, "SELECT count(*) FROM chron_parked")
         conn = await asyncpg.connect(db)

@@ -12,29 +12,32 @@ import asyncio
 import base64
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import msgspec
-import nats
 import pytest
 from claiim import AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
 from claiim._servers import ensure_database, with_database
 from claiim._services import start_services
 from claiim_chron.rebuild import rebuild
+from claiim_chron.rows import StreamAuthenticator
 from claiim_chron.service import ChronService, ForkError
 from claiim_chron.store import ChronStore
 from claiim_chron.verify import Evidence, Report, evidence_from_stream, verify_log
 from claiim_core.checkpoint import Checkpoint, Signer, Verifier
+from claiim_core.eventauth import GateKey, GateKeyring, Trusted
 from claiim_core.ids import rfc3339
+from claiim_core.names import Names
 from claiim_core.proofs import ConsistencyProof, InclusionProof, ProofError, check_consistency, check_inclusion
 from claiim_runtime.settings import Settings
 
-from tests.conftest import new_settings
+from tests.conftest import backend, connect_as, new_settings, secured_nats, with_auth
 
 pytestmark = pytest.mark.integration
 DECISIONS = 40
@@ -63,10 +66,16 @@ class SignedLog:
             await conn.close()
         return with_database(self.server_url, name)
 
+    def auth(self) -> StreamAuthenticator:
+        """Both keyrings: what Chron authenticated events with."""
+        return StreamAuthenticator(self.settings.names, self.settings.require_gate_keyring(),
+                                   self.settings.require_control_keyring())
+
     async def verify(self, db_url: str, evidence: Evidence | None = None, **kw: object) -> Report:
         conn = await asyncpg.connect(db_url)
         try:
-            report = await verify_log(conn, self.verifier, evidence or self.evidence, **kw)  # type: ignore[arg-type]
+            report = await verify_log(conn, self.verifier, evidence or self.evidence,  # type: ignore[arg-type]
+                                      **{"auth": self.auth(), **kw})
         finally:
             await conn.close()
         print("\n".join(report.lines()))  # what `claiim chron verify` prints (pytest -s shows it)
@@ -93,39 +102,43 @@ async def stored(chron: ChronService, count: int) -> None:
 
 
 @pytest.fixture(scope="module")
-async def log(nats_url: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SignedLog]:
+async def log(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SignedLog]:
     template = f"t_{secrets.token_hex(6)}"
     db_url = await ensure_database(pg_url, template)
     signer = Signer.from_seed("claiim-test", secrets.token_bytes(32))
-    settings = Settings(**{**new_settings(nats_url, db_url).model_dump(), "checkpoint_key": str(signer),
-                           "checkpoint_interval": 0.2, "checkpoint_dir": tmp_path_factory.mktemp("mirror")})
-    running = await start_services(settings, instance="proofs")
-    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
-    try:
-        assert running.chron is not None
-        tokens = (await admin.apply(demo_bundle())).tokens
-        ids = []
-        async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
-            for i in range(DECISIONS):
-                action = "deploy:production" if i % 4 == 0 else "deploy:staging"
-                ids.append((await gate.check(action=action, target=f"api-{i}")).chron_id)
-                if i % 10 == 9:  # let a checkpoint (every 0.2 s) come between the batches of ten
-                    await stored(running.chron, DEMO_EVENTS + i + 1)
-                    await asyncio.sleep(0.3)
-    finally:
-        await admin.close()
-        await running.stop()  # signs the last checkpoint if leaves came after the previous one
-    nc = await nats.connect(nats_url)
-    try:
-        evidence = await evidence_from_stream(nc.jetstream(), settings.names)
-    finally:
-        await nc.close()
-    conn = await asyncpg.connect(db_url)
-    try:
-        size = await conn.fetchval("SELECT count(*) FROM chron_events")
-    finally:
-        await conn.close()
-    yield SignedLog(settings, pg_url, template, signer.verifier, signer, evidence, size, ids)
+    namespace = f"t{secrets.token_hex(5)}"
+    with secured_nats(tmp_path_factory.mktemp("nats"), Names(namespace)) as (url, credentials):
+        settings = Settings(**{**new_settings(url, db_url, namespace, credentials).model_dump(),
+                               "checkpoint_key": str(signer), "checkpoint_interval": 0.2,
+                               "checkpoint_dir": tmp_path_factory.mktemp("mirror")})
+        running = await start_services(settings, backend(settings), instance="proofs")
+        admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
+        try:
+            assert running.chron is not None
+            tokens = (await admin.apply(demo_bundle())).tokens
+            ids = []
+            async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url,
+                                 namespace=settings.namespace) as gate:
+                for i in range(DECISIONS):
+                    action = "deploy:production" if i % 4 == 0 else "deploy:staging"
+                    ids.append((await gate.check(action=action, target=f"api-{i}")).chron_id)
+                    if i % 10 == 9:  # let a checkpoint (every 0.2 s) come between the batches of ten
+                        await stored(running.chron, DEMO_EVENTS + i + 1)
+                        await asyncio.sleep(0.3)
+        finally:
+            await admin.close()
+            await running.stop()  # signs the last checkpoint if leaves came after the previous one
+        nc = await connect_as(settings)
+        try:
+            evidence = await evidence_from_stream(nc.jetstream(), settings.names)
+        finally:
+            await nc.close()
+        conn = await asyncpg.connect(db_url)
+        try:
+            size = await conn.fetchval("SELECT count(*) FROM chron_events")
+        finally:
+            await conn.close()
+        yield SignedLog(settings, pg_url, template, signer.verifier, signer, evidence, size, ids)
 
 
 async def test_the_untouched_log_verifies(log: SignedLog) -> None:
@@ -135,6 +148,7 @@ async def test_the_untouched_log_verifies(log: SignedLog) -> None:
     report = await log.verify(await log.copy())
     assert report.ok, report.lines()
     assert (report.leaves, report.verified_up_to, report.authenticated_feed) == (log.size, log.size, log.size)
+    assert report.events_checked == "checked for decisions and control events"
 
 
 async def test_mirror_folder_is_the_same_evidence(log: SignedLog) -> None:
@@ -229,6 +243,18 @@ async def test_a_rewritten_row_with_a_recomputed_leaf_hash_is_named(log: SignedL
     assert findings(report, "modified") == [f"leaf {_index(report, target)} ({target}): its bytes differ from what "
                                             "was signed"]
     assert findings(report, "root")
+    [forged] = findings(report, "unauthenticated")
+    assert target in forged and "the MAC does not verify with gate key 'test-gate'" in forged
+
+
+async def test_a_leaf_checked_with_a_wrong_gate_key_is_unauthenticated(log: SignedLog) -> None:
+    """With a keyring that lacks the gate's key, every decision is named; control events still verify."""
+    other = GateKeyring([Trusted(GateKey("test-gate", bytes(32)))])
+    report = await log.verify(await log.copy(),
+                              auth=StreamAuthenticator(log.settings.names, other,
+                                                       log.settings.require_control_keyring()))
+    named = findings(report, "unauthenticated")
+    assert len(named) == DECISIONS and all("the MAC does not verify" in m for m in named)
 
 
 def _index(report: Report, chron_id: str) -> int:
@@ -277,43 +303,57 @@ async def test_leaves_waiting_too_long_for_a_checkpoint_are_stale(log: SignedLog
     assert (await log.verify(await log.copy(), evidence, max_age=300.0, now=later)).ok
 
 
-async def test_inclusion_and_consistency_proofs_verify_offline(log: SignedLog) -> None:
+async def test_inclusion_and_consistency_proofs_verify_offline(log: SignedLog, tmp_path: Path) -> None:
     """Proofs come from a running Chron over NATS; checking them needs only the public key."""
     db = await log.copy()
-    settings = isolated(log, db)
-    running = await start_services(settings, which=("chron",), instance="proofs-2")
-    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
-    try:
-        bundle = await admin.chron_prove(log.chron_ids[4])  # a production deploy: DENY
-        proven = check_inclusion(msgspec.convert(bundle, InclusionProof), log.verifier)
-        assert proven.event["chron_id"] == log.chron_ids[4] and proven.event["outcome"] == "DENY"
-        leaf = base64.b64decode(bundle["leaf"]).replace(b'"DENY"', b'"ALLOW"')
-        with pytest.raises(ProofError, match="not in the signed tree"):
-            check_inclusion(msgspec.convert({**bundle, "leaf": base64.b64encode(leaf).decode()}, InclusionProof),
-                            log.verifier)
-        with pytest.raises(ProofError, match="no signature"):
-            check_inclusion(msgspec.convert(bundle, InclusionProof), Signer.from_seed("x", bytes(32)).verifier)
-        sizes = [c.size for c in await admin.chron_checkpoints(limit=100)]
-        first = min(sizes)
-        first_cp, second_cp = check_consistency(msgspec.convert(await admin.chron_consistency(first), ConsistencyProof),
-                                                log.verifier)
-        assert (first_cp.size, second_cp.size) == (first, max(sizes))
-    finally:
-        await admin.close()
-        await running.stop()
+    with isolated(log, db, tmp_path) as settings:
+        running = await start_services(settings, with_auth(settings, "chron"), instance="proofs-2")
+        admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
+        try:
+            await proofs_verify_offline(log, admin)
+        finally:
+            await admin.close()
+            await running.stop()
 
 
-def isolated(log: SignedLog, db: str) -> Settings:
-    """Settings for another Chron on a copy of the log: own database and namespace, so that what it
-    publishes (its proofs feed) does not mix with the log's."""
-    return Settings(**{**log.settings.model_dump(), "database_url": db, "checkpoint_dir": None,
-                       "namespace": f"t{secrets.token_hex(5)}"})
+async def proofs_verify_offline(log: SignedLog, admin: AsyncAdmin) -> None:
+    bundle = await admin.chron_prove(log.chron_ids[4])  # a production deploy: DENY
+    proven = check_inclusion(msgspec.convert(bundle, InclusionProof), log.verifier)
+    assert proven.event["chron_id"] == log.chron_ids[4] and proven.event["outcome"] == "DENY"
+    leaf = base64.b64decode(bundle["leaf"]).replace(b'"DENY"', b'"ALLOW"')
+    with pytest.raises(ProofError, match="not in the signed tree"):
+        check_inclusion(msgspec.convert({**bundle, "leaf": base64.b64encode(leaf).decode()}, InclusionProof),
+                        log.verifier)
+    with pytest.raises(ProofError, match="no signature"):
+        check_inclusion(msgspec.convert(bundle, InclusionProof), Signer.from_seed("x", bytes(32)).verifier)
+    sizes = [c.size for c in await admin.chron_checkpoints(limit=100)]
+    first = min(sizes)
+    first_cp, second_cp = check_consistency(msgspec.convert(await admin.chron_consistency(first), ConsistencyProof),
+                                            log.verifier)
+    assert (first_cp.size, second_cp.size) == (first, max(sizes))
 
 
-async def test_chron_refuses_to_sign_a_fork(log: SignedLog) -> None:
+@contextmanager
+def isolated(log: SignedLog, db: str, directory: Path) -> Iterator[Settings]:
+    """Settings for another Chron on a copy of the log: own database, namespace and nats-server, so
+    that what it publishes (its proofs feed) does not mix with the log's; the same keys."""
+    namespace = f"t{secrets.token_hex(5)}"
+    with secured_nats(directory / "nats", Names(namespace)) as (url, credentials):
+        nats = {} if credentials is None else {"nats_passwords": credentials.passwords_setting,
+                                               "nats_issuer_seed": credentials.issuer_seed}
+        yield Settings(**{**log.settings.model_dump(), "url": url, "database_url": db, "checkpoint_dir": None,
+                          "namespace": namespace, **nats})
+
+
+async def test_chron_refuses_to_sign_a_fork(log: SignedLog, tmp_path: Path) -> None:
     """With its stored tree rewritten under it, Chron will not sign a tree that does not extend its last one."""
     db = await log.copy()
-    running = await start_services(isolated(log, db), which=("chron",), instance="fork")
+    with isolated(log, db, tmp_path) as settings:
+        await refuses_a_fork(log, db, settings)
+
+
+async def refuses_a_fork(log: SignedLog, db: str, settings: Settings) -> None:
+    running = await start_services(settings, which=("chron",), instance="fork")
     try:
         chron = running.chron
         assert chron is not None and chron.last_checkpoint is not None
@@ -332,9 +372,9 @@ async def test_chron_refuses_to_sign_a_fork(log: SignedLog) -> None:
 
 async def test_rebuild_from_the_streams_reproduces_every_signed_root(log: SignedLog) -> None:
     db = await ensure_database(log.server_url, f"t_{secrets.token_hex(6)}")
-    nc = await nats.connect(log.settings.url)
+    nc = await connect_as(log.settings)
     try:
-        report = await rebuild(nc.jetstream(), log.settings.names, db, log.verifier)
+        report = await rebuild(nc.jetstream(), log.settings.names, db, log.verifier, log.auth())
     finally:
         await nc.close()
     assert report.ok, report.lines()

@@ -14,15 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import nats
 import pytest
 from claiim import Admin, AdminError, AsyncAdmin
 from claiim._services import start_services
-from claiim_core.canonical import canonical_bytes
 from claiim_core.schemas import ChronRecord, ChronStatus, DecisionEvent
 from claiim_runtime.settings import Settings
 
-from tests.conftest import Stack
+from tests.conftest import Stack, connect_as, sealed, with_auth
 from tests.integration.test_chron import wait_count
 
 pytestmark = pytest.mark.integration
@@ -100,12 +98,12 @@ def expected(org: str, specs: list[Spec], keep: Callable[[int, Spec], bool]) -> 
 
 
 async def publish(settings: Settings, org: str, specs: list[Spec]) -> None:
-    nc = await nats.connect(settings.url)
+    nc = await connect_as(settings, "gate")
     try:
         js = nc.jetstream()
         for i, spec in enumerate(specs):
             await js.publish(settings.names.decision_subject(org, spec.agent, spec.outcome),
-                             canonical_bytes(decision(org, i, spec)))
+                             sealed(settings, decision(org, i, spec)))
     finally:
         await nc.close()
 
@@ -274,7 +272,7 @@ async def test_status_reports_the_log_and_its_newest_checkpoint(log: Log) -> Non
 async def test_pending_counts_the_messages_chron_has_not_stored(stack_settings: Settings) -> None:
     """While PostgreSQL refuses the rows, pending counts the unstored messages; it falls to 0 once they are stored."""
     s = stack_settings
-    running = await start_services(s, which=("chron",))
+    running = await start_services(s, with_auth(s, "chron"))
     operator = AsyncAdmin(s.url, s.require_admin_token(), org="", namespace=s.namespace)
     conn = await asyncpg.connect(s.require_database_url())
     try:
@@ -328,13 +326,13 @@ async def test_a_time_window_lists_by_time_and_pages_in_that_order(stack: Stack)
     """Records stored out of time order come by leaf index without a window, by time within one,
     and paging a window (both ways) follows the time order without skipping or repeating."""
     s = stack.settings
-    nc = await nats.connect(s.url)
+    nc = await connect_as(s, "gate")
     try:
         js = nc.jetstream()
         for i in (2, 0, 1, 3):  # stored in this order: leaf order differs from time order
             spec = Spec("deploy-bot", "s.emp1", f"deploy:step-{i}")
             await js.publish(s.names.decision_subject("demo", spec.agent, "allow"),
-                             canonical_bytes(decision("demo", i, spec)))
+                             sealed(s, decision("demo", i, spec)))
     finally:
         await nc.close()
     await wait_count(s.require_database_url(), 4, "SELECT count(*) FROM chron_events WHERE kind = 'decision'")

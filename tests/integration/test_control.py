@@ -11,7 +11,7 @@ from claiim import AdminError, AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
 from claiim._services import start_services
 from claiim_control.service import Refused
-from claiim_core.canonical import canonical_bytes
+from claiim_core.eventauth import seal_control
 from claiim_core.events import AdminRevoked
 from claiim_core.explain import policy_diff
 from claiim_core.schemas import ApplyReply
@@ -33,8 +33,8 @@ async def test_applying_the_demo_bundle_again_changes_nothing(stack: Stack) -> N
 
 async def test_a_gate_started_later_rebuilds_the_same_projection(stack: Stack) -> None:
     """A new follower replaying the control stream ends with a registry equal to the live one."""
-    js = stack.running.js
-    fresh = RegistryFollower(js, stack.names)
+    js = stack.running.connections["control"].jetstream()
+    fresh = RegistryFollower(js, stack.names, stack.settings.require_control_keyring())
     await fresh.start()
     try:
         assert fresh.registry == stack.running.followers[-1].registry
@@ -90,8 +90,8 @@ async def test_admin_api_refuses_a_bad_admin_token(stack: Stack) -> None:
 
 async def test_tokens_are_never_published(stack: Stack) -> None:
     """No plaintext agent token appears anywhere in the control stream."""
-    js = stack.running.js
-    sub = await js.subscribe(stack.names.control_wildcard, ordered_consumer=True)
+    js = stack.running.connections["control"].jetstream()
+    sub = await js.subscribe(stack.names.control_wildcard, stream=stack.names.control_stream, ordered_consumer=True)
     seen = b""
     try:
         for _ in range(stack.running.followers[0].registry.last_seq):
@@ -155,14 +155,15 @@ async def test_of_two_conflicting_commands_one_wins(stack: Stack) -> None:
 
 
 async def test_control_events_that_do_not_decode_or_apply_are_skipped(stack: Stack) -> None:
-    """Garbage, and an event about an admin nobody enrolled, on the control stream do not stall the projection."""
+    """Garbage, and a genuinely signed event about an admin nobody enrolled, on the control stream do not
+    stall the projection."""
     names = stack.names
-    js = stack.running.js
+    js = stack.running.connections["control"].jetstream()
     await js.publish(names.control_subject("demo", "agent", "x"), b"{not json", stream=names.control_stream)
     ghost = AdminRevoked(event_id="chr_01m8ad0000000000000000ghost", at="2026-11-25T00:00:00.000000Z",
                          actor="operator", org="demo", name="ghost", reason="")
-    ack = await js.publish(names.control_subject("demo", "admin", "ghost"), canonical_bytes(ghost),
-                           stream=names.control_stream)
+    ack = await js.publish(names.control_subject("demo", "admin", "ghost"),
+                           seal_control(ghost, 0, stack.settings.require_control_signer()), stream=names.control_stream)
     await stack.running.followers[0].wait_for(ack.seq, timeout=5)
     done = await stack.admin.suspend("deploy-bot")
     assert done.control_seq > ack.seq

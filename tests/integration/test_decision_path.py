@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-import nats
 import pytest
 from claiim import AsyncGate, GateUnavailableError
 from claiim_core.schemas import DecisionEvent, DecisionReply
 from nats.js.api import DiscardPolicy
 
-from tests.conftest import Stack
+from tests.conftest import Stack, connect_agent, connect_as
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +64,9 @@ async def test_seed_decision_table(stack: Stack, agent: str, action: str, outcom
 
 async def test_decision_is_in_jetstream_before_the_reply(stack: Stack) -> None:
     """The instant a reply arrives, its decision event is already stored in the decisions stream."""
-    nc = await nats.connect(stack.settings.url)
-    js = nc.jetstream()
+    nc = await connect_agent(stack.settings, "deploy-bot", stack.tokens["deploy-bot"])
+    reader = await connect_as(stack.settings, "siem")
+    js = reader.jetstream()
     try:
         for action, outcome in [("deploy:staging", "allow"), ("deploy:production", "deny")] * 5:
             payload = msgspec.json.encode({"agent_id": "deploy-bot", "token": stack.tokens["deploy-bot"],
@@ -79,11 +79,12 @@ async def test_decision_is_in_jetstream_before_the_reply(stack: Stack) -> None:
             assert stored.headers is not None and stored.headers.get("Nats-Msg-Id") == reply.chron_id
     finally:
         await nc.close()
+        await reader.close()
 
 
 async def test_gate_fails_closed_when_jetstream_refuses(stack: Stack) -> None:
     """When the decisions stream refuses new messages, an otherwise allowed action is DENIED."""
-    nc = await nats.connect(stack.settings.url)
+    nc = await connect_as(stack.settings)
     js = nc.jetstream()
     try:
         async with gate_for(stack, "deploy-bot") as gate:
@@ -110,7 +111,7 @@ async def test_gate_fails_closed_when_jetstream_refuses(stack: Stack) -> None:
 
 async def test_gate_fails_closed_when_the_stream_is_gone(stack: Stack) -> None:
     """With the decisions stream deleted, nothing can be recorded, so the gate answers DENY."""
-    nc = await nats.connect(stack.settings.url)
+    nc = await connect_as(stack.settings)
     try:
         await nc.jetstream().delete_stream(stack.names.decisions_stream)
         async with gate_for(stack, "deploy-bot") as gate:
@@ -135,8 +136,9 @@ async def test_gate_fails_closed_when_the_stream_is_gone(stack: Stack) -> None:
     (b'{"agent_id": "deploy-bot", "token": "clm_wrong", "action": "deploy:staging"}', "auth:bad-token"),
 ])
 async def test_bad_requests_get_a_recorded_deny(stack: Stack, payload: bytes, reason: str) -> None:
-    """Malformed, oversized, unknown-agent and bad-token requests are answered DENY and recorded."""
-    nc = await nats.connect(stack.settings.url)
+    """Malformed, oversized, unknown-agent and bad-token requests are answered DENY and recorded (sent by an
+    admitted agent: NATS authentication is the first line, the gate's own checks the second)."""
+    nc = await connect_agent(stack.settings, "review-bot", stack.tokens["review-bot"])
     try:
         msg = await nc.request(stack.names.gate_check, payload, timeout=5)
     finally:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from claiim import AdminError, AsyncAdmin, AsyncGate
+from claiim import AdminError, AsyncAdmin, AsyncGate, UnauthorizedError
 from claiim_core.schemas import ChronRecord
 
-from tests.conftest import Stack
+from tests.conftest import AUTH_ON, Stack, gate_via
 
 pytestmark = pytest.mark.integration
 
@@ -153,8 +153,12 @@ async def test_decisions_and_chron_are_per_org(orgs: Orgs) -> None:
     acme_allow = await orgs.decide("deploy-bot", orgs.acme_token, "deploy:production")
     assert (demo_deny.outcome, demo_deny.anchor) == ("DENY", "s.emp1")
     assert (acme_allow.outcome, acme_allow.anchor, acme_allow.policy) == ("ALLOW", "o.wner", "anything-v1")
-    # acme's agent token naming demo's agents reaches nothing of demo
-    probe = await orgs.decide("review-bot", orgs.acme_token, "pr:comment")
+    # acme's agent token naming demo's agents reaches nothing of demo: NATS refuses it, and so does the gate
+    if AUTH_ON:
+        with pytest.raises(UnauthorizedError):
+            await orgs.decide("review-bot", orgs.acme_token, "pr:comment")
+    async with gate_via(orgs.stack, "review-bot", orgs.acme_token) as gate:
+        probe = await gate.check(action="pr:comment", target="api-v2")
     assert (probe.outcome, probe.reason) == ("DENY", "agent:unknown -- no agent 'review-bot' is registered in org acme")
     records = {r: await orgs.chron(r.chron_id) for r in (demo_deny, acme_allow, probe)}
     assert [rec.org for rec in records.values()] == ["demo", "acme", "acme"]

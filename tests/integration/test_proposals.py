@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from claiim import AdminError, AsyncAdmin, AsyncGate
+from claiim import AdminError, AsyncAdmin
 from claiim._embedded import demo_bundle
 from claiim._services import start_services
 from claiim_runtime.settings import Settings
 
-from tests.conftest import Stack
+from tests.conftest import Stack, backend, gate_via
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,9 @@ BOT = {"org": "demo", "agents": [{"id": "new-bot", "anchor": "n.ew", "skills": [
 
 
 async def check(stack: Stack, agent: str, token: str) -> str:
-    async with AsyncGate(agent, token, stack.settings.url, namespace=stack.settings.namespace) as gate:
+    """The gate's reason for the agent's request, carried over review-bot's connection (an agent that is
+    not registered yet cannot connect to NATS itself)."""
+    async with gate_via(stack, agent, token) as gate:
         return (await gate.check(action="deploy:staging", target="api-v2")).reason
 
 
@@ -156,7 +158,7 @@ async def test_narrowing_changes_apply_at_once(admins: Admins) -> None:
 
 async def test_expired_proposals_cannot_be_approved(stack_settings: Settings) -> None:
     settings = Settings(**{**stack_settings.model_dump(), "proposal_ttl": 0.5})
-    running = await start_services(settings, instance="expiry")
+    running = await start_services(settings, backend(settings), instance="expiry")
     operator = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
     await operator.apply(demo_bundle())
     stack = Stack(settings, running, operator, {})

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import nats
 import pytest
-from claiim import AsyncGate
+from claiim import AsyncGate, UnauthorizedError
 
-from tests.conftest import Stack
+from tests.conftest import AUTH_ON, Stack, connect_as, gate_via
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.integration
 async def all_stream_bytes(stack: Stack) -> bytes:
     """Every message of every claiim stream, headers included."""
     names = stack.names
-    nc = await nats.connect(stack.settings.url)
+    nc = await connect_as(stack.settings)
     out = bytearray()
     try:
         js = nc.jetstream()
@@ -43,8 +42,12 @@ async def test_no_plaintext_token_in_streams_chron_or_logs(stack: Stack, caplog:
                          namespace=stack.settings.namespace) as gate:
         await gate.check(action="deploy:staging", target="api-v2")
     for token in (agent_tokens["deploy-bot"], wrong):  # a rotated-out and a wrong token, both recorded as DENY
-        async with AsyncGate("deploy-bot", token, stack.settings.url, namespace=stack.settings.namespace) as gate:
+        async with gate_via(stack, "deploy-bot", token) as gate:
             assert (await gate.check(action="deploy:staging", target="api-v2")).outcome == "DENY"
+        if AUTH_ON:  # and refused by NATS, whose auth service must not log them either
+            with pytest.raises(UnauthorizedError):
+                async with AsyncGate("deploy-bot", token, stack.settings.url, namespace=stack.settings.namespace) as g:
+                    await g.check(action="deploy:staging")
     assert stack.running.chron is not None
     for _ in range(100):
         if stack.running.chron.stored >= 14:  # 9 demo events, rotation, enrolment, 3 decisions

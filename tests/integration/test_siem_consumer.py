@@ -18,7 +18,7 @@ from claiim._cli import chron as chron_cli
 from claiim_core.ids import rfc3339
 from claiim_core.schemas import DecisionEvent
 
-from tests.conftest import Stack
+from tests.conftest import Stack, connect_as
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import siem_consumer
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 async def last_seq(stack: Stack) -> int:
     """The stream sequence of the newest decision (0 when there is none)."""
-    nc = await nats.connect(stack.settings.url)
+    nc = await connect_as(stack.settings)
     try:
         info = await nc.jetstream().stream_info(stack.names.decisions_stream)
         return info.state.last_seq
@@ -45,7 +45,8 @@ async def decide(stack: Stack, *actions: str) -> list[str]:
 
 async def read(stack: Stack, subject: str | None = None, **start: Any) -> list[dict[str, Any]]:
     """Everything the consumer yields until the stream has been quiet for half a second."""
-    lines = siem_consumer.consume(stack.settings.url, stack.settings.namespace, subject, idle=0.5, **start)
+    lines = siem_consumer.consume(stack.settings.url, stack.settings.namespace, subject, idle=0.5,
+                                  password=stack.settings.nats_password("siem"), **start)
     return [json.loads(line) async for line in lines]
 
 
@@ -79,7 +80,7 @@ async def test_limit_stops_the_command_line(stack: Stack, capsys: pytest.Capture
     await decide(stack, "deploy:staging", "deploy:production", "deploy:staging")
     start = await last_seq(stack) - 2
     argv = ["--url", stack.settings.url, "--namespace", stack.settings.namespace, "--from-seq", str(start),
-            "--limit", "2", "--ocsf"]
+            "--limit", "2", "--ocsf", "--password", stack.settings.nats_password("siem") or ""]
     assert await asyncio.to_thread(siem_consumer.main, argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["disposition"] for line in lines] == ["Allowed", "Blocked"]
@@ -89,7 +90,7 @@ async def test_chron_publishes_each_decision_as_ocsf_on_its_own_subject(stack: S
     """The OCSF feed: one OCSF event per decision, on <ns>.ocsf.<org>.<agent>.<outcome>, deduplicated by chron id."""
     allow, deny = await decide(stack, "deploy:staging", "deploy:production")
     names = stack.names
-    nc = await nats.connect(stack.settings.url)
+    nc = await connect_as(stack.settings, "siem")
     try:
         js = nc.jetstream()
         sub = await js.subscribe(f"{names.namespace}.ocsf.demo.deploy-bot.deny", stream=names.ocsf_stream,
@@ -114,7 +115,8 @@ async def test_replay_republishes_from_a_sequence(stack: Stack, monkeypatch: pyt
     first, second = await decide(stack, "deploy:staging", "deploy:production")
     monkeypatch.setenv("CLAIIM_URL", stack.settings.url)
     monkeypatch.setenv("CLAIIM_NAMESPACE", stack.settings.namespace)
-    nc = await nats.connect(stack.settings.url)
+    monkeypatch.setenv("CLAIIM_ADMIN_TOKEN", stack.settings.require_admin_token())  # replay runs as the operator
+    nc = await connect_as(stack.settings)
     try:
         sub = await nc.subscribe("replayed.>")
         args = argparse.Namespace(stream="decisions", from_seq=await last_seq(stack), since=None, limit=0,

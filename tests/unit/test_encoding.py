@@ -12,7 +12,17 @@ from typing import Any
 import msgspec
 import pytest
 from claiim_core.canonical import canonical_bytes
+from claiim_core.checkpoint import Signer
 from claiim_core.document import PolicyDocument
+from claiim_core.eventauth import (
+    ControlKeyring,
+    GateKey,
+    GateKeyring,
+    check_control,
+    check_decision,
+    seal_control,
+    seal_decision,
+)
 from claiim_core.events import (
     AgentRegistered,
     AgentUpdated,
@@ -26,6 +36,7 @@ from claiim_core.ids import chron_id, rfc3339, ulid, ulid_time_ms
 from claiim_core.schemas import CheckRequest, DecisionEvent
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 GOLDEN = Path(__file__).parent / "golden" / "canonical.json"
 
@@ -76,13 +87,20 @@ def golden_skill_published() -> SkillPublished:
     )
 
 
+GOLDEN_GATE_KEY = GateKey("golden-gate", hashlib.sha256(b"claiim golden gate key").digest())
+GOLDEN_CONTROL_KEY = Signer.from_seed("claiim-golden", hashlib.sha256(b"claiim golden control key").digest())
+GOLDEN_PREV = 3
+
+
 def golden_vectors() -> dict[str, dict[str, str]]:
-    """What tests/unit/golden/canonical.json must hold, computed from the current encoder."""
-    out = {}
-    for key, value in [("decision_event", golden_decision_event()), ("skill_published", golden_skill_published())]:
-        data = canonical_bytes(value)
-        out[key] = {"canonical": data.decode("utf-8"), "sha256": hashlib.sha256(data).hexdigest()}
-    return out
+    """What tests/unit/golden/canonical.json must hold, computed from the current encoder: the fixed
+    events authenticated with fixed keys (a gate MAC, a control signature after stream sequence 3),
+    so that another implementation can check its MACs and signatures against them."""
+    sealed = [("decision_event", seal_decision(golden_decision_event(), GOLDEN_GATE_KEY), str(GOLDEN_GATE_KEY)),
+              ("skill_published", seal_control(golden_skill_published(), GOLDEN_PREV, GOLDEN_CONTROL_KEY),
+               str(GOLDEN_CONTROL_KEY.verifier))]
+    return {key: {"canonical": data.decode("utf-8"), "sha256": hashlib.sha256(data).hexdigest(), "key": key_text}
+            for key, data, key_text in sealed}
 
 
 def test_golden_file_is_consistent() -> None:
@@ -107,7 +125,18 @@ def test_canonical_bytes_match_golden_vectors(key: str) -> None:
 def test_golden_skill_event_decodes_back() -> None:
     """The stored golden control event decodes to the fixed event, so old records stay readable."""
     stored = json.loads(GOLDEN.read_text(encoding="utf-8"))["skill_published"]
-    assert decode_control(stored["canonical"].encode("utf-8")) == golden_skill_published()
+    assert replace(decode_control(stored["canonical"].encode("utf-8")), auth=None) == golden_skill_published()
+
+
+def test_golden_events_verify_with_their_stored_keys() -> None:
+    """The stored golden events' MAC and signature verify with the keys stored beside them."""
+    stored = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    decision = msgspec.json.decode(stored["decision_event"]["canonical"].encode(), type=DecisionEvent)
+    assert check_decision(decision, GateKeyring.parse(stored["decision_event"]["key"])) == "golden-gate"
+    control = decode_control(stored["skill_published"]["canonical"].encode())
+    ring = ControlKeyring.parse(stored["skill_published"]["key"])
+    assert check_control(control, ring) == GOLDEN_CONTROL_KEY.verifier.label
+    assert control.auth is not None and control.auth.prev == GOLDEN_PREV
 
 
 # -- canonical form -----------------------------------------------------------------------------

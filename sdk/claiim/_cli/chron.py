@@ -1,17 +1,19 @@
 """``claiim chron ...``: proofs, checkpoints, whole-log verification, replay, export and rebuild.
 
-``keygen``, ``verify-proof`` and ``verify-consistency`` work offline. ``verify``, ``replay``,
-``export`` and ``rebuild`` read the streams (and PostgreSQL) directly, as operators' tools; the
-others go through Chron's query API with an admin token.
+``verify-proof`` and ``verify-consistency`` work offline. ``verify``, ``replay``, ``export`` and
+``rebuild`` read the streams (and PostgreSQL) directly, as operators' tools; the others go through
+Chron's query API with an admin token. The tools that check events' authentication take the gate
+keyring (``--gate-keys``, default ``CLAIIM_GATE_KEYS(_FILE)``) and the control verifier keys
+(``--control-keys``, default ``CLAIIM_CONTROL_VERIFIERS(_FILE)``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
-import secrets
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -20,10 +22,19 @@ from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
-import nats
 from claiim_chron.rebuild import Message, rebuild, stream_messages
+from claiim_chron.rows import StreamAuthenticator
 from claiim_chron.verify import Evidence, evidence_from_stream, verify_log
-from claiim_core.checkpoint import CheckpointError, Signer, Verifier
+from claiim_core.checkpoint import CheckpointError, Verifier
+from claiim_core.eventauth import (
+    AuthError,
+    ControlKeyring,
+    GateKeyring,
+    KeyFormatError,
+    check_control,
+    check_decision,
+)
+from claiim_core.events import decode_control
 from claiim_core.names import Names
 from claiim_core.ocsf import ocsf_decision
 from claiim_core.proofs import ConsistencyProof, InclusionProof, ProofError, check_consistency, check_inclusion
@@ -32,26 +43,32 @@ from nats.aio.client import Client
 
 from claiim._admin import AsyncAdmin
 from claiim._cli.output import fields, table, to_json
-from claiim._errors import AdminError, ClaiimError
-from claiim._transport import resolve_url
+from claiim._errors import AdminError
+from claiim._transport import connect_with_token, resolve_url
 
 PROOF_WAIT_S = 12.0
 
 
 def add_commands(chron: Any, leaf: Any) -> None:
     """Add the proof and operations commands to the ``chron`` group (``leaf`` makes a command)."""
-    keygen = chron.add_parser("keygen", help="make a checkpoint signing key (offline)")
-    keygen.add_argument("name", help="the key's name, e.g. acme-chron")
-    keygen.add_argument("-o", "--output", type=Path, required=True, help="file for the signing key (mode 600)")
     ls = leaf(chron, "checkpoints", "recent signed checkpoints, newest first", org=False)
     ls.add_argument("--limit", type=int, default=20)
-    leaf(chron, "status", "leaves stored, the newest checkpoint, and messages still to store", org=False)
+    leaf(chron, "status", "leaves stored, the newest checkpoint, messages still to store, and whether Chron is "
+                          "ready (exit 3 if not)", org=False)
+    parked = leaf(chron, "parked", "messages Chron did not make leaves (undecodable, not authentic, replayed); "
+                                   "operator only", org=False)
+    parked.add_argument("--all", action="store_true", help="also those already acknowledged")
+    parked.add_argument("--limit", type=int, default=100)
+    parked.add_argument("--ack", nargs="*", type=int, metavar="ID",
+                        help="acknowledge these parked messages (none given: every one not yet acknowledged)")
+    parked.add_argument("--reason", default="", help="why they are acknowledged (required with --ack)")
     prove = leaf(chron, "prove", "write a self-contained inclusion proof of one record", json=False)
     prove.add_argument("chron_id")
     prove.add_argument("-o", "--output", type=Path, required=True)
     vp = chron.add_parser("verify-proof", help="verify an inclusion proof offline, with the log's public key")
     vp.add_argument("proof", type=Path)
     _key_option(vp)
+    _event_key_options(vp)
     cons = leaf(chron, "consistency", "write a proof that one checkpoint extends another", org=False, json=False)
     cons.add_argument("first", type=int, help="tree size of the earlier checkpoint")
     cons.add_argument("second", type=int, nargs="?", default=0, help="tree size of the later one (default: newest)")
@@ -66,6 +83,7 @@ def add_commands(chron: Any, leaf: Any) -> None:
                                                       "instead of the proofs stream")
     verify.add_argument("--max-age", type=float, default=60.0,
                         help="seconds leaves may wait for a checkpoint before the log is stale (default 60)")
+    _event_key_options(verify)
     for name, text in (("replay", "re-read the decision (or control) stream: print or republish events"),
                        ("export", "print decisions as JSON lines, native or OCSF")):
         cmd = chron.add_parser(name, help=text, description=text)
@@ -82,11 +100,46 @@ def add_commands(chron: Any, leaf: Any) -> None:
     rb = chron.add_parser("rebuild", help="build a fresh Chron database from the streams and check it")
     rb.add_argument("--database", required=True, help="URL of an empty PostgreSQL database")
     _key_option(rb)
+    _event_key_options(rb)
 
 
 def _key_option(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--key", help="verifier key NAME+ID+BASE64, or a file holding it "
                                    "(default: CLAIIM_CHECKPOINT_VERIFIER)")
+
+
+def _event_key_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--gate-keys", type=Path, metavar="FILE",
+                     help="the gate keyring, to check decisions' MACs (default: CLAIIM_GATE_KEYS or _FILE)")
+    cmd.add_argument("--control-keys", type=Path, metavar="FILE",
+                     help="the control verifier keys, to check control events' signatures "
+                          "(default: CLAIIM_CONTROL_VERIFIERS or _FILE)")
+
+
+def _keyring_text(path: Path | None, variable: str) -> str | None:
+    try:
+        if path is not None:
+            return path.read_text()
+        if os.environ.get(variable):
+            return os.environ[variable]
+        if os.environ.get(f"{variable}_FILE"):
+            return Path(os.environ[f"{variable}_FILE"]).read_text()
+    except OSError as e:
+        raise AdminError(f"cannot read the {variable} keyring: {e}") from e
+    return None
+
+
+def _authenticator(args: argparse.Namespace, *, required: bool = False) -> StreamAuthenticator:
+    gate = _keyring_text(args.gate_keys, "CLAIIM_GATE_KEYS")
+    control = _keyring_text(args.control_keys, "CLAIIM_CONTROL_VERIFIERS")
+    if required and (gate is None or control is None):
+        raise AdminError("a rebuild authenticates every event as Chron did: give --gate-keys and --control-keys "
+                         "(or CLAIIM_GATE_KEYS_FILE and CLAIIM_CONTROL_VERIFIERS)")
+    try:
+        return StreamAuthenticator(_names(), GateKeyring.parse(gate) if gate is not None else None,
+                                   ControlKeyring.parse(control) if control is not None else None)
+    except KeyFormatError as e:
+        raise AdminError(f"bad keyring: {e}") from e
 
 
 def _verifier(text: str | None) -> Verifier:
@@ -105,21 +158,8 @@ def _names() -> Names:
     return Names(os.environ.get("CLAIIM_NAMESPACE") or "claiim")
 
 
-OFFLINE = {"keygen", "verify-proof", "verify-consistency"}
+OFFLINE = {"verify-proof", "verify-consistency"}
 DIRECT = {"verify", "replay", "export", "rebuild"}
-
-
-def keygen(args: argparse.Namespace) -> int:
-    try:
-        signer = Signer.from_seed(args.name, secrets.token_bytes(32))
-    except CheckpointError as e:
-        raise AdminError(str(e)) from e
-    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{signer}\n")
-    print(f"signing key written to {args.output} (mode 600): give it to Chron as CLAIIM_CHECKPOINT_KEY_FILE")
-    print(f"verifier key (publish it to auditors): {signer.verifier}")
-    return 0
 
 
 P = TypeVar("P", InclusionProof, ConsistencyProof)
@@ -143,10 +183,33 @@ def verify_proof(args: argparse.Namespace) -> int:
     event, cp = proven.event, proven.checkpoint
     what = (f"{event.get('outcome')} {event.get('agent_id')} {event.get('action')} {event.get('target')} "
             f"({event.get('reason')})" if "outcome" in event else f"{event.get('type')} by {event.get('actor')}")
+    try:
+        authenticated = _event_authentication(base64.b64decode(proof.leaf), "outcome" in event, _authenticator(args))
+    except AuthError as e:
+        print(f"FAIL: {proof.chron_id} is leaf {proven.leaf_index} of {cp.origin}, but the event is not authentic: {e}",
+              file=sys.stderr)
+        return 1
     print(f"OK: {proof.chron_id} is leaf {proven.leaf_index} of {cp.origin}, in the tree of {cp.size} leaves "
           f"signed {cp.time or '(no time)'} by {verifier.name}+{verifier.key_id.hex()}")
     print(f"    {what}")
+    print(f"    {authenticated}")
     return 0
+
+
+def _event_authentication(data: bytes, decision: bool, auth: StreamAuthenticator) -> str:
+    """Which key vouches for the proven event; raises :class:`AuthError` when it does not verify."""
+    try:
+        if decision:
+            if auth.gate_keys is None:
+                return "its gate MAC was not checked (no gate keys: --gate-keys or CLAIIM_GATE_KEYS_FILE)"
+            key = check_decision(msgspec.json.decode(data, type=DecisionEvent), auth.gate_keys)
+            return f"decided by a gate holding key {key!r} (MAC verified)"
+        if auth.control_keys is None:
+            return "its signature was not checked (no control keys: --control-keys or CLAIIM_CONTROL_VERIFIERS)"
+        key = check_control(decode_control(data), auth.control_keys)
+        return f"signed by the control key {key} (signature verified)"
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise AuthError(f"the event does not decode: {e}") from e
 
 
 def verify_consistency(args: argparse.Namespace) -> int:
@@ -170,12 +233,37 @@ async def checkpoints(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     return 0
 
 
-STATUS_FIELDS = ("tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending")
+STATUS_FIELDS = ("tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending", "parked")
+NOT_READY = 3
+"""``chron status``'s exit code when Chron reports problems."""
 
 
 async def status(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     found = await admin.chron_status()
-    print(to_json(found) if args.json else fields(found, STATUS_FIELDS))
+    if args.json:
+        print(to_json(found))
+    else:
+        print(fields(found, STATUS_FIELDS))
+        print("ready:              " + ("yes" if not found.problems else "NO"))
+        for problem in found.problems:
+            print(f"  - {problem}")
+    return NOT_READY if found.problems else 0
+
+
+async def parked(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    if args.ack is not None:
+        if not args.reason:
+            raise AdminError("--ack needs --reason: the acknowledgement is recorded with it")
+        done = await admin.chron_acknowledge_parked(args.ack, args.reason)
+        print(f"acknowledged {len(done)} parked message(s){': ' + ', '.join(map(str, done)) if done else ''}")
+        return 0
+    found = await admin.chron_parked(unacknowledged=not args.all, limit=args.limit)
+    if args.json:
+        print(to_json(found))
+    elif not found:
+        print("no parked messages" + ("" if args.all else " waiting for acknowledgement"))
+    else:
+        print(table(found, ("id", "parked_at", "stream", "stream_seq", "subject", "error", "acked_by")))
     return 0
 
 
@@ -204,10 +292,11 @@ async def consistency(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 
 
 async def _connect() -> Client:
-    try:
-        return await nats.connect(resolve_url(None), connect_timeout=3, max_reconnect_attempts=0)
-    except Exception as e:
-        raise ClaiimError(f"cannot reach NATS at {resolve_url(None)}: {e}") from e
+    """A connection as the operator (CLAIIM_ADMIN_TOKEN): it may read claiim's streams."""
+    token = os.environ.get("CLAIIM_ADMIN_TOKEN", "")
+    if not token:
+        raise AdminError("reading the streams needs the operator token: set CLAIIM_ADMIN_TOKEN")
+    return await connect_with_token(resolve_url(None), token, name="claiim-cli", reconnects=0)
 
 
 async def verify(args: argparse.Namespace) -> int:
@@ -227,9 +316,10 @@ async def verify(args: argparse.Namespace) -> int:
         source = f"the {_names().proofs_stream} stream"
     print(f"verifying against {len(evidence.notes)} checkpoints and {len(evidence.batches)} leaf batches from "
           f"{source}", file=sys.stderr)
+    auth = _authenticator(args)
     conn = await asyncpg.connect(url)
     try:
-        report = await verify_log(conn, verifier, evidence, max_age=args.max_age, progress=_progress)
+        report = await verify_log(conn, verifier, evidence, max_age=args.max_age, progress=_progress, auth=auth)
     finally:
         await conn.close()
     print("\n".join(report.lines()))
@@ -289,9 +379,10 @@ async def export(args: argparse.Namespace) -> int:
 
 async def rebuild_cmd(args: argparse.Namespace) -> int:
     verifier = _verifier(args.key)
+    auth = _authenticator(args, required=True)
     nc = await _connect()
     try:
-        report = await rebuild(nc.jetstream(), _names(), args.database, verifier)
+        report = await rebuild(nc.jetstream(), _names(), args.database, verifier, auth)
     finally:
         await nc.close()
     print("\n".join(report.lines()))
@@ -301,8 +392,7 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
 
 
 def run_offline(args: argparse.Namespace) -> int:
-    return {"keygen": keygen, "verify-proof": verify_proof, "verify-consistency": verify_consistency}[
-        args.subcommand](args)
+    return {"verify-proof": verify_proof, "verify-consistency": verify_consistency}[args.subcommand](args)
 
 
 def run_direct(args: argparse.Namespace) -> int:

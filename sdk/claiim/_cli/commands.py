@@ -384,6 +384,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("chron", "show"): chron_show,
     ("chron", "checkpoints"): chron.checkpoints,
     ("chron", "status"): chron.status,
+    ("chron", "parked"): chron.parked,
     ("chron", "prove"): chron.prove,
     ("chron", "consistency"): chron.consistency,
 }

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ui-port", type=int, default=8480, help="the admin web UI's port on 127.0.0.1 (0: any free)")
 
     serve = sub.add_parser("serve", help="run services against existing servers (settings from env)")
-    serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "ocsf", "admin", "all"])
+    serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "ocsf", "auth", "admin", "all"])
 
     apply = _leaf(sub, "apply", "apply a bundle of skills, policies and agents (idempotent)", org=False)
     apply.add_argument("-f", "--file", type=Path, required=True)

@@ -3,9 +3,11 @@
 A durable pull consumer (``chron-ocsf``) reads the decision stream; each decision is published as
 OCSF to ``<ns>.ocsf.<org>.<agent>.<allow|deny>`` (stream ``<NS>_OCSF``) with the chron id as
 ``Nats-Msg-Id``, and the decision is acked only after the PubAck. So the feed misses nothing and
-a redelivery is deduplicated. A message that is not a decision is acked and skipped (Chron
-parks it). It is its own service (``claiim serve ocsf``), so that publishing a second stream
-never slows Chron's ingest down where they run in separate processes.
+a redelivery is deduplicated. A message that is not a decision, or not authentic (no valid MAC
+of a trusted gate key, or replayed on another subject), is acked and skipped, counted and logged
+at CRITICAL (Chron parks it): a SIEM reading the OCSF stream never sees a forged decision. It is
+its own service (``claiim serve ocsf``), so that publishing a second stream never slows Chron's
+ingest down where they run in separate processes.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import contextlib
 import logging
 
 import msgspec
+from claiim_core.eventauth import AuthError, GateKeyring, open_decision
 from claiim_core.names import Names
 from claiim_core.ocsf import ocsf_bytes
 from claiim_core.schemas import DecisionEvent
+from claiim_runtime.natsconf import OCSF_DURABLE
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -25,21 +29,23 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 log = logging.getLogger(__name__)
 _decision = msgspec.json.Decoder(DecisionEvent)
-DURABLE = "chron-ocsf"
+
 RETRY_DELAY_S = 1.0
 
 
 class OcsfFeed:
-    def __init__(self, js: JetStreamContext, names: Names, batch: int) -> None:
+    def __init__(self, js: JetStreamContext, names: Names, batch: int, gate_keys: GateKeyring) -> None:
         self._js = js
         self._names = names
         self._batch = batch
+        self._gate_keys = gate_keys
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.rejected = 0
 
     async def start(self) -> None:
         psub = await self._js.pull_subscribe(
-            "", durable=DURABLE, stream=self._names.decisions_stream,
+            "", durable=OCSF_DURABLE, stream=self._names.decisions_stream,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                   max_ack_pending=50_000, ack_wait=30, max_deliver=-1),
         )
@@ -71,9 +77,17 @@ class OcsfFeed:
         events = []
         for msg in msgs:
             try:
-                events.append((msg, _decision.decode(msg.data)))
+                event = _decision.decode(msg.data)
+                open_decision(event, msg.subject, msg.metadata.sequence.stream, self._gate_keys, self._names)
+            except AuthError as e:
+                self.rejected += 1
+                log.critical("decision at seq %s on %s is not authentic, not published as OCSF: %s",
+                             msg.metadata.sequence.stream, msg.subject, e)
+                await msg.ack()
             except (msgspec.DecodeError, msgspec.ValidationError):
                 await msg.ack()
+            else:
+                events.append((msg, event))
         try:
             await asyncio.gather(*(self._js.publish(
                 self._names.ocsf_subject(e.org, e.agent_id, e.outcome), ocsf_bytes(e), stream=self._names.ocsf_stream,

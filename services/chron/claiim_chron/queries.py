@@ -3,7 +3,8 @@
 Every query carries an admin token. Records and inclusion proofs are those of the principal's
 org (the operator's: every org, or the one it names). Checkpoints, consistency proofs and the
 status describe the whole installation's log; any admin, auditor or the operator may read them,
-as they reveal how many leaves there are and nothing of any record.
+as they reveal how many leaves there are and nothing of any record. Parked messages may be forged
+events naming any org: only the operator lists and acknowledges them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from claiim_core.access import AccessError, authenticate, scope
+from claiim_core.access import AccessError, Principal, authenticate, scope
 from claiim_core.merkle import consistency_ranges, inclusion_ranges, nodes_for, proof_from
 from claiim_core.proofs import ConsistencyProof, InclusionProof
-from claiim_core.schemas import CheckpointInfo, ChronQuery, ChronRecord, ChronResult, ChronStatus
+from claiim_core.schemas import CheckpointInfo, ChronQuery, ChronRecord, ChronResult, ChronStatus, ParkedInfo
 from claiim_runtime.follower import RegistryFollower
 
 from claiim_chron.search import Search
@@ -34,7 +35,9 @@ class ChronQueries:
     """Answers Chron queries from the store; ``pending`` counts the messages not yet stored."""
 
     def __init__(self, store: ChronStore, follower: RegistryFollower, token_secret: bytes, operator_token: str,
-                 checkpoint_interval: float, pending: Callable[[], Awaitable[int]]) -> None:
+                 checkpoint_interval: float, pending: Callable[[], Awaitable[int]],
+                 problems: Callable[[], Awaitable[list[str]]]) -> None:
+        self._problems = problems
         self._store = store
         self._follower = follower
         self._secret = token_secret
@@ -51,6 +54,8 @@ class ChronQueries:
         await self._follower.wait_caught_up()
         try:
             principal = authenticate(self._follower.registry, self._secret, self._operator_token, q.admin_token)
+            if q.op in ("parked", "ack-parked"):
+                return await self._parked(q, principal)
             org = None if principal.org is None and not q.org else scope(principal, q.org, write=False)
             return await self._run(q, org)
         except (AccessError, QueryError, StoreError) as e:
@@ -70,6 +75,17 @@ class ChronQueries:
             return ChronResult(status=await self._status())
         rows = await self._store.query(_search_of(q, org))
         return ChronResult(records=[_record(r) for r in rows])
+
+    async def _parked(self, q: ChronQuery, principal: Principal) -> ChronResult:
+        if principal.org is not None:
+            raise AccessError(f"forbidden: only the operator reads and acknowledges parked messages, not the "
+                              f"{principal}")
+        if q.op == "ack-parked":
+            if not q.reason:
+                raise QueryError("acknowledging parked messages needs a reason")
+            return ChronResult(acknowledged=await self._store.acknowledge_parked(q.ids, principal.name, q.reason))
+        rows = await self._store.parked(unacknowledged=q.unacknowledged, limit=q.limit)
+        return ChronResult(parked=[_parked_info(r) for r in rows])
 
     async def _prove(self, chron_id: str, org: str | None) -> ChronResult:
         found = await self._store.leaf(chron_id)
@@ -110,7 +126,8 @@ class ChronQueries:
         latest = await self._store.checkpoints(limit=1, newest_first=True)
         return ChronStatus(tree_size=size, last_recorded_at=recorded_at.isoformat() if recorded_at else "",
                            checkpoint_size=latest[0].size if latest else 0,
-                           checkpoint_signed_at=latest[0].signed_at.isoformat() if latest else "", pending=pending)
+                           checkpoint_signed_at=latest[0].signed_at.isoformat() if latest else "", pending=pending,
+                           parked=await self._store.unacknowledged_parked(), problems=await self._problems())
 
 
 def _search_of(q: ChronQuery, org: str | None) -> Search:
@@ -134,6 +151,13 @@ def parse_time(name: str, text: str | None) -> datetime | None:
 
 def _checkpoint_info(c: StoredCheckpoint) -> CheckpointInfo:
     return CheckpointInfo(size=c.size, root=c.root.hex(), signed_at=c.signed_at.isoformat(), note=c.note)
+
+
+def _parked_info(r: dict[str, Any]) -> ParkedInfo:
+    return ParkedInfo(id=r["id"], stream=r["stream"], stream_seq=r["stream_seq"], subject=r["subject"],
+                      error=r["error"], parked_at=r["parked_at"].isoformat(),
+                      data=bytes(r["data"])[:4096].decode("utf-8", "replace"), acked_by=r["acked_by"] or "",
+                      ack_reason=r["ack_reason"] or "", acked_at=r["acked_at"].isoformat() if r["acked_at"] else "")
 
 
 def _record(r: dict[str, Any]) -> ChronRecord:

@@ -2,9 +2,11 @@
 
 A rebuild needs the decision and control streams from their first message (their retention is
 unlimited by default) and the proofs feed, whose leaf batches give the order in which Chron made
-the leaves. It stores the leaves in that order in an empty database, copies the checkpoints that
-verify with the log's key, and checks the result with :func:`claiim_chron.verify.verify_log`:
-the rebuilt tree must have the signed root at every checkpoint size.
+the leaves. It stores the leaves in that order in an empty database, authenticating every event
+as Chron did (with the gate and control keyrings: what Chron parked is parked again), copies the
+checkpoints that verify with the log's key, and checks the result with
+:func:`claiim_chron.verify.verify_log`: the rebuilt tree must have the signed root at every
+checkpoint size.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from claiim_core.checkpoint import CheckpointError, Verifier
 from claiim_core.names import Names
 from nats.js import JetStreamContext
 
-from claiim_chron.rows import Parked, Row, to_row
+from claiim_chron.rows import Parked, Row, StreamAuthenticator, to_row
 from claiim_chron.store import ChronStore, StoreError
 from claiim_chron.verify import Evidence, Report, evidence_from_stream, read_subject, verify_log
 
@@ -45,7 +47,8 @@ async def stream_messages(js: JetStreamContext, names: Names, kind: str, *, star
         yield Message(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data, chron_id)
 
 
-async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifier: Verifier) -> Report:
+async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifier: Verifier,
+                  auth: StreamAuthenticator) -> Report:
     """Build Chron's tables in the empty database at ``database_url`` from the streams; raises
     :class:`StoreError` when the database is not empty or a leaf's message is gone."""
     evidence = await evidence_from_stream(js, names)
@@ -53,10 +56,11 @@ async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifie
     unnamed: list[Message] = []
     for kind in ("decision", "control"):
         async for m in stream_messages(js, names, kind):
-            if m.chron_id:
+            if m.chron_id and m.chron_id not in messages:
                 messages[m.chron_id] = m
             else:
                 unnamed.append(m)
+    auth.learn_control((m.seq, m.subject) for m in [*messages.values(), *unnamed] if m.kind == "control")
     order = [chron_id for _, leaves in sorted(evidence.batches, key=lambda b: b[0]) for chron_id, _ in leaves]
     gone = [c for c in order if c not in messages]
     if gone:
@@ -73,7 +77,7 @@ async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifie
             rows: list[Row] = []
             parked: list[Parked] = []
             for m in pending[start:start + BATCH]:
-                item = to_row(m.kind, m.stream, m.seq, m.subject, m.data)
+                item = to_row(m.kind, m.stream, m.seq, m.subject, m.data, auth.check)
                 (parked if isinstance(item, Parked) else rows).append(item)  # type: ignore[arg-type]
             await store.append(rows, parked)
         for note in evidence.notes:
@@ -89,6 +93,7 @@ async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifie
         # Statistics of the new rows now, not when autovacuum gets to them: until then PostgreSQL
         # plans searches of a large log badly (an action prefix took 1 s instead of 5 ms at 1M rows).
         await conn.execute("ANALYZE chron_events")
-        return await verify_log(conn, verifier, Evidence(evidence.notes, evidence.batches), max_age=float("inf"))
+        return await verify_log(conn, verifier, Evidence(evidence.notes, evidence.batches), max_age=float("inf"),
+                                auth=auth)
     finally:
         await conn.close()

@@ -1,12 +1,16 @@
-"""Turning stream messages into Chron rows (pure). A message that does not decode is parked."""
+"""Turning stream messages into Chron rows (pure). A message that does not decode, or that its
+check refuses (an event that is not authentic), is parked instead."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
+from claiim_core.eventauth import AuthError, ControlKeyring, GateKeyring, open_control, open_decision
 from claiim_core.events import ControlEvent, aggregate, decode_control
+from claiim_core.names import Names
 from claiim_core.policy import label
 from claiim_core.schemas import DecisionEvent
 
@@ -18,6 +22,8 @@ ROW_COLUMNS = (
     "occurred_at", "event",
 )
 Row = tuple[object, ...]
+Check = Callable[[DecisionEvent | ControlEvent, str, int], None]
+"""Accepts an event found at a stream sequence on a subject, or raises :class:`AuthError`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +39,15 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def decision_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
-    e = _decision.decode(data)
+def decision_row(stream: str, seq: int, subject: str, data: bytes, e: DecisionEvent | None = None) -> Row:
+    e = e or _decision.decode(data)
     return (e.chron_id, "decision", stream, seq, subject, e.org, e.agent_id, "", e.outcome,
             e.action, e.target, e.anchor, e.policy, e.skill, e.reason, e.rule, e.gate,
             e.control_seq, _time(e.decided_at), data)
 
 
-def control_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
-    e: ControlEvent = decode_control(data)
+def control_row(stream: str, seq: int, subject: str, data: bytes, e: ControlEvent | None = None) -> Row:
+    e = e or decode_control(data)
     name = aggregate(e)[1]
     version = getattr(e, "version", None)
     what = label(name, version) if version else name
@@ -54,11 +60,50 @@ def control_row(stream: str, seq: int, subject: str, data: bytes) -> Row:
             policy, skill, f"{e.actor} {tag} {what}", "", "", seq, _time(e.at), data)
 
 
-def to_row(kind: str, stream: str, seq: int, subject: str, data: bytes) -> Row | Parked:
+def to_row(kind: str, stream: str, seq: int, subject: str, data: bytes, check: Check | None = None) -> Row | Parked:
     """The row for one message, or a :class:`Parked` record naming why it cannot be stored."""
     try:
         if kind == "decision":
-            return decision_row(stream, seq, subject, data)
-        return control_row(stream, seq, subject, data)
+            decision = _decision.decode(data)
+            if check is not None:
+                check(decision, subject, seq)
+            return decision_row(stream, seq, subject, data, decision)
+        control = decode_control(data)
+        if check is not None:
+            check(control, subject, seq)
+        return control_row(stream, seq, subject, data, control)
+    except AuthError as e:
+        return Parked(stream, seq, subject, data, f"unauthenticated: {e}")
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
         return Parked(stream, seq, subject, data, f"{type(e).__name__}: {e}")
+
+
+@dataclass
+class StreamAuthenticator:
+    """Authenticates events read back from the streams or the database as Chron did when it took
+    them (``claiim chron rebuild`` and ``verify``). A keyring that is None is not checked.
+
+    Control events need their predecessor on their subject: :meth:`learn_control` is given every
+    control-stream position first.
+    """
+
+    names: Names
+    gate_keys: GateKeyring | None
+    control_keys: ControlKeyring | None
+    _prev: dict[int, int] = field(default_factory=dict)
+
+    def learn_control(self, positions: Iterable[tuple[int, str]]) -> None:
+        """The control stream's ``(sequence, subject)`` pairs, in any order."""
+        last: dict[str, int] = {}
+        for seq, subject in sorted(positions):
+            self._prev[seq] = last.get(subject, 0)
+            last[subject] = seq
+
+    def check(self, event: DecisionEvent | ControlEvent, subject: str, seq: int) -> None:
+        if isinstance(event, DecisionEvent):
+            if self.gate_keys is not None:
+                open_decision(event, subject, seq, self.gate_keys, self.names)
+        elif self.control_keys is not None:
+            if seq not in self._prev:
+                raise AuthError(f"control stream position {seq} unknown")
+            open_control(event, subject, seq, self._prev[seq], self.control_keys, self.names)

@@ -1,12 +1,16 @@
 """Chron's NATS adapters: durable pull consumers that store batches as Merkle leaves, the
 checkpointer, the proofs feed, and the query API's subscription (:mod:`claiim_chron.queries`).
 
-For each batch: decode every message (undecodable ones are parked), store rows (as the next
-leaves) and parked messages in one PostgreSQL transaction, and only after the commit ack the
-messages. If the transaction fails, the batch is nak'ed and comes back; rows already stored are
-skipped, so redelivery never writes twice. After the commit the new leaves (chron id and leaf
-hash) go to the proofs feed (``<ns>.chron.leaves``), which lets a verifier outside the database
-name any leaf that was changed later.
+For each batch: decode and authenticate every message, store rows (as the next leaves) and
+parked messages in one PostgreSQL transaction, and only after the commit ack the messages. A
+decision must carry a valid MAC of a trusted gate key and sit on the subject its content names; a
+control event must have been accepted by Chron's registry follower (signed by a trusted control
+key, in its place in the stream). Anything else, and a stored chron id at a new stream position
+(a replay), is parked, counted, logged at CRITICAL, and keeps Chron "not ready" until an operator
+acknowledges it (``claiim chron parked``). If the transaction fails, the batch is nak'ed and
+comes back; rows already stored are skipped, so redelivery never writes twice. After the commit
+the new leaves (chron id and leaf hash) go to the proofs feed (``<ns>.chron.leaves``), which lets
+a verifier outside the database name any leaf that was changed later.
 
 At most every ``checkpoint_interval`` seconds while leaves arrive, and at shutdown, Chron signs
 a checkpoint of the tree, after checking that the tree extends its previous checkpoint (it
@@ -25,10 +29,12 @@ from pathlib import Path
 
 import msgspec
 from claiim_core.checkpoint import Checkpoint, CheckpointError, Signer
+from claiim_core.eventauth import AuthError, GateKeyring, open_decision
+from claiim_core.events import ControlEvent
 from claiim_core.ids import rfc3339
 from claiim_core.merkle import consistency_ranges, nodes_for, proof_from, verify_consistency
 from claiim_core.names import Names
-from claiim_core.schemas import ChronResult
+from claiim_core.schemas import ChronResult, DecisionEvent
 from claiim_runtime.follower import RegistryFollower
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -38,7 +44,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from claiim_chron.queries import ChronQueries
-from claiim_chron.rows import Parked, Row, to_row
+from claiim_chron.rows import Check, Parked, Row, to_row
 from claiim_chron.store import Appended, ChronStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -55,10 +61,13 @@ class ForkError(RuntimeError):
 
 class ChronService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, store: ChronStore,
-                 follower: RegistryFollower, token_secret: bytes, operator_token: str, batch: int,
-                 signer: Signer, origin: str, checkpoint_interval: float = 5.0,
+                 follower: RegistryFollower, gate_keys: GateKeyring, token_secret: bytes, operator_token: str,
+                 batch: int, signer: Signer, origin: str, checkpoint_interval: float = 5.0,
                  checkpoint_dir: Path | None = None) -> None:
+        """``follower`` must keep its rejections: Chron parks the control messages it refused."""
         self._nc = nc
+        self._follower = follower
+        self._gate_keys = gate_keys
         self._js = js
         self._names = names
         self.store = store
@@ -78,7 +87,10 @@ class ChronService:
         self._stopping = asyncio.Event()
         self.stored = 0
         self.parked = 0
-        self.queries = ChronQueries(store, follower, token_secret, operator_token, checkpoint_interval, self.pending)
+        self.rejected = 0
+        """Messages parked since start as not authentic or replayed (a subset of ``parked``)."""
+        self.queries = ChronQueries(store, follower, token_secret, operator_token, checkpoint_interval, self.pending,
+                                    self.problems)
 
     async def start(self) -> None:
         latest = await self.store.checkpoints(limit=1, newest_first=True)
@@ -227,35 +239,72 @@ class ChronService:
             await self._store(kind, stream, msgs)
 
     async def _store(self, kind: str, stream: str, msgs: list[Msg]) -> None:
+        check: Check = self._check_decision
+        if kind == "control":
+            check = self._check_control
+            try:  # the follower decides which control messages are authentic, in stream order
+                await self._follower.wait_for(max(m.metadata.sequence.stream for m in msgs))
+            except TimeoutError:
+                log.warning("the registry follower is behind the control batch; %d messages will be redelivered",
+                            len(msgs))
+                await self._nak(msgs)
+                return
         rows: list[Row] = []
         parked: list[Parked] = []
         for msg in msgs:
-            item = to_row(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data)
+            item = to_row(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data, check)
             if isinstance(item, Parked):
                 parked.append(item)
             else:
                 rows.append(item)
-        for p in parked:
-            log.error("parked undecodable message %s seq %s: %s", p.stream, p.stream_seq, p.error)
         try:
             appended = await self.store.append(rows, parked)
         except StoreError as e:
             log.warning("%s; %d messages will be redelivered", e, len(msgs))
-            for msg in msgs:
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=RETRY_DELAY_S)
-            await asyncio.sleep(RETRY_DELAY_S)
+            await self._nak(msgs)
             return
         for msg in msgs:
             await msg.ack()
         self.stored += len(appended.leaves)
-        self.parked += len(parked)
+        for p in [*parked, *appended.replayed]:
+            self.parked += 1
+            if p.error.startswith(("unauthenticated", "replayed")):
+                self.rejected += 1
+                log.critical("parked %s seq %s (%s), not a leaf: %s", p.stream, p.stream_seq, p.subject, p.error)
+            else:
+                log.error("parked undecodable message %s seq %s: %s", p.stream, p.stream_seq, p.error)
         if appended.duplicates:
             log.info("skipped %d messages already stored (redelivery)", appended.duplicates)
         try:
             await self._feed(appended)
         except Exception as e:  # stored and acked; the feed catches up with the next batch
             log.warning("proofs feed behind at leaf %d: %r", self._fed, e)
+
+    def _check_decision(self, event: DecisionEvent | ControlEvent, subject: str, seq: int) -> None:
+        assert isinstance(event, DecisionEvent)
+        open_decision(event, subject, seq, self._gate_keys, self._names)
+
+    def _check_control(self, event: DecisionEvent | ControlEvent, subject: str, seq: int) -> None:
+        why = self._follower.verdict(seq)
+        if why is not None:
+            raise AuthError(why)
+
+    @staticmethod
+    async def _nak(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=RETRY_DELAY_S)
+        await asyncio.sleep(RETRY_DELAY_S)
+
+    async def problems(self) -> list[str]:
+        """Why Chron is not fit to be trusted right now (empty: ready)."""
+        found = []
+        unacknowledged = await self.store.unacknowledged_parked()
+        if unacknowledged:
+            found.append(f"{unacknowledged} parked message(s) not acknowledged by an operator (claiim chron parked)")
+        if self.checkpoint_error:
+            found.append(self.checkpoint_error)
+        return found
 
     async def _on_query(self, msg: Msg) -> None:
         try:

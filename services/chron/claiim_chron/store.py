@@ -39,23 +39,33 @@ class StoreError(RuntimeError):
 _TYPES = ("text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
           "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea", "int8", "bytea")
 _COLUMNS = (*ROW_COLUMNS, "leaf_index", "leaf_hash")
+_ID, _STREAM, _SEQ, _SUBJECT, _EVENT = (ROW_COLUMNS.index(c)
+                                        for c in ("chron_id", "stream", "stream_seq", "subject", "event"))
 _ARRAYS = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
 _INSERT = (
     f"INSERT INTO chron_events ({', '.join(_COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"
 )
 _INSERT_NODES = "INSERT INTO chron_tree (level, idx, hash) SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[])"
-_STORED = ("SELECT stream, stream_seq, chron_id FROM chron_events WHERE chron_id = ANY($1::text[]) UNION "
-           "SELECT e.stream, e.stream_seq, e.chron_id FROM unnest($2::text[], $3::int8[]) AS b(stream, seq) "
-           "JOIN chron_events e ON e.stream = b.stream AND e.stream_seq = b.seq")
+# What is already stored of a batch: rows of the same chron id or stream position, and parked
+# messages of the same position (NULL chron id).
+_STORED = ("SELECT stream, stream_seq, chron_id, leaf_index FROM chron_events WHERE chron_id = ANY($1::text[]) "
+           "UNION SELECT e.stream, e.stream_seq, e.chron_id, e.leaf_index "
+           "FROM unnest($2::text[], $3::int8[]) AS b(stream, seq) "
+           "JOIN chron_events e ON e.stream = b.stream AND e.stream_seq = b.seq UNION "
+           "SELECT p.stream, p.stream_seq, NULL, NULL FROM unnest($2::text[], $3::int8[]) AS b(stream, seq) "
+           "JOIN chron_parked p ON p.stream = b.stream AND p.stream_seq = b.seq")
 
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """What one batch added: leaves ``[first, first + len(leaves))`` as ``(chron_id, leaf hash)``."""
+    """What one batch added: leaves ``[first, first + len(leaves))`` as ``(chron_id, leaf hash)``;
+    ``duplicates`` were already stored (redelivered), ``replayed`` were parked (a stored chron id
+    at a new stream position)."""
 
     first: int
     leaves: list[tuple[str, bytes]]
     duplicates: int
+    replayed: list[Parked]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,29 +208,20 @@ class ChronStore:
             return await self._append(self._writer, rows, parked)
 
     async def _append(self, conn: asyncpg.Connection, rows: list[Row], parked: list[Parked]) -> Appended:
-        i_id, i_stream, i_seq, i_event = (ROW_COLUMNS.index(c) for c in ("chron_id", "stream", "stream_seq", "event"))
         try:
             async with conn.transaction():
-                fresh = rows
-                if rows:
-                    stored = await conn.fetch(_STORED, [r[i_id] for r in rows], [r[i_stream] for r in rows],
-                                              [r[i_seq] for r in rows])
-                    seen = {r["chron_id"] for r in stored} | {(r["stream"], r["stream_seq"]) for r in stored}
-                    fresh = []
-                    for r in rows:
-                        if r[i_id] not in seen and (r[i_stream], r[i_seq]) not in seen:
-                            fresh.append(r)
-                            seen |= {r[i_id], (r[i_stream], r[i_seq])}
+                fresh, replayed = await self._fresh(conn, rows)
+                parked = [*parked, *replayed]
                 frontier = self.frontier.copy()
                 first = frontier.size
                 leaves: list[tuple[str, bytes]] = []
                 full: list[Row] = []
                 nodes: list[tuple[int, int, bytes]] = []
                 for r in fresh:
-                    h = leaf_hash(cast(bytes, r[i_event]))
+                    h = leaf_hash(cast(bytes, r[_EVENT]))
                     full.append((*r, frontier.size, h))
                     nodes += [n for n in frontier.append(h) if n[0] > 0]
-                    leaves.append((str(r[i_id]), h))
+                    leaves.append((str(r[_ID]), h))
                 if full:
                     await conn.execute(_INSERT, *[list(col) for col in zip(*full, strict=True)])
                     await self._insert_nodes(conn, nodes)
@@ -229,7 +230,36 @@ class ChronStore:
         except _DRIVER_ERRORS as e:
             raise StoreError(f"batch not stored: {e}") from e
         self.frontier = frontier
-        return Appended(first, leaves, len(rows) - len(fresh))
+        return Appended(first, leaves, len(rows) - len(fresh) - len(replayed), replayed)
+
+    @staticmethod
+    async def _fresh(conn: asyncpg.Connection, rows: list[Row]) -> tuple[list[Row], list[Parked]]:
+        """The rows not stored yet, and the replays among them: a message at a new stream position
+        whose chron id is already a leaf (or earlier in the batch) is parked, never a second leaf."""
+        if not rows:
+            return [], []
+        stored = await conn.fetch(_STORED, [r[_ID] for r in rows], [r[_STREAM] for r in rows],
+                                  [r[_SEQ] for r in rows])
+        positions = {(r["stream"], r["stream_seq"]) for r in stored}
+        ids = {r["chron_id"]: (r["leaf_index"], r["stream"], r["stream_seq"]) for r in stored if r["chron_id"]}
+        fresh: list[Row] = []
+        replayed: list[Parked] = []
+        for r in rows:
+            position = (r[_STREAM], r[_SEQ])
+            if position in positions:
+                continue  # redelivered: stored (or parked) already
+            positions.add(position)
+            first = ids.get(cast(str, r[_ID]))
+            if first is not None:
+                at = f"leaf {first[0]}" if first[0] is not None else "earlier in this batch"
+                replayed.append(Parked(cast(str, r[_STREAM]), cast(int, r[_SEQ]), cast(str, r[_SUBJECT]),
+                                       cast(bytes, r[_EVENT]),
+                                       f"replayed: chron id {r[_ID]} is already {at} (stream {first[1]} "
+                                       f"seq {first[2]})"))
+                continue
+            ids[cast(str, r[_ID])] = (None, cast(str, r[_STREAM]), cast(int, r[_SEQ]))
+            fresh.append(r)
+        return fresh, replayed
 
     async def leaves(self, start: int, stop: int) -> list[tuple[str, bytes]]:
         """``(chron_id, leaf hash)`` of leaves ``[start, stop)``."""
@@ -289,9 +319,37 @@ class ChronStore:
             raise StoreError(f"cannot read the log's size: {e}") from e
         return (0, None) if row is None else (row["leaf_index"] + 1, row["recorded_at"])
 
-    async def parked(self) -> list[dict[str, Any]]:
+    async def parked(self, *, unacknowledged: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """Parked messages, newest first, each with its acknowledgement (``acked_by`` NULL if none)."""
+        where = "WHERE a.parked_id IS NULL" if unacknowledged else ""
         try:
             async with self._pool.acquire() as conn:
-                return [dict(r) for r in await conn.fetch("SELECT * FROM chron_parked ORDER BY id")]
+                rows = await conn.fetch(
+                    "SELECT p.id, p.stream, p.stream_seq, p.subject, p.data, p.error, p.parked_at, a.acked_by, "
+                    "a.reason AS ack_reason, a.acked_at FROM chron_parked p LEFT JOIN chron_parked_acks a "
+                    f"ON a.parked_id = p.id {where} ORDER BY p.id DESC LIMIT $1", limit)
         except _DRIVER_ERRORS as e:
             raise StoreError(f"query failed: {e}") from e
+        return [dict(r) for r in rows]
+
+    async def unacknowledged_parked(self) -> int:
+        try:
+            async with self._pool.acquire() as conn:
+                return int(await conn.fetchval(
+                    "SELECT count(*) FROM chron_parked p WHERE NOT EXISTS "
+                    "(SELECT 1 FROM chron_parked_acks a WHERE a.parked_id = p.id)"))
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"query failed: {e}") from e
+
+    async def acknowledge_parked(self, ids: list[int], by: str, reason: str) -> list[int]:
+        """Record ``by``'s acknowledgement of the parked messages ``ids`` (all of them when empty);
+        returns the ids newly acknowledged."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "INSERT INTO chron_parked_acks (parked_id, acked_by, reason) SELECT p.id, $2, $3 "
+                    "FROM chron_parked p WHERE (cardinality($1::int8[]) = 0 OR p.id = ANY($1::int8[])) "
+                    "ON CONFLICT DO NOTHING RETURNING parked_id", ids, by, reason)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot acknowledge parked messages: {e}") from e
+        return sorted(r["parked_id"] for r in rows)

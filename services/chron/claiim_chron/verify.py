@@ -14,7 +14,10 @@ each changed leaf is named:
   **modified**, **reordered** (another leaf's record), **inserted** (a record the log never
   had) or **missing**;
 - a database smaller than a signed tree is **truncated**; leaves with no checkpoint for longer
-  than ``max_age`` are **stale**.
+  than ``max_age`` are **stale**;
+- with the gate and control keyrings, every leaf's event must be authentic (a valid MAC of a
+  trusted gate key, or a control key's signature in its place in the stream): otherwise it is
+  **unauthenticated**.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from claiim_chron.rows import ROW_COLUMNS, Parked, to_row
+from claiim_chron.rows import ROW_COLUMNS, Parked, StreamAuthenticator, to_row
 
 SHOWN_PER_KIND = 50
 """Findings printed per kind; the rest are counted."""
@@ -75,6 +78,8 @@ class Report:
     """Leaves ``[0, verified_up_to)`` are covered by a good checkpoint."""
     authenticated_feed: int = 0
     seconds: float = 0.0
+    events_checked: str = "not checked (no keys given)"
+    """Which events' MACs and signatures were checked."""
 
     def add(self, kind: str, message: str) -> None:
         self.findings.setdefault(kind, []).append(message)
@@ -92,8 +97,8 @@ class Report:
         rate = self.leaves / self.seconds if self.seconds else 0.0
         verdict = "OK" if self.ok else f"FAILED ({sum(len(m) for m in self.findings.values())} findings)"
         out.append(f"{verdict}: {self.leaves} leaves, {self.checkpoints} good checkpoints, leaves below "
-                   f"{self.verified_up_to} covered by a signature, feed authenticated to {self.authenticated_feed}; "
-                   f"{self.seconds:.2f} s ({rate:,.0f} leaves/s)")
+                   f"{self.verified_up_to} covered by a signature, feed authenticated to {self.authenticated_feed}, "
+                   f"events' authentication {self.events_checked}; {self.seconds:.2f} s ({rate:,.0f} leaves/s)")
         return out
 
 
@@ -146,10 +151,13 @@ def _feed(batches: list[tuple[int, list[tuple[str, bytes]]]], good: dict[int, Ch
 
 async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evidence, *, max_age: float = 60.0,
                      now: datetime | None = None, progress: Callable[[int, int, float], None] | None = None,
-                     batch: int = 20_000) -> Report:
+                     batch: int = 20_000, auth: StreamAuthenticator | None = None) -> Report:
     """Check the database behind ``conn`` against ``evidence``; every problem is a finding."""
     started = time.monotonic()
     report = Report()
+    if auth is not None:
+        report.events_checked = _what_is_checked(auth)
+        auth.learn_control(await _control_positions(conn, auth.names))
     good = _checkpoints(evidence.notes, verifier, report)
     ids, hashes = _feed(evidence.batches, good, report)
     where = {h: i for i, h in enumerate(hashes)}
@@ -178,6 +186,10 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
                 changed = [c for c, v in zip(ROW_COLUMNS, derived, strict=True) if c != "event" and row[c] != v]
                 if changed:
                     report.add("modified", f"{name}: column(s) {', '.join(changed)} differ from the event bytes")
+                if auth is not None:
+                    checked = to_row(row["kind"], row["stream"], row["stream_seq"], row["subject"], data, auth.check)
+                    if isinstance(checked, Parked):
+                        report.add("unauthenticated", f"{name}: {checked.error}")
             if index != frontier.size:
                 if index > frontier.size:
                     gap = (f"leaf {frontier.size} is" if index == frontier.size + 1
@@ -224,6 +236,19 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
         report.add("stale", f"{uncovered} leaves have no checkpoint and {since} (limit {max_age:g} s)")
     report.seconds = time.monotonic() - started
     return report
+
+
+def _what_is_checked(auth: StreamAuthenticator) -> str:
+    checked = [what for what, ring in (("decisions", auth.gate_keys), ("control events", auth.control_keys))
+               if ring is not None]
+    return f"checked for {' and '.join(checked)}" if checked else "not checked (no keys given)"
+
+
+async def _control_positions(conn: asyncpg.Connection, names: Names) -> list[tuple[int, str]]:
+    """Every control-stream message Chron took, leaf or parked: each one's predecessor on its subject."""
+    rows = await conn.fetch("SELECT stream_seq, subject FROM chron_events WHERE stream = $1 UNION ALL "
+                            "SELECT stream_seq, subject FROM chron_parked WHERE stream = $1", names.control_stream)
+    return [(r["stream_seq"], r["subject"]) for r in rows]
 
 
 def _report_moves(moved: list[tuple[int, str, int]], ids: list[str], report: Report) -> None:

@@ -15,6 +15,15 @@
 | CLAIIM_CHECKPOINT_DIR | (none)                   | a folder to mirror checkpoints and leaf batches to |
 | CLAIIM_CHRON_ORIGIN   | claiim/<namespace>       | the log's name in its checkpoints                  |
 | CLAIIM_PROPOSAL_TTL   | 86400 seconds (24 h)     | how long a proposal waits for approvals (max 7 d)  |
+| CLAIIM_CONTROL_KEY(_FILE) | (none)               | the control service's signing key (note key)       |
+| CLAIIM_CONTROL_VERIFIERS(_FILE) | (none)         | the control verifier keys every service trusts     |
+| CLAIIM_GATE_KEY(_FILE) | (none)                  | the gate's MAC key, GATEKEY+ID+BASE64              |
+| CLAIIM_GATE_KEYS(_FILE) | (none)                 | the gate keys Chron and the OCSF feed accept       |
+| CLAIIM_NATS_PASSWORDS | (none)                   | service=password,... : each service's NATS user    |
+| CLAIIM_NATS_ISSUER_SEED(_FILE) | (none)          | the auth service's NATS account seed (SA...)       |
+
+Keyrings (``*_VERIFIERS``, ``*_KEYS``) hold one key per line or comma-separated entry, each
+optionally followed by ``revoked-after N`` (docs/security.md).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from claiim_core.checkpoint import CheckpointError, Signer, Verifier
+from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, KeyFormatError
 from claiim_core.names import Names
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,7 +42,6 @@ class Settings(BaseSettings):
 
     url: str = "nats://127.0.0.1:4222"
     connect_wait: float = Field(default=30.0, gt=0)
-    inbox_prefix: str = "_INBOX"
     database_url: str | None = None
     namespace: str = "claiim"
     token_secret: SecretStr | None = None
@@ -50,6 +59,17 @@ class Settings(BaseSettings):
     ui_port: int = Field(default=8480, ge=0, le=65_535)
     ui_secure_cookies: bool = False
     ui_session_idle: float = Field(default=1800.0, gt=0)
+    control_key: SecretStr | None = None
+    control_key_file: Path | None = None
+    control_verifiers: str = ""
+    control_verifiers_file: Path | None = None
+    gate_key: SecretStr | None = None
+    gate_key_file: Path | None = None
+    gate_keys: SecretStr | None = None
+    gate_keys_file: Path | None = None
+    nats_passwords: SecretStr | None = None
+    nats_issuer_seed: SecretStr | None = None
+    nats_issuer_seed_file: Path | None = None
 
     @property
     def names(self) -> Names:
@@ -74,15 +94,8 @@ class Settings(BaseSettings):
 
     def require_checkpoint_signer(self) -> Signer:
         """The checkpoint signing key, from CLAIIM_CHECKPOINT_KEY or CLAIIM_CHECKPOINT_KEY_FILE."""
-        text = self.checkpoint_key.get_secret_value() if self.checkpoint_key else ""
-        if not text and self.checkpoint_key_file:
-            try:
-                text = self.checkpoint_key_file.read_text()
-            except OSError as e:
-                raise ConfigError(f"cannot read CLAIIM_CHECKPOINT_KEY_FILE: {e}") from e
-        if not text.strip():
-            raise ConfigError("CLAIIM_CHECKPOINT_KEY is not set (nor CLAIIM_CHECKPOINT_KEY_FILE); create a key with "
-                              "`claiim chron keygen NAME -o FILE` and keep it out of PostgreSQL")
+        text = _value_or_file("CHECKPOINT_KEY", self.checkpoint_key, self.checkpoint_key_file,
+                              "create a key with `claiim keygen checkpoint NAME -o FILE` and keep it out of PostgreSQL")
         try:
             return Signer.parse(text)
         except CheckpointError as e:
@@ -98,10 +111,85 @@ class Settings(BaseSettings):
         except CheckpointError as e:
             raise ConfigError(f"CLAIIM_CHECKPOINT_VERIFIER is not a verifier key: {e}") from e
 
+    def require_control_signer(self) -> Signer:
+        """The control service's signing key for control events (CLAIIM_CONTROL_KEY or _FILE)."""
+        text = _value_or_file("CONTROL_KEY", self.control_key, self.control_key_file,
+                              "create one with `claiim keygen control NAME -o FILE`")
+        try:
+            return Signer.parse(text)
+        except CheckpointError as e:
+            raise ConfigError(f"the control key is not valid: {e}") from e
+
+    def require_control_keyring(self) -> ControlKeyring:
+        """The control verifier keys (CLAIIM_CONTROL_VERIFIERS or _FILE): control events signed by
+        anything else are never applied or stored."""
+        value = SecretStr(self.control_verifiers) if self.control_verifiers else None
+        text = _value_or_file("CONTROL_VERIFIERS", value, self.control_verifiers_file,
+                              "list the verifier key(s) printed by `claiim keygen control`")
+        try:
+            ring = ControlKeyring.parse(text)
+        except KeyFormatError as e:
+            raise ConfigError(f"CLAIIM_CONTROL_VERIFIERS: {e}") from e
+        if not len(ring):
+            raise ConfigError("CLAIIM_CONTROL_VERIFIERS lists no key")
+        return ring
+
+    def require_gate_key(self) -> GateKey:
+        """This gate's MAC key for decision events (CLAIIM_GATE_KEY or _FILE)."""
+        text = _value_or_file("GATE_KEY", self.gate_key, self.gate_key_file,
+                              "create one with `claiim keygen gate ID -o FILE` and add it to Chron's CLAIIM_GATE_KEYS")
+        try:
+            return GateKey.parse(text)
+        except KeyFormatError as e:
+            raise ConfigError(f"CLAIIM_GATE_KEY: {e}") from e
+
+    def require_gate_keyring(self) -> GateKeyring:
+        """The gate keys whose decisions Chron and the OCSF feed accept (CLAIIM_GATE_KEYS or _FILE)."""
+        text = _value_or_file("GATE_KEYS", self.gate_keys, self.gate_keys_file,
+                              "list every gate's key (`claiim keygen gate ID`)")
+        try:
+            ring = GateKeyring.parse(text)
+        except KeyFormatError as e:
+            raise ConfigError(f"CLAIIM_GATE_KEYS: {e}") from e
+        if not len(ring):
+            raise ConfigError("CLAIIM_GATE_KEYS lists no key")
+        return ring
+
+    def nats_password(self, user: str) -> str | None:
+        """The NATS password of service ``user`` from CLAIIM_NATS_PASSWORDS (``user=password,...``)."""
+        if self.nats_passwords is None:
+            return None
+        for entry in self.nats_passwords.get_secret_value().split(","):
+            name, sep, password = entry.strip().partition("=")
+            if not sep:
+                raise ConfigError("CLAIIM_NATS_PASSWORDS is a list of service=password, separated by commas")
+            if name == user:
+                return password
+        return None
+
+    def require_nats_issuer_seed(self) -> str:
+        """The NATS account seed (``SA...``) the auth service signs NATS users with."""
+        return _value_or_file("NATS_ISSUER_SEED", self.nats_issuer_seed, self.nats_issuer_seed_file,
+                              "create one with `claiim keygen nats-issuer -o FILE`; its public key goes into "
+                              "the NATS server's auth_callout issuer").strip()
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigError("CLAIIM_DATABASE_URL is not set (postgresql://user@host/db)")
         return self.database_url
+
+
+def _value_or_file(name: str, value: SecretStr | None, file: Path | None, hint: str) -> str:
+    """CLAIIM_<name>'s value, else the contents of CLAIIM_<name>_FILE; raises :class:`ConfigError`."""
+    text = value.get_secret_value() if value else ""
+    if not text and file:
+        try:
+            text = file.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read CLAIIM_{name}_FILE: {e}") from e
+    if not text.strip():
+        raise ConfigError(f"CLAIIM_{name} is not set (nor CLAIIM_{name}_FILE); {hint}")
+    return text
 
 
 class ConfigError(RuntimeError):

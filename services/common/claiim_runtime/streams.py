@@ -17,10 +17,12 @@ DUPLICATE_WINDOW_S = 120.0
 log = logging.getLogger("claiim.nats")
 
 
-async def connect(url: str, name: str, first_wait: float = 30.0, inbox_prefix: str = "_INBOX") -> Client:
+async def connect(url: str, name: str, first_wait: float = 30.0, inbox_prefix: str = "_INBOX",
+                  user: str | None = None, password: str | None = None) -> Client:
     """Connect with reconnects that go on for ever once connected (services ride out a NATS
     restart), but give up on the first connection after ``first_wait`` seconds with the last
-    error: a server that never comes up, or refuses our credentials, must not hang a start."""
+    error: a server that never comes up, or refuses our credentials, must not hang a start.
+    ``user`` and ``password`` log in as a service's NATS user (None: as the URL says)."""
     errors: list[Exception] = []
 
     async def record(e: Exception) -> None:
@@ -31,6 +33,7 @@ async def connect(url: str, name: str, first_wait: float = 30.0, inbox_prefix: s
         return await asyncio.wait_for(nats.connect(
             url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
             connect_timeout=2, allow_reconnect=True, error_cb=record, inbox_prefix=inbox_prefix,
+            user=user if password else None, password=password,
         ), timeout=first_wait)
     except TimeoutError:
         where = urlsplit(url)

@@ -4,7 +4,8 @@ Every request carries an admin token. The service authenticates it against the l
 (the same projection the gate uses), authorizes it by role and org (:mod:`claiim_core.access`),
 plans the change with the pure core and appends the resulting events to the control stream with
 ``Nats-Expected-Last-Subject-Sequence``: of two conflicting concurrent commands one wins and the
-other gets a conflict error. Every event names the admin who caused it (``actor``). The reply is
+other gets a conflict error. Every event names the admin who caused it (``actor``) and is signed
+with the control key to follow exactly that sequence (:func:`claiim_core.eventauth.seal_control`). The reply is
 sent once the projection includes the new events, so a decision that follows sees them.
 """
 
@@ -22,8 +23,9 @@ from typing import TypeVar
 import msgspec
 from claiim_core.access import AccessError, Principal, authenticate, scope, visible_orgs
 from claiim_core.bundle import BundleError, PlanContext, parse_bundle, plan_bundle
-from claiim_core.canonical import canonical_bytes
+from claiim_core.checkpoint import Signer
 from claiim_core.commands import CommandError, plan_admin_command, plan_agent_command, plan_org_create
+from claiim_core.eventauth import seal_control
 from claiim_core.events import (
     ApprovalRuleSet,
     ChangeEvent,
@@ -99,8 +101,10 @@ class InvalidBundle(Refused):
 
 class ControlService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, follower: RegistryFollower,
-                 token_secret: bytes, operator_token: str, proposal_ttl: timedelta = DEFAULT_TTL) -> None:
+                 token_secret: bytes, operator_token: str, signer: Signer,
+                 proposal_ttl: timedelta = DEFAULT_TTL) -> None:
         self._nc = nc
+        self._signer = signer
         self._js = js
         self._names = names
         self._follower = follower
@@ -373,10 +377,10 @@ class ControlService:
         for n, event in enumerate(events):
             kind, name = aggregate(event)
             subject = self._names.control_subject(event.org, kind, name)
-            headers = {"Nats-Msg-Id": event.event_id,
-                       "Nats-Expected-Last-Subject-Sequence": str(expected.get(subject, 0))}
+            prev = expected.get(subject, 0)
+            headers = {"Nats-Msg-Id": event.event_id, "Nats-Expected-Last-Subject-Sequence": str(prev)}
             try:
-                ack = await self._js.publish(subject, canonical_bytes(event),
+                ack = await self._js.publish(subject, seal_control(event, prev, self._signer),
                                              stream=self._names.control_stream, headers=headers)
             except APIError as e:
                 why = ("conflict: the registry changed concurrently; re-run the command"

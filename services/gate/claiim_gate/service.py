@@ -1,6 +1,7 @@
 """The gate's NATS adapter: a queue-group subscriber on the check subject.
 
-Per request: decide (pure), publish the decision event to JetStream, and reply only when its
+Per request: decide (pure), authenticate the decision event with the gate's key
+(:func:`claiim_core.eventauth.seal_decision`), publish it to JetStream, and reply only when its
 PubAck arrives (:class:`~claiim_gate.recorder.AckPipeline` keeps many in flight without a task or
 a future per request). If the event cannot be recorded the reply is DENY
 ``chron:unavailable -- ...``; if anything else fails the reply is still a DENY: no request is left
@@ -16,9 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import msgspec
-from claiim_core.canonical import canonical_bytes
 from claiim_core.names import Names
 from claiim_core.policy import deny
 from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
@@ -36,17 +37,22 @@ log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 
 
+Seal = Callable[[DecisionEvent], bytes]
+"""Turns a decision into the bytes published: ``functools.partial(seal_decision, key=...)``."""
+
+
 def now() -> Moment:
     return Moment(time.time_ns() // 1000, os.urandom(10))
 
 
 class GateService:
     def __init__(self, nc: Client, names: Names, follower: RegistryFollower, token_secret: bytes,
-                 instance: str, publish_timeout: float) -> None:
+                 instance: str, publish_timeout: float, seal: Seal) -> None:
         self._nc = nc
         self._names = names
         self._follower = follower
         self._secret = token_secret
+        self._seal = seal
         self.instance = instance
         self._recorder = AckPipeline(nc, names.decisions_stream, publish_timeout)
         self._replays = ReplayCache()
@@ -97,7 +103,7 @@ class GateService:
                 except Exception:
                     log.exception("could not send the reply for %s", event.chron_id)
 
-        await self._recorder.publish(subject, canonical_bytes(event), event.chron_id, answer)
+        await self._recorder.publish(subject, self._seal(event), event.chron_id, answer)
 
 
 def _reply(event: DecisionEvent, problem: str | None) -> DecisionReply:
