@@ -274,10 +274,12 @@ def test_chron_search_and_status_from_the_cli(cli: Cli) -> None:
     assert "not an ISO 8601 time" in cli.refused("chron", "list", "--since", "yesterday")
 
     status = json.loads(cli.ok("chron", "status", "--json", as_admin="audrey"))
-    assert set(status) == {"tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending"}
-    assert status["tree_size"] >= 3 and status["pending"] >= 0
+    assert set(status) == {"tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending",
+                           "parked", "problems"}
+    assert status["tree_size"] >= 3 and status["pending"] >= 0 and (status["parked"], status["problems"]) == (0, [])
     table = cli.ok("chron", "status").splitlines()
-    assert [line.split()[0] for line in table] == list(status)
+    assert [line.split()[0] for line in table] == [*list(status)[:-1], "ready:"]
+    assert table[-1].split() == ["ready:", "yes"]
 
 
 def test_init_creates_an_org_whose_admins_can_run_two_person_control(cli: Cli) -> None:

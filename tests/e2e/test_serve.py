@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from claiim import AsyncAdmin, AsyncGate
 from claiim._embedded import demo_bundle
-from claiim._servers import ensure_database, free_port
+from claiim._servers import NatsCredentials, ensure_database, free_port, start_nats
+from claiim_core.checkpoint import Signer
+from claiim_core.names import Names
+
+from tests.conftest import AUTH_ON
 
 pytestmark = pytest.mark.e2e
 CLAIIM = str(Path(sys.executable).parent / "claiim")
@@ -25,34 +29,59 @@ def env_without_claiim(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **extra}
 
 
-async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_path: Path) -> None:
-    """`claiim serve all` with settings from the environment answers checks and fills Chron."""
+def keygen(*args: str) -> str:
+    """Run ``claiim keygen``; what it prints after the key's file name (the public half, if any)."""
+    out = subprocess.run([CLAIIM, "keygen", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    if "-o" in args:
+        assert stat.S_IMODE(Path(args[args.index("-o") + 1]).stat().st_mode) == 0o600
+    return out.stdout.strip().rsplit(" ", 1)[-1]
+
+
+async def test_serve_all_runs_the_decision_path(pg_url: str, tmp_path: Path) -> None:
+    """`claiim serve all` with keys made by `claiim keygen` and settings from the environment, against a
+    nats-server running claiim's configuration, answers checks and fills Chron."""
     namespace = f"s{secrets.token_hex(5)}"
     admin_token = "adm_" + secrets.token_hex(8)
     db_url = await ensure_database(pg_url, f"serve_{secrets.token_hex(4)}")
-    keygen = await asyncio.to_thread(subprocess.run, [CLAIIM, "chron", "keygen", "serve-test", "-o",
-                                                      str(tmp_path / "chron.key")], capture_output=True, text=True,
-                                     timeout=60)
-    assert keygen.returncode == 0 and "verifier key (publish it to auditors): serve-test+" in keygen.stdout
-    assert stat.S_IMODE((tmp_path / "chron.key").stat().st_mode) == 0o600
-    verifier = keygen.stdout.split("verifier key (publish it to auditors): ", 1)[1].split()[0]
+    checkpoint_verifier = keygen("checkpoint", "serve-test", "-o", str(tmp_path / "chron.key"))
+    control_verifier = keygen("control", "serve-control", "-o", str(tmp_path / "control.key"))
+    keygen("gate", "serve-gate", "-o", str(tmp_path / "gate.key"))
+    issuer_public = keygen("nats-issuer", "-o", str(tmp_path / "issuer.seed"))
+    assert checkpoint_verifier.startswith("serve-test+") and control_verifier.startswith("serve-control+")
+    assert issuer_public.startswith("A") and keygen("nats-password").startswith("p")
+    nats_env: dict[str, str] = {}
+    if AUTH_ON:
+        generated = NatsCredentials.generate()
+        credentials = NatsCredentials(generated.passwords, (tmp_path / "issuer.seed").read_text().strip())
+        server = start_nats(free_port(), tmp_path / "nats", credentials=credentials, names=Names(namespace))
+        nats_url = server.url
+        nats_env = {"CLAIIM_NATS_PASSWORDS": credentials.passwords_setting,
+                    "CLAIIM_NATS_ISSUER_SEED_FILE": str(tmp_path / "issuer.seed")}
+    else:
+        nats_url = os.environ["CLAIIM_TEST_NATS_URL"]
     ui_port = free_port()
     env = env_without_claiim(CLAIIM_URL=nats_url, CLAIIM_DATABASE_URL=db_url, CLAIIM_NAMESPACE=namespace,
                              CLAIIM_TOKEN_SECRET=secrets.token_urlsafe(32), CLAIIM_ADMIN_TOKEN=admin_token,
                              CLAIIM_CHECKPOINT_KEY_FILE=str(tmp_path / "chron.key"),
-                             CLAIIM_CHECKPOINT_VERIFIER=verifier, CLAIIM_UI_PORT=str(ui_port))
-    process = await asyncio.create_subprocess_exec(CLAIIM, "--env-file", str(tmp_path / "none"), "serve", "all",
+                             CLAIIM_CHECKPOINT_VERIFIER=checkpoint_verifier, CLAIIM_UI_PORT=str(ui_port),
+                             CLAIIM_CONTROL_KEY_FILE=str(tmp_path / "control.key"),
+                             CLAIIM_CONTROL_VERIFIERS=control_verifier,
+                             CLAIIM_GATE_KEY_FILE=str(tmp_path / "gate.key"),
+                             CLAIIM_GATE_KEYS_FILE=str(tmp_path / "gate.key"), **nats_env)
+    services = ["gate", "control", "chron", "ocsf", *(["auth"] if AUTH_ON else []), "admin"]
+    process = await asyncio.create_subprocess_exec(CLAIIM, "--env-file", str(tmp_path / "none"), "serve", *services,
                                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert process.stdout is not None
         lines = [await asyncio.wait_for(process.stdout.readline(), timeout=30)]
         while lines[-1] and not lines[-1].startswith(b"claiim serving"):  # log lines come first
             lines.append(await asyncio.wait_for(process.stdout.readline(), timeout=30))
-        assert lines[-1].decode().startswith("claiim serving gate, control, chron, ocsf, admin"), lines
+        assert lines[-1].decode().startswith(f"claiim serving {', '.join(services)}"), lines
         assert any(b"admin UI at http://127.0.0.1:" in line for line in lines), lines
         with await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{ui_port}/login", timeout=10) as page:
             assert page.status == 200 and b"admin token" in page.read()
-        admin = AsyncAdmin(nats_url, admin_token, namespace=namespace)
+        admin = AsyncAdmin(nats_url, admin_token, namespace=namespace)  # admitted by the auth service
         tokens = (await admin.apply(demo_bundle())).tokens
         async with AsyncGate("deploy-bot", tokens["deploy-bot"], nats_url, namespace=namespace) as gate:
             result = await gate.check(action="deploy:staging", target="api-v2")
@@ -72,15 +101,27 @@ async def test_serve_all_runs_the_decision_path(nats_url: str, pg_url: str, tmp_
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+        if AUTH_ON:
+            server.stop()
+
+
+SECRET = {"CLAIIM_TOKEN_SECRET": "s3cret"}
+OPERATOR = {**SECRET, "CLAIIM_ADMIN_TOKEN": "a"}
+VERIFIERS = {"CLAIIM_CONTROL_VERIFIERS": str(Signer.from_seed("claiim-control", bytes(32)).verifier)}
 
 
 @pytest.mark.parametrize(("service", "given", "missing"), [
     ("gate", {}, "CLAIIM_TOKEN_SECRET"), ("control", {}, "CLAIIM_TOKEN_SECRET"), ("chron", {}, "CLAIIM_TOKEN_SECRET"),
-    ("control", {"CLAIIM_TOKEN_SECRET": "s3cret"}, "CLAIIM_ADMIN_TOKEN"),
-    ("chron", {"CLAIIM_TOKEN_SECRET": "s3cret"}, "CLAIIM_ADMIN_TOKEN"),
-    ("chron", {"CLAIIM_TOKEN_SECRET": "s3cret", "CLAIIM_ADMIN_TOKEN": "a", "CLAIIM_DATABASE_URL": "postgresql://x/y"},
-     "CLAIIM_CHECKPOINT_KEY"),
+    ("control", SECRET, "CLAIIM_ADMIN_TOKEN"),
+    ("chron", SECRET, "CLAIIM_ADMIN_TOKEN"),
+    ("chron", {**OPERATOR, "CLAIIM_DATABASE_URL": "postgresql://x/y"}, "CLAIIM_CHECKPOINT_KEY"),
     ("admin", {}, "CLAIIM_CHECKPOINT_VERIFIER"),
+    ("gate", SECRET, "CLAIIM_CONTROL_VERIFIERS"),
+    ("gate", {**SECRET, **VERIFIERS}, "CLAIIM_GATE_KEY"),
+    ("control", OPERATOR, "CLAIIM_CONTROL_VERIFIERS"),
+    ("control", {**OPERATOR, **VERIFIERS}, "CLAIIM_CONTROL_KEY"),
+    ("ocsf", {}, "CLAIIM_GATE_KEYS"),
+    ("auth", {**OPERATOR, **VERIFIERS}, "CLAIIM_NATS_ISSUER_SEED"),
 ])
 def test_services_refuse_to_start_without_their_secrets(nats_url: str, tmp_path: Path, service: str,
                                                         given: dict[str, str], missing: str) -> None:

@@ -16,16 +16,18 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from claiim import AsyncAdmin, AsyncGate
+from claiim import AsyncAdmin, AsyncGate, UnauthorizedError
 from claiim._embedded import DEMO_ADMINS, demo_bundle
-from claiim._servers import ensure_database
-from claiim._services import BACKEND, RunningServices, start_services
+from claiim._servers import NatsCredentials, ensure_database
+from claiim._services import RunningServices, start_services
+from claiim._transport import NatsTransport
 from claiim_core.checkpoint import Signer
+from claiim_core.names import Names
 from claiim_core.proofs import InclusionProof, check_inclusion
 from claiim_runtime.settings import Settings
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.conftest import new_settings
+from tests.conftest import AUTH_ON, backend, new_settings, secured_nats
 
 pytestmark = pytest.mark.e2e
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
@@ -67,12 +69,19 @@ class UiStack:
 
 
 @pytest.fixture(scope="module")
-async def ui(nats_url: str, pg_url: str) -> AsyncIterator[UiStack]:
+async def ui(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[UiStack]:
+    namespace = f"t{secrets.token_hex(5)}"
+    with secured_nats(tmp_path_factory.mktemp("nats"), Names(namespace)) as (url, credentials):
+        async for stack in _ui(url, credentials, namespace, pg_url):
+            yield stack
+
+
+async def _ui(url: str, credentials: NatsCredentials | None, namespace: str, pg_url: str) -> AsyncIterator[UiStack]:
     key = Signer.from_seed("claiim-ui-test", secrets.token_bytes(32))
-    base = new_settings(nats_url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"))
+    base = new_settings(url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), namespace, credentials)
     settings = Settings(**{**base.model_dump(), "checkpoint_key": str(key), "checkpoint_verifier": str(key.verifier),
                            "checkpoint_interval": 1.0, "ui_port": 0})
-    running = await start_services(settings, (*BACKEND, "admin"), instance="ui-test")
+    running = await start_services(settings, (*backend(settings), "admin"), instance="ui-test")
     assert running.admin is not None
     operator = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
     tokens = dict((await operator.apply(demo_bundle())).tokens)
@@ -257,7 +266,13 @@ async def test_suspending_an_agent_denies_its_next_check(ui: UiStack) -> None:
     await page.fill("#suspend-form input[name=reason]", "misbehaving")
     await page.click("#suspend")
     await expect(page.locator("#agent-status")).to_have_text("suspended")
-    async with ui.gate("review-bot") as gate:
+    if AUTH_ON:  # its NATS access ended with the suspension
+        with pytest.raises(UnauthorizedError):
+            async with ui.gate("review-bot") as gate:
+                await gate.check("pr:comment", "repo-x")
+    carrier = NatsTransport(ui.settings.url, user="deploy-bot", token=ui.tokens["deploy-bot"])
+    async with AsyncGate("review-bot", ui.tokens["review-bot"], ui.settings.url, namespace=ui.settings.namespace,
+                         transport=carrier) as gate:
         result = await gate.check("pr:comment", "repo-x")
     assert result.outcome == "DENY" and "suspended" in result.reason
     await shot(page, "agent")

@@ -7,10 +7,13 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
+from claiim._cli.keys import nats_config
 from claiim._cli.main import build_parser
 from claiim._servers import nats_server_binary
 from claiim_core.names import Names
+from claiim_runtime.natsconf import SERVICE_USERS, password_variable
 from claiim_runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +28,8 @@ def test_compose_runs_every_service_with_a_real_serve_command() -> None:
     services = compose()["services"]
     assert isinstance(services, dict)
     choices = build_parser()._subparsers._group_actions[0].choices["serve"]._actions[1].choices  # type: ignore[union-attr]
-    assert {"nats", "postgres", "gate", "control", "chron"} <= set(services)
-    for name in ("gate", "control", "chron", "ocsf", "admin"):
+    assert {"nats", "postgres", "gate", "control", "chron", "auth"} <= set(services)
+    for name in CLAIIM_SERVICES:
         command = services[name]["command"].split()
         assert command[:2] == ["claiim", "serve"] and command[2] in choices
 
@@ -36,26 +39,48 @@ def test_compose_environment_names_only_real_settings() -> None:
     fields = {f"CLAIIM_{name.upper()}" for name in Settings.model_fields}
     services = compose()["services"]
     assert isinstance(services, dict)
-    for name in ("gate", "control", "chron", "admin"):
+    for name in CLAIIM_SERVICES:
         env = services[name]["environment"]
         assert {k for k in env if k.startswith("CLAIIM_")} <= fields, name
     assert "CLAIIM_DATABASE_URL" in services["chron"]["environment"]
 
 
+CLAIIM_SERVICES = ("gate", "control", "chron", "ocsf", "auth", "admin")
 REQUIRED = {  # what `claiim serve X` refuses to start without (tests/e2e/test_serve.py checks that side)
-    "gate": {"CLAIIM_TOKEN_SECRET"},
-    "control": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN"},
-    "chron": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_DATABASE_URL", "CLAIIM_CHECKPOINT_KEY"},
+    "gate": {"CLAIIM_TOKEN_SECRET", "CLAIIM_CONTROL_VERIFIERS", "CLAIIM_GATE_KEY"},
+    "control": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_CONTROL_KEY", "CLAIIM_CONTROL_VERIFIERS"},
+    "chron": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_DATABASE_URL", "CLAIIM_CHECKPOINT_KEY",
+              "CLAIIM_CONTROL_VERIFIERS", "CLAIIM_GATE_KEYS"},
+    "ocsf": {"CLAIIM_GATE_KEYS"},
+    "auth": {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_CONTROL_VERIFIERS", "CLAIIM_NATS_ISSUER_SEED"},
     "admin": {"CLAIIM_CHECKPOINT_VERIFIER"},
 }
+SERVICE_USER = {"gate": "gate", "control": "control", "chron": "chron", "ocsf": "ocsf", "auth": "auth", "admin": "ui"}
 
 
 def test_the_admin_ui_gets_no_secret() -> None:
-    """The web UI acts only with the tokens admins log in with: compose gives it no token secret or operator token."""
+    """The web UI acts only with the tokens admins log in with: compose gives it no claiim secret or key."""
     services = compose()["services"]
     assert isinstance(services, dict)
-    assert not {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_CHECKPOINT_KEY"} & set(
-        services["admin"]["environment"])
+    secrets = {"CLAIIM_TOKEN_SECRET", "CLAIIM_ADMIN_TOKEN", "CLAIIM_CHECKPOINT_KEY", "CLAIIM_CONTROL_KEY",
+               "CLAIIM_GATE_KEY", "CLAIIM_GATE_KEYS", "CLAIIM_NATS_ISSUER_SEED"}
+    assert not secrets & set(services["admin"]["environment"])
+
+
+def test_each_service_logs_in_to_nats_as_its_own_user() -> None:
+    """Each claiim service's CLAIIM_NATS_PASSWORDS holds its own user's password (and only the auth service
+    also the system user's); the NATS container gets every password and the issuer's public key."""
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    for name, user in SERVICE_USER.items():
+        entries = dict(e.split("=", 1) for e in services[name]["environment"]["CLAIIM_NATS_PASSWORDS"].split(","))
+        expected = {user, "sys"} if name == "auth" else {user}
+        assert set(entries) == expected, name
+        assert all(v == f"${{{password_variable(u)}}}" for u, v in entries.items()), name
+    nats_env = services["nats"]["environment"]
+    assert {password_variable(u) for u in SERVICE_USERS} | {"NATS_ISSUER"} <= set(nats_env)
+    ports = services["nats"]["ports"]
+    assert all(p.startswith("127.0.0.1:") for p in ports), "tokens are NATS passwords: no plain NATS beyond the host"
 
 
 def test_compose_gives_each_service_the_secrets_it_requires() -> None:
@@ -66,19 +91,21 @@ def test_compose_gives_each_service_the_secrets_it_requires() -> None:
         assert required <= set(services[name]["environment"]), name
 
 
-def test_nats_config_is_accepted_by_nats_server() -> None:
-    """nats-server's own config test accepts deploy/nats/nats.conf."""
-    out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats/nats.conf"), "-t"],
-                         capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
+def test_the_deployed_nats_config_is_what_claiim_generates(capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy/nats/nats-auth.conf is the output of `claiim nats-config` (namespace claiim): never edited by hand."""
+    args = build_parser().parse_args(["nats-config"])
+    assert nats_config(args) == 0
+    assert capsys.readouterr().out == (ROOT / "deploy/nats/nats-auth.conf").read_text()
 
 
-def test_nats_permissions_config_is_accepted_and_reads_passwords_from_the_environment() -> None:
+def test_nats_config_is_accepted_and_reads_passwords_from_the_environment() -> None:
     """deploy/nats/nats-auth.conf is valid, and names every password variable it needs (none is in the file)."""
     text = (ROOT / "deploy/nats/nats-auth.conf").read_text()
     names = sorted(set(re.findall(r"password: \$([A-Z_]+)", text)))
-    assert "AGENT_DEPLOY_BOT_PASSWORD" in names and "SIEM_PASSWORD" in names
-    env = {**os.environ, **{n: "x" for n in names}}
+    assert names == sorted(password_variable(u) for u in SERVICE_USERS)
+    assert "issuer: $NATS_ISSUER" in text and "sync_interval: always" in text
+    env = {**os.environ, **{n: "pabc" for n in names},
+           "NATS_ISSUER": "ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"}
     out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats/nats-auth.conf"), "-t"],
                          capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode == 0, out.stderr

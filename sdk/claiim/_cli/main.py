@@ -20,6 +20,8 @@ from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run
 from claiim._cli import chron as chron_cli
 from claiim._cli.chron import add_commands as add_chron_commands
 from claiim._cli.commands import run_admin_command
+from claiim._cli.keys import add_commands as add_key_commands
+from claiim._cli.keys import keygen, nats_config
 from claiim._errors import ClaiimError
 
 DEFAULT_DATA_DIR = Path(".claiim")
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_chron_commands(chron, _leaf)
 
     sub.add_parser("rehearsal", help="check a running stack end to end")
+    add_key_commands(sub)
     return p
 
 
@@ -214,6 +217,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from claiim._cli.serve import serve
 
         return serve(args.services)
+    if args.command == "keygen":
+        return keygen(args)
+    if args.command == "nats-config":
+        return nats_config(args)
     if args.command == "policy" and args.subcommand == "test":
         return policy_test(args.policy_file, args.cases_file)
     if args.command == "chron" and args.subcommand in chron_cli.OFFLINE:

@@ -1,7 +1,11 @@
 """``claiim rehearsal``: check a running stack end to end, one line per check.
 
-It provisions a fresh org with a sample skill, policy and agent, fires ALLOW and DENY decisions
-and bad requests, and checks each returned chron id in Chron with its policy and skill versions.
+It provisions a fresh org with a sample skill, policy and two agents, fires ALLOW and DENY
+decisions and bad requests, and checks each returned chron id in Chron with its policy and skill
+versions. The agent asks over its own connection, logged in with its token. Requests that NATS
+would not even admit (a wrong token, an unknown or suspended agent, garbage) are sent over the
+second agent's connection, the probe: that is how the gate's own checks, the second line behind
+NATS authentication, are rehearsed.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
 from claiim_core.schemas import ChronRecord, DecisionReply
 
 from claiim._admin import AsyncAdmin
-from claiim._errors import AdminError, ClaiimError
+from claiim._errors import AdminError, ClaiimError, UnauthorizedError
 from claiim._gate import AsyncGate, CheckResult
 from claiim._transport import NatsTransport
 
 Check = Callable[[], Awaitable[str]]
+
+
+PROBE = "probe"
 
 
 def sample_bundle(org: str, agent: str, policy_version_allow: list[str]) -> dict[str, Any]:
@@ -31,8 +38,8 @@ def sample_bundle(org: str, agent: str, policy_version_allow: list[str]) -> dict
         "skills": [{"name": "ship", "actions": ["ship:build", "ship:test", "ship:release"]}],
         "policies": [{"name": "careful", "skill": "ship-v1", "allow": policy_version_allow,
                       "deny": ["ship:release"]}],
-        "agents": [{"id": agent, "anchor": "rehearsal.owner", "skills": ["ship-v1"],
-                    "policy": "careful"}],
+        "agents": [{"id": agent, "anchor": "rehearsal.owner", "skills": ["ship-v1"], "policy": "careful"},
+                   {"id": PROBE, "anchor": "rehearsal.owner", "skills": ["ship-v1"], "policy": "careful"}],
     }
 
 
@@ -44,7 +51,7 @@ class Rehearsal:
         self.agent = f"rehearsal-bot-{suffix}"
         self.token = ""
         self.wrong_token = f"clm_{self.org}.{secrets.token_urlsafe(32)}"
-        self.raw = NatsTransport(self.admin.url, name="claiim-rehearsal")
+        self.probe: NatsTransport | None = None
         self.passed = 0
         self.failed = 0
 
@@ -59,13 +66,29 @@ class Rehearsal:
             print(f"PASS  {name}{': ' + detail if detail else ''}", flush=True)
 
     async def decide(self, action: str, token: str | None = None, agent: str | None = None) -> CheckResult:
+        """The agent asking over its own connection; with another ``token`` or ``agent``, over the probe's."""
+        if token is None and agent is None:
+            async with AsyncGate(self.agent, self.token, self.admin.url, namespace=self.admin.names.namespace) as own:
+                return await own.check(action, target="rehearsal")
         gate = AsyncGate(agent or self.agent, token or self.token, self.admin.url,
-                         namespace=self.admin.names.namespace, transport=self.raw)
+                         namespace=self.admin.names.namespace, transport=self.probe)
         return await gate.check(action, target="rehearsal")
 
     async def raw_request(self, payload: bytes) -> DecisionReply:
-        data = await self.raw.request(self.admin.names.gate_check, payload, 5.0)
+        assert self.probe is not None
+        data = await self.probe.request(self.admin.names.gate_check, payload, 5.0)
         return msgspec.json.decode(data, type=DecisionReply)
+
+    async def refused(self, token: str) -> str:
+        """NATS refuses the agent's own connection with ``token`` (unless it runs without authentication)."""
+        gate = AsyncGate(self.agent, token, self.admin.url, namespace=self.admin.names.namespace)
+        try:
+            await gate.check("ship:build")
+        except UnauthorizedError as e:
+            return str(e).split(" (")[0]
+        finally:
+            await gate.close()
+        raise AssertionError("NATS admitted the agent with this token: is NATS authentication off?")
 
     async def in_chron(self, chron_id: str) -> ChronRecord:
         for _ in range(100):
@@ -81,6 +104,8 @@ class Rehearsal:
         async def provision() -> str:
             reply = await self.admin.apply(sample_bundle(self.org, self.agent, ["ship:build", "ship:release"]))
             self.token = reply.tokens[self.agent]
+            self.probe = NatsTransport(self.admin.url, name="claiim-rehearsal-probe", user=PROBE,
+                                       token=reply.tokens[PROBE])
             return "; ".join(reply.changes)
 
         async def reapply() -> str:
@@ -129,6 +154,7 @@ class Rehearsal:
         await c("action not in allow list is DENIED", expect("notallowed", "ship:test", "DENY", "not in allow list"))
         await c("action outside the skill is DENIED",
                 expect("outside", "infra:destroy", "DENY", "outside the agent's skills"))
+        await c("a bad token cannot connect to NATS", lambda: self.refused(self.wrong_token))
         await c("bad token is DENIED",
                 expect("badtoken", "ship:build", "DENY", "auth:bad-token", token=self.wrong_token))
         await c("unknown agent is DENIED",
@@ -156,13 +182,15 @@ class Rehearsal:
             old, self.token = self.token, await self.admin.rotate_token(self.agent)
             r = await self.decide("ship:build", token=old)
             assert r.outcome == "DENY" and r.reason.startswith("auth:rotated-token"), r.reason
-            return r.reason
+            return f"{r.reason}; {await self.refused(old)}"
 
         await c("suspend the agent", suspend)
-        await c("a suspended agent is DENIED", expect("suspended", "ship:build", "DENY", "agent:suspended"))
+        await c("a suspended agent cannot connect to NATS", lambda: self.refused(self.token))
+        await c("a suspended agent is DENIED",
+                expect("suspended", "ship:build", "DENY", "agent:suspended", agent=self.agent))
         await c("reactivate the agent", reactivate)
         await c("a reactivated agent is ALLOWED again", expect("back", "ship:build", "ALLOW", "action allowed"))
-        await c("a rotated-out token is DENIED", rotate)
+        await c("a rotated-out token is DENIED and cannot connect", rotate)
         await c("the new token is ALLOWED", expect("rotated", "ship:build", "ALLOW", "action allowed"))
         await c("the ALLOW has an inclusion proof that verifies offline", lambda: self._proof(results["allow"]))
         await c("two-person control: a proposal waits, self-approval is refused, a second admin applies it",
@@ -219,7 +247,7 @@ class Rehearsal:
     async def _auditor(self) -> str:
         auditor = self._as(await self.admin.enrol_admin(f"auditor-{secrets.token_hex(3)}", "auditor"))
         try:
-            assert [a.agent_id for a in await auditor.agents()] == [self.agent]
+            assert sorted(a.agent_id for a in await auditor.agents()) == sorted([self.agent, PROBE])
             try:
                 await auditor.suspend(self.agent)
             except AdminError as e:
@@ -263,7 +291,8 @@ class Rehearsal:
         return 1 if self.failed or not self.passed else 0
 
     async def close(self) -> None:
-        await self.raw.close()
+        if self.probe is not None:
+            await self.probe.close()
         await self.admin.close()
 
 

@@ -236,7 +236,13 @@ class ChronService:
                 log.warning("chron fetch from %s failed: %r", stream, e)
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
-            await self._store(kind, stream, msgs)
+            if not msgs:  # nats-py can end a fetch with nothing (only status messages)
+                continue
+            try:
+                await self._store(kind, stream, msgs)
+            except Exception:  # a bug must not end recording: what was not acked comes back
+                log.exception("storing a batch from %s failed; it will be redelivered", stream)
+                await self._nak(msgs)
 
     async def _store(self, kind: str, stream: str, msgs: list[Msg]) -> None:
         check: Check = self._check_decision
