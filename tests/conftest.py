@@ -93,6 +93,8 @@ class Stack:
     admin: AsyncAdmin
     """The operator, acting in the demo org."""
     tokens: dict[str, str]
+    nats_log: Path | None = None
+    """The stack's own nats-server's log (None with CLAIIM_TEST_NATS_URL)."""
 
     @property
     def names(self) -> Any:
@@ -180,13 +182,14 @@ async def stack_settings(pg_url: str, tmp_path: Path) -> AsyncIterator[Settings]
 
 
 @pytest.fixture
-async def stack(stack_settings: Settings) -> AsyncIterator[Stack]:
+async def stack(stack_settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
     running = await start_services(stack_settings, backend(stack_settings), instance="test-gate")
     admin = AsyncAdmin(stack_settings.url, stack_settings.require_admin_token(), org="demo",
                        namespace=stack_settings.namespace)
     reply = await admin.apply(demo_bundle())
     try:
-        yield Stack(stack_settings, running, admin, dict(reply.tokens))
+        yield Stack(stack_settings, running, admin, dict(reply.tokens),
+                    tmp_path / "nats" / "nats-server.log" if AUTH_ON else None)
     finally:
         await admin.close()
         await running.stop()
