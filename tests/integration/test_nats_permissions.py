@@ -6,20 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import nats
 import pytest
 from claiim import AsyncAdmin, AsyncGate, UnauthorizedError
+from claiim._embedded import demo_bundle
+from claiim._servers import NatsCredentials, ensure_database, free_port, nats_server_binary
 from claiim._services import start_services
+from claiim_auth.nkeys import KeyPair
 from claiim_core.tokens import INBOX_ROOT, inbox_prefix
+from claiim_runtime.natsconf import password_variable
 from claiim_runtime.settings import Settings
 from nats.aio.client import Client
 
-from tests.conftest import Stack, connect_agent, connect_as, needs_nats_auth
+from tests.conftest import Stack, connect_agent, connect_as, needs_nats_auth, new_settings
 
 pytestmark = [pytest.mark.integration, needs_nats_auth]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Attempts:
@@ -236,3 +247,69 @@ async def test_services_connections_have_their_own_users(stack: Stack) -> None:
     assert set(stack.running.connections) == {"gate", "control", "chron", "ocsf", "auth", "sys"}
     siem = await connect_as(stack.settings, "siem")  # and the SIEM reader's password works
     await siem.close()
+
+
+@pytest.fixture
+def deployed_nats(tmp_path: Path) -> Iterator[tuple[str, NatsCredentials]]:
+    """nats-server with deploy/nats/nats-auth.conf itself, as compose runs it: passwords and the issuer's
+    public key from the environment (only the port and the store dir changed)."""
+    text = (ROOT / "deploy/nats/nats-auth.conf").read_text()
+    port = free_port()
+    text = text.replace("port: 4222", f"port: {port}").replace("http_port: 8222", f"http_port: {free_port()}")
+    text = text.replace('store_dir: "/data"', f'store_dir: "{tmp_path / "js"}"')
+    (tmp_path / "nats.conf").write_text(text)
+    credentials = NatsCredentials.generate()
+    env = {**os.environ, "NATS_ISSUER": KeyPair.from_seed(credentials.issuer_seed).public_key,
+           **{password_variable(u): p for u, p in credentials.passwords.items()}}
+    log = tmp_path / "nats.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([nats_server_binary(), "-c", str(tmp_path / "nats.conf")], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"nats-server exited with {process.returncode}: {log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"nats-server did not listen on {port} within 10 s: {log.read_text()}")
+                time.sleep(0.05)
+        yield f"nats://127.0.0.1:{port}", credentials
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_the_deployed_configuration_runs_claiim_and_refuses_the_forgeries(
+        pg_url: str, deployed_nats: tuple[str, NatsCredentials]) -> None:
+    """deploy/nats/nats-auth.conf as compose runs it: every service works under its user, an agent gets
+    decisions, and neither the agent, nor an admin, nor the UI's user can publish the forged policy,
+    binding or decision."""
+    url, credentials = deployed_nats
+    base = new_settings(url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), "claiim", credentials)
+    running = await start_services(base, instance="deployed")
+    try:
+        admin = AsyncAdmin(base.url, base.require_admin_token(), org="demo", namespace="claiim")
+        tokens = (await admin.apply(demo_bundle())).tokens
+        alice = await admin.enrol_admin("alice")
+        await admin.close()
+        async with AsyncGate("deploy-bot", tokens["deploy-bot"], base.url) as gate:
+            assert (await gate.check(action="deploy:production")).outcome == "DENY"
+        forgeries = ["claiim.control.demo.policy.open", "claiim.control.demo.agent.deploy-bot",
+                     "claiim.decision.demo.deploy-bot.allow"]
+        for user, password, inbox in (("deploy-bot", tokens["deploy-bot"], inbox_prefix(tokens["deploy-bot"])),
+                                      ("admin", alice, inbox_prefix(alice)),
+                                      ("ui", credentials.passwords["ui"], "_INBOX_ui")):
+            attempts = Attempts()
+            nc = await login(base, attempts, user=user, password=password, inbox=inbox)
+            try:
+                await try_all(nc, forgeries)
+            finally:
+                await nc.close()
+            assert all(attempts.denied(s) for s in forgeries), (user, attempts.errors)
+        assert running.chron is not None and running.chron.parked == 0
+    finally:
+        await running.stop()
