@@ -8,12 +8,14 @@ one run:
   (1) plain: the backlog's rows inserted with asyncpg into a table with the same columns and
       unique indexes as ``chron_events``, 256 rows per transaction (multi-array ``unnest``), no
       NATS, no Merkle tree: the floor for storing these rows;
-  (2) chron: the real Chron (``ChronService``: JetStream pull consumer, batches of 256, leaf
-      hashes, stored subtrees, proofs feed, checkpoints every 5 s) draining a backlog of the same
-      decisions published to the decision stream beforehand; also the intervals between the
+  (2) chron: the real Chron (``ChronService``: JetStream pull consumer, batches of 256, each
+      decision's gate MAC verified, leaf hashes, stored subtrees, proofs feed, checkpoints every 5 s)
+      draining a backlog of the same decisions (authenticated by a gate key) published to the
+      decision stream beforehand; also the intervals between the
       checkpoints it signed while draining; then the same again with the OCSF feed running in the
       same process (as in ``claiim up``), on a second namespace and database;
-  (3) verify: ``verify_log`` over the whole database of (2), against the proofs stream;
+  (3) verify: ``verify_log`` over the whole database of (2), against the proofs stream, every
+      decision's MAC checked with the gate keyring;
   (4) proofs: a log of ``--proof-leaves`` leaves written with ``ChronStore.append`` (10,000 per
       transaction), then inclusion proofs of 1,000 random leaves and 100 consistency proofs,
       each read from PostgreSQL and verified: time per proof.
@@ -37,12 +39,13 @@ import asyncpg
 import nats
 from claiim._servers import ensure_database, free_port, start_nats, start_postgres
 from claiim_chron.ocsf_feed import OcsfFeed
-from claiim_chron.rows import ROW_COLUMNS, Row, decision_row
+from claiim_chron.rows import ROW_COLUMNS, Row, StreamAuthenticator, decision_row
 from claiim_chron.service import ChronService
 from claiim_chron.store import ChronStore
 from claiim_chron.verify import evidence_from_stream, verify_log
 from claiim_core.canonical import canonical_bytes
 from claiim_core.checkpoint import Checkpoint, Signer
+from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, Trusted, seal_decision
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.merkle import (
     consistency_ranges,
@@ -107,6 +110,11 @@ async def plain_inserts(db_url: str, rows: list[Row]) -> float:
         await conn.close()
 
 
+GATE_KEY = GateKey("bench-gate", secrets.token_bytes(32))
+GATE_KEYS = GateKeyring([Trusted(GATE_KEY)])
+CONTROL_KEYS = ControlKeyring([Trusted(Signer.from_seed("bench-control", secrets.token_bytes(32)).verifier)])
+
+
 async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[bytes], signer: Signer,
                        with_ocsf: bool) -> tuple[float, list[float]]:
     nc = await nats.connect(nats_url)
@@ -115,7 +123,8 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
     started = time.perf_counter()
     pending = []
     for i, payload in enumerate(data):
-        pending.append(js.publish(names.decision_subject("demo", f"bot-{i % 50}", "allow"), payload,
+        outcome = "allow" if i % 4 != 0 else "deny"  # as decision(i) says: a MAC binds it to its subject
+        pending.append(js.publish(names.decision_subject("demo", f"bot-{i % 50}", outcome), payload,
                                   headers={"Nats-Msg-Id": decision(i).chron_id}))
         if len(pending) >= 1000:
             await asyncio.gather(*pending)
@@ -123,9 +132,10 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
     await asyncio.gather(*pending)
     print(f"  published a backlog of {len(data):,} decisions in {time.perf_counter() - started:.1f} s")
     store = await ChronStore.open(db_url)
-    follower = RegistryFollower(js, names)
+    follower = RegistryFollower(js, names, CONTROL_KEYS, keep_rejections=True)
     await follower.start()
-    chron = ChronService(nc, js, names, store, follower, b"x", "operator", BATCH, signer, "claiim/bench", 5.0)
+    chron = ChronService(nc, js, names, store, follower, GATE_KEYS, b"x", "operator", BATCH, signer, "claiim/bench",
+                         5.0)
     signed: list[float] = []
     original = chron.checkpoint
 
@@ -136,7 +146,7 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
         return result
 
     chron.checkpoint = timed_checkpoint  # type: ignore[method-assign]
-    ocsf = OcsfFeed(js, names, BATCH) if with_ocsf else None
+    ocsf = OcsfFeed(js, names, BATCH, GATE_KEYS) if with_ocsf else None
     started = time.perf_counter()
     await chron.start()
     if ocsf is not None:
@@ -144,6 +154,8 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
     for _ in range(1_000_000):
         if chron.stored >= len(data):
             break
+        if chron.parked:
+            raise RuntimeError(f"Chron parked {chron.parked} decisions")
         await asyncio.sleep(0.01)
     took = time.perf_counter() - started
     if ocsf is not None:
@@ -203,7 +215,7 @@ async def main(backlog: int, proof_leaves: int) -> None:
         pg, server_url = start_postgres(Path(d) / "pg")
         try:
             print(f"cpus={os.cpu_count()}; backlog {backlog:,} decisions, batches of {BATCH}")
-            data = [canonical_bytes(decision(i)) for i in range(backlog)]
+            data = [seal_decision(decision(i), GATE_KEY) for i in range(backlog)]
             rows = [decision_row("BENCH_DECISIONS", i + 1, "bench.decision", payload) for i, payload in enumerate(data)]
             plain = await plain_inserts(await ensure_database(server_url, "plain"), rows)
             print(f"  (1) plain asyncpg inserts: {backlog / plain:,.0f} rows/s ({plain:.1f} s)")
@@ -223,7 +235,8 @@ async def main(backlog: int, proof_leaves: int) -> None:
             evidence = await evidence_from_stream(nc.jetstream(), names)
             await nc.close()
             conn = await asyncpg.connect(chron_db)
-            report = await verify_log(conn, signer.verifier, evidence)
+            report = await verify_log(conn, signer.verifier, evidence,
+                                      auth=StreamAuthenticator(names, GATE_KEYS, CONTROL_KEYS))
             await conn.close()
             assert report.ok, report.lines()
             print(f"  (3) chron verify: {report.leaves:,} leaves in {report.seconds:.1f} s = "

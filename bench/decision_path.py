@@ -2,10 +2,11 @@
 
 Run: ``.venv/bin/python bench/decision_path.py [--n 2000] [--duration 5] [--inflight 128] [--chron-n 200]``
 
-It starts its own nats-server (free port on 127.0.0.1) and PostgreSQL (pgserver), both in a temporary
-directory, runs the gate, control handler and Chron in this process (as ``claiim up`` does), applies the
-demo bundle, and drives the gate from a spawned process as the demo agent ``deploy-bot`` checking
-``deploy:staging`` (ALLOW). Measured:
+It starts its own nats-server (free port on 127.0.0.1, claiim's configuration: NATS authentication on)
+and PostgreSQL (pgserver), both in a temporary directory, runs the gate, control handler, Chron, the
+OCSF feed and the auth service in this process (as ``claiim up`` does), applies the demo bundle, and
+drives the gate from a spawned process as the demo agent ``deploy-bot`` (logged in with its token)
+checking ``deploy:staging`` (ALLOW). Measured:
 
   (i)   one agent, sync SDK ``Gate.check`` in a loop, N calls: decisions/s, p50/p99;
   (ii)  ``AsyncGate`` with 128 checks in flight for ~5 s: decisions/s, p50/p99;
@@ -25,7 +26,6 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
-import secrets
 import sys
 import tempfile
 import time
@@ -37,12 +37,15 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
+import stack
 from claiim import AsyncGate, Gate
 from claiim._admin import AsyncAdmin
 from claiim._embedded import demo_bundle
-from claiim._servers import ensure_database, free_port, start_nats, start_postgres
+from claiim._servers import NatsCredentials, ensure_database, free_port, start_nats, start_postgres
 from claiim._services import RunningServices, start_services
+from claiim_core.names import Names
 from claiim_core.schemas import CheckRequest
+from claiim_core.tokens import inbox_prefix
 from claiim_runtime.settings import Settings
 
 AGENT = "deploy-bot"
@@ -201,7 +204,7 @@ def pct(values: list[float], q: float) -> float:
 async def wait_allowed(url: str, subject: str, token: str) -> None:
     """The gate's registry follower applies the bundle asynchronously: wait until it allows."""
     payload = msgspec.json.encode(CheckRequest(agent_id=AGENT, token=token, action=ACTION, target=TARGET))
-    nc = await nats.connect(url, name="bench-probe")
+    nc = await nats.connect(url, name="bench-probe", user=AGENT, password=token, inbox_prefix=inbox_prefix(token))
     try:
         deadline = time.monotonic() + 10
         while b'"outcome":"ALLOW"' not in (msg := await nc.request(subject, payload, timeout=5)).data:
@@ -219,9 +222,13 @@ class Drain:
     backlog_first_poll: int
 
 
-async def measure_drain(running: RunningServices, settings: Settings, db_url: str, end_wall: float) -> Drain:
+async def measure_drain(settings: Settings, credentials: NatsCredentials, db_url: str, end_wall: float) -> Drain:
     """(iv) from ``end_wall`` until ``chron_events`` holds every decision of the decisions stream."""
-    info = await running.js.stream_info(settings.names.decisions_stream)
+    nc = await stack.maintenance(settings.url, credentials)
+    try:
+        info = await nc.jetstream().stream_info(settings.names.decisions_stream)
+    finally:
+        await nc.close()
     expected = info.state.messages  # every reply waited for its PubAck: nothing more is coming
     conn = await asyncpg.connect(db_url)
     try:
@@ -248,14 +255,14 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="claiim-bench-") as tmp, \
             ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         warm_child = loop.run_in_executor(pool, pct, [0.0], 50)  # spawn + imports, off the clock
-        nats_server = start_nats(free_port(), Path(tmp) / "nats")
+        credentials = stack.credentials()
+        nats_server = start_nats(free_port(), Path(tmp) / "nats", credentials=credentials, names=Names())
         pg: Any = None
         running: RunningServices | None = None
         try:
             pg, server_url = await asyncio.to_thread(start_postgres, Path(tmp) / "pg")
             db_url = await ensure_database(server_url, "claiim_bench")
-            settings = Settings(url=nats_server.url, database_url=db_url, token_secret=secrets.token_urlsafe(32),
-                                admin_token="adm_" + secrets.token_hex(8))
+            settings = stack.settings(nats_server.url, db_url, credentials)
             running = await start_services(settings, instance="bench")
             admin = AsyncAdmin(settings.url, settings.require_admin_token())
             try:
@@ -265,14 +272,14 @@ async def main(args: argparse.Namespace) -> None:
             await wait_allowed(settings.url, settings.names.gate_check, token)
             await warm_child
             print(f"stack up in {time.monotonic() - t_start:.1f}s: nats {settings.url}, PostgreSQL (pgserver), "
-                  f"gate+control+chron in pid {os.getpid()}, chron_batch={settings.chron_batch}; "
+                  f"gate+control+chron+ocsf+auth in pid {os.getpid()}, chron_batch={settings.chron_batch}; "
                   f"cpus={os.cpu_count()}", flush=True)
 
             sync_calls = await loop.run_in_executor(pool, sync_loop, settings.url, token, args.n, 100)
             print(f"  (i) sync loop done: {sync_calls.rate:,.0f}/s", flush=True)
             load_calls = await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight,
                                                     args.duration, 1.0)
-            drain = await measure_drain(running, settings, db_url, load_calls.end_wall)
+            drain = await measure_drain(settings, credentials, db_url, load_calls.end_wall)
             print(f"  (ii) load done: {load_calls.rate:,.0f}/s; (iv) drained in {drain.seconds:.2f}s", flush=True)
             chron_calls = await loop.run_in_executor(pool, chron_latency, settings.url, token, db_url,
                                                      args.chron_n, args.chron_interval)

@@ -8,13 +8,21 @@ separate process (spawned), so that client CPU does not compete with the server 
 Every path receives the same payload: the gate's CheckRequest for the demo agent ``deploy-bot``
 (``deploy:staging``), and every reply is checked for ``"outcome":"ALLOW"``.
 
+The nats-server runs claiim's configuration (every party its own user, agents admitted by the auth
+service): the stub responders and their load log in as an all-permissions maintenance user, the gate
+as its service user, and the gate's load as the agent deploy-bot with its token.
+
 Paths:
   bare       nats-py subscriber: msgspec-decode the CheckRequest, respond.
   faststream FastStream 0.7.8 NatsBroker subscriber, msgspec decoder, handler returns the reply bytes
              (broker logger disabled, default sequential consumption).
   nats+js    nats-py subscriber, a task per message: decode, publish to a JetStream stream (file storage,
              Nats-Msg-Id header) and await the PubAck, then respond.
-  gate       the real claiim gate (start_services(..., which=("gate", "control"))) with the demo bundle.
+  gate       the real claiim gate (control and auth services started alongside) with the demo bundle: each
+             decision event carries the gate's HMAC-SHA256 (claiim_core.eventauth).
+  gate, no MAC  the same gate publishing its decision events without the MAC, the cost of authenticating
+             events by difference. Nothing but this benchmark runs a gate so; Chron would park every event.
+With ``--repeat N`` the two gate paths are measured N times each, alternately.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import logging
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -38,9 +47,17 @@ import msgspec
 import nats
 from claiim._admin import AsyncAdmin
 from claiim._embedded import demo_bundle
-from claiim._servers import free_port, start_nats
+from claiim._servers import NatsCredentials, free_port, new_password, start_nats
 from claiim._services import RunningServices, start_services
-from claiim_core.schemas import CheckRequest
+from claiim_core.canonical import canonical_bytes
+from claiim_core.checkpoint import Signer
+from claiim_core.eventauth import GateKey, seal_decision
+from claiim_core.names import Names, service_inbox
+from claiim_core.schemas import CheckRequest, DecisionEvent
+from claiim_core.tokens import inbox_prefix
+from claiim_gate.service import GateService
+from claiim_runtime.follower import RegistryFollower
+from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -67,6 +84,15 @@ def answer(req: CheckRequest) -> bytes:
 # Load generator (runs in a spawned child process)
 
 
+@dataclass(frozen=True)
+class Login:
+    """Who the load generator connects as."""
+
+    user: str
+    password: str
+    inbox: str
+
+
 @dataclass
 class LoadResult:
     total_requests: int  # all requests of the run, warm-up included (for CPU per request)
@@ -82,14 +108,15 @@ class LoadResult:
         return self.inflight_done / self.inflight_seconds
 
 
-def run_load(url: str, subject: str, payload: bytes, warmup: float, duration: float, inflight: int,
+def run_load(url: str, login: Login, subject: str, payload: bytes, warmup: float, duration: float, inflight: int,
              single: float) -> LoadResult:
-    return asyncio.run(_load(url, subject, payload, warmup, duration, inflight, single))
+    return asyncio.run(_load(url, login, subject, payload, warmup, duration, inflight, single))
 
 
-async def _load(url: str, subject: str, payload: bytes, warmup: float, duration: float, inflight: int,
+async def _load(url: str, login: Login, subject: str, payload: bytes, warmup: float, duration: float, inflight: int,
                 single: float) -> LoadResult:
-    nc = await nats.connect(url, name="bench-load")
+    nc = await nats.connect(url, name="bench-load", user=login.user, password=login.password,
+                            inbox_prefix=login.inbox)
     errors = 0
     unexpected = 0
     total = 0
@@ -129,8 +156,12 @@ async def _load(url: str, subject: str, payload: bytes, warmup: float, duration:
 Stopper = Callable[[], Awaitable[None]]
 
 
-async def start_bare(url: str) -> Stopper:
-    nc = await nats.connect(url, name="bench-bare")
+async def connect(url: str, name: str, login: Login) -> Client:
+    return await nats.connect(url, name=name, user=login.user, password=login.password, inbox_prefix=login.inbox)
+
+
+async def start_bare(url: str, login: Login) -> Stopper:
+    nc = await connect(url, "bench-bare", login)
 
     async def on_request(msg: Msg) -> None:
         await msg.respond(answer(_decode_request(msg.data)))
@@ -139,10 +170,11 @@ async def start_bare(url: str) -> Stopper:
     return nc.drain
 
 
-async def start_faststream(url: str) -> Stopper:
+async def start_faststream(url: str, login: Login) -> Stopper:
     from faststream.nats import NatsBroker, NatsMessage
 
-    broker = NatsBroker(url, logger=None)
+    with_login = url.replace("nats://", f"nats://{login.user}:{login.password}@")  # FastStream takes no user
+    broker = NatsBroker(with_login, logger=None, inbox_prefix=login.inbox)
 
     async def decoder(msg: NatsMessage) -> Any:
         return _decode_request(msg.body)
@@ -155,8 +187,8 @@ async def start_faststream(url: str) -> Stopper:
     return broker.stop
 
 
-async def start_js_responder(url: str) -> Stopper:
-    nc = await nats.connect(url, name="bench-js")
+async def start_js_responder(url: str, login: Login) -> Stopper:
+    nc = await connect(url, "bench-js", login)
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name=JS_STREAM, subjects=[JS_SUBJECTS], storage=StorageType.FILE,
                                      duplicate_window=120.0))
@@ -183,33 +215,48 @@ async def start_js_responder(url: str) -> Stopper:
     return stop
 
 
-async def start_gate(url: str) -> tuple[RunningServices, str, bytes]:
-    """The real gate and control handler, the demo bundle applied; returns (services, subject, payload)."""
-    settings = Settings(url=url, database_url=None, token_secret="x" * 32, admin_token="adm")
-    running = await start_services(settings, which=("gate", "control"))
+@dataclass
+class GateBench:
+    running: RunningServices
+    settings: Settings
+    nc: Client
+    """The gates' connection, as the `gate` user."""
+    follower: RegistryFollower
+    login: Login
+    payload: bytes
+
+    async def start(self, seal: Callable[[DecisionEvent], bytes]) -> Stopper:
+        """A gate on the check subject with this way of sealing its events (the only one subscribed)."""
+        s = self.settings
+        gate = GateService(self.nc, s.names, self.follower, s.require_token_secret(), "bench-gate",
+                           s.publish_timeout, seal)
+        await gate.start()
+        return gate.stop
+
+
+async def start_gate(url: str, credentials: NatsCredentials) -> GateBench:
+    """Control and auth services with the demo bundle, and a registry follower for the gates to start."""
+    control = Signer.from_seed("bench-control", os.urandom(32))
+    gate_key = GateKey("bench", os.urandom(32))
+    settings = Settings(url=url, database_url=None, token_secret="x" * 32, admin_token="adm", control_key=str(control),
+                        control_verifiers=str(control.verifier), gate_key=str(gate_key), gate_keys=str(gate_key),
+                        nats_passwords=credentials.passwords_setting, nats_issuer_seed=credentials.issuer_seed)
+    running = await start_services(settings, which=("control", "auth"))
     admin = AsyncAdmin(url, "adm")
     try:
         reply = await admin.apply(demo_bundle())
     finally:
         await admin.close()
     token = reply.tokens["deploy-bot"]
+    nc = await connect(url, "bench-gate", Login("gate", credentials.passwords["gate"], service_inbox("gate")))
+    running.connections["gate"] = nc  # closed with the services
+    follower = RegistryFollower(nc.jetstream(), settings.names, settings.require_control_keyring())
+    await follower.start()
+    running.followers.append(follower)
     request = CheckRequest(agent_id="deploy-bot", token=token, action="deploy:staging", target="api-v2",
                            request_id="bench")
-    payload = _encode(request)
-    subject = settings.names.gate_check
-    nc: Client = await nats.connect(url, name="bench-probe")
-    try:  # the gate's registry follower catches up with the bundle asynchronously
-        deadline = time.monotonic() + 10
-        while True:
-            msg = await nc.request(subject, payload, timeout=5)
-            if ALLOW in msg.data:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gate does not allow the bench request: {msg.data!r}")
-            await asyncio.sleep(0.05)
-    finally:
-        await nc.close()
-    return running, subject, payload
+    return GateBench(running, settings, nc, follower, Login("deploy-bot", token, inbox_prefix(token)),
+                     _encode(request))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -238,42 +285,71 @@ class Row:
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     loop = asyncio.get_running_loop()
+    generated = NatsCredentials.generate()
+    credentials = NatsCredentials({**generated.passwords, MAINTENANCE_USER: new_password()}, generated.issuer_seed)
+    maintenance = Login(MAINTENANCE_USER, credentials.passwords[MAINTENANCE_USER], service_inbox(MAINTENANCE_USER))
     with tempfile.TemporaryDirectory(prefix="claiim-bench-") as tmp, \
             ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        nats_server = start_nats(free_port(), Path(tmp) / "nats")
+        nats_server = start_nats(free_port(), Path(tmp) / "nats", credentials=credentials, names=Names())
         url = nats_server.url
-        running: RunningServices | None = None
+        bench: GateBench | None = None
         rows: list[Row] = []
         try:
             # The load process starts (spawn + imports) before anything is measured.
             await loop.run_in_executor(pool, pct, [0.0], 50)
-            running, gate_subject, payload = await start_gate(url)
-            print(f"nats-server {url}; payload {len(payload)} bytes; {args.inflight} in flight for "
+            bench = await start_gate(url, credentials)
+            print(f"nats-server {url}; payload {len(bench.payload)} bytes; {args.inflight} in flight for "
                   f"{args.duration:g}s after {args.warmup:g}s warm-up; 1 caller for {args.single:g}s; "
                   f"cpus={os.cpu_count()}", flush=True)
-            paths: list[tuple[str, str, Callable[[str], Awaitable[Stopper]] | None]] = [
-                ("bare nats-py", SUBJECT_BARE, start_bare),
-                ("faststream 0.7.8", SUBJECT_FS, start_faststream),
-                ("nats-py + JetStream PubAck", SUBJECT_JS, start_js_responder),
-                ("claiim gate", gate_subject, None),
+            gate_key = bench.settings.require_gate_key()
+            sealed = bench.start
+            paths: list[tuple[str, str, Login, Callable[[], Awaitable[Stopper]]]] = [
+                ("bare nats-py", SUBJECT_BARE, maintenance, lambda: start_bare(url, maintenance)),
+                ("faststream 0.7.8", SUBJECT_FS, maintenance, lambda: start_faststream(url, maintenance)),
+                ("nats-py + JetStream PubAck", SUBJECT_JS, maintenance, lambda: start_js_responder(url, maintenance)),
             ]
-            for name, subject, starter in paths:
-                stop = await starter(url) if starter is not None else None
+            for _ in range(args.repeat):
+                paths += [("claiim gate", bench.settings.names.gate_check, bench.login,
+                           lambda: sealed(lambda e: seal_decision(e, gate_key))),
+                          ("claiim gate, no MAC", bench.settings.names.gate_check, bench.login,
+                           lambda: sealed(canonical_bytes))]
+            for name, subject, login, starter in paths:
+                stop = await starter()
                 try:
+                    await ready(url, login, subject, bench.payload)
                     cpu0 = cpu_seconds()
-                    result = await loop.run_in_executor(pool, run_load, url, subject, payload, args.warmup,
-                                                        args.duration, args.inflight, args.single)
+                    result = await loop.run_in_executor(pool, run_load, url, login, subject, bench.payload,
+                                                        args.warmup, args.duration, args.inflight, args.single)
                     cpu = cpu_seconds() - cpu0
                 finally:
-                    if stop is not None:
-                        await stop()
+                    await stop()
                 rows.append(Row(name, result, cpu / max(1, result.total_requests) * 1e6))
-                print(f"  {name}: {result.rps:,.0f} req/s", flush=True)
+                print(f"  {name}: {result.rps:,.0f} req/s, 1 caller p50 {pct(result.single_lat, 50):.3f} ms",
+                      flush=True)
         finally:
-            if running is not None:
-                await running.stop()
+            if bench is not None:
+                await bench.running.stop()
             nats_server.stop()
     report(rows, args.inflight)
+
+
+async def ready(url: str, login: Login, subject: str, payload: bytes) -> None:
+    """Wait until the path answers ALLOW (a gate's registry follower catches up asynchronously)."""
+    nc = await connect(url, "bench-probe", login)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                msg = await nc.request(subject, payload, timeout=5)
+                if ALLOW in msg.data:
+                    return
+            except nats.errors.NoRespondersError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{subject} does not allow the bench request")
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
 
 
 def report(rows: list[Row], inflight: int) -> None:
@@ -289,10 +365,17 @@ def report(rows: list[Row], inflight: int) -> None:
         print(f"{row.path:<28} {r.rps:>12,.0f} {pct(r.inflight_lat, 50):>8.2f} {pct(r.inflight_lat, 99):>8.2f} │ "
               f"{pct(r.single_lat, 50):>12.3f} {pct(r.single_lat, 99):>8.3f} {single_rps:>7,.0f} │ "
               f"{row.server_cpu_us:>14.0f} {100 * r.rps / bare:>8.1f}% {r.errors + r.unexpected:>6}")
-    gate = rows[-1].result.rps
-    print(f"\ngate = {100 * gate / bare:.1f}% of the bare responder; "
+    gates = [r.result for r in rows if r.path == "claiim gate"]
+    plain = [r.result for r in rows if r.path == "claiim gate, no MAC"]
+    gate = statistics.median(r.rps for r in gates)
+    print(f"\ngate (median of {len(gates)}) = {100 * gate / bare:.1f}% of the bare responder; "
           f"{100 * gate / rows[2].result.rps:.1f}% of nats-py + JetStream; "
           f"{gate / rows[1].result.rps:.2f}x FastStream")
+    with_mac, without = statistics.median(r.rps for r in gates), statistics.median(r.rps for r in plain)
+    p50 = statistics.median(pct(r.single_lat, 50) for r in gates)
+    p50_plain = statistics.median(pct(r.single_lat, 50) for r in plain)
+    print(f"event authentication: {with_mac:,.0f} vs {without:,.0f} req/s without the MAC "
+          f"({100 * (with_mac / without - 1):+.1f}%); 1 caller p50 {p50:.3f} vs {p50_plain:.3f} ms (medians)")
     print("srv CPU µs/req: CPU time of the server process (responders, nats-py, idle gate) over all requests "
           "of the path, warm-up included; nats-server's own CPU is not counted.")
 
@@ -303,4 +386,5 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
     parser.add_argument("--inflight", type=int, default=128, help="requests in flight")
     parser.add_argument("--single", type=float, default=2.0, help="seconds of the single-caller loop")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements of each gate path, alternately")
     asyncio.run(main(parser.parse_args(sys.argv[1:])))

@@ -1,7 +1,8 @@
 """How long a new gate replica takes to rebuild its registry from N control events.
 
 Starts its own nats-server, publishes N events (an org, then skill versions and agent
-suspensions/reactivations), then times a fresh RegistryFollower from start to caught up.
+suspensions/reactivations), each signed by a control key as the control service signs them, then
+times a fresh RegistryFollower (which verifies every signature) from start to caught up.
 
     .venv/bin/python bench/projection_rebuild.py [--events 10000]
 """
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import tempfile
 import time
 from pathlib import Path
 
 import nats
 from claiim._servers import free_port, start_nats
-from claiim_core.canonical import canonical_bytes
+from claiim_core.checkpoint import Signer
+from claiim_core.eventauth import ControlKeyring, Trusted, seal_control
 from claiim_core.events import (
     AgentReactivated,
     AgentRegistered,
@@ -53,23 +56,22 @@ async def main(n: int) -> None:
             js = nc.jetstream()
             names = Names("bench")
             await ensure_streams(js, names)
+            signer = Signer.from_seed("bench-control", secrets.token_bytes(32))
             started = time.perf_counter()
-            acks = []
-            for event in events(n):
-                kind, name = aggregate(event)
-                acks.append(js.publish(names.control_subject(event.org, kind, name), canonical_bytes(event)))
-                if len(acks) >= 500:
-                    await asyncio.gather(*acks)
-                    acks.clear()
-            await asyncio.gather(*acks)
-            print(f"published {n} control events in {time.perf_counter() - started:.2f}s")
+            last: dict[str, int] = {}
+            for seq, event in enumerate(events(n), start=1):  # one publisher: the stream sequence is known
+                subject = names.control_subject(event.org, *aggregate(event))
+                await js.publish(subject, seal_control(event, last.get(subject, 0), signer))
+                last[subject] = seq
+            print(f"published {n} signed control events in {time.perf_counter() - started:.2f}s")
             for attempt in range(3):
-                follower = RegistryFollower(js, names)
+                follower = RegistryFollower(js, names, ControlKeyring([Trusted(signer.verifier)]))
                 started = time.perf_counter()
                 await follower.start()
                 took = time.perf_counter() - started
                 print(f"rebuild {attempt + 1}: {n} events in {took * 1000:.0f} ms "
-                      f"({n / took:,.0f} events/s), last seq {follower.registry.last_seq}")
+                      f"({n / took:,.0f} events/s), last seq {follower.registry.last_seq}, "
+                      f"refused {follower.rejected}")
                 await follower.stop()
             await nc.close()
         finally:

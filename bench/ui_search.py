@@ -31,6 +31,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import stack
 from claiim import AsyncAdmin
 from claiim._servers import ensure_database, free_port, start_nats, start_postgres
 from claiim._services import start_services
@@ -39,6 +40,7 @@ from claiim_chron.store import ChronStore
 from claiim_core.canonical import canonical_bytes
 from claiim_core.checkpoint import Signer
 from claiim_core.ids import chron_id, rfc3339
+from claiim_core.names import Names
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.settings import Settings
 from playwright.async_api import async_playwright
@@ -172,17 +174,18 @@ async def browser_load(ui_url: str, token: str, n: int, repeat: int) -> None:
 async def main(n: int, repeat: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as d:
-        nats = await asyncio.to_thread(start_nats, free_port(), Path(d) / "nats")
+        credentials = stack.credentials()
+        nats = await asyncio.to_thread(start_nats, free_port(), Path(d) / "nats", credentials=credentials,
+                                       names=Names("bench"))
         pg, server_url = await asyncio.to_thread(start_postgres, Path(d) / "pg")
         try:
             db_url = await ensure_database(server_url, "bench_ui")
             print(f"writing a Chron log of {n:,} decisions")
             await write_log(db_url, n)
             key = Signer.from_seed("claiim-bench", secrets.token_bytes(32))
-            settings = Settings(url=nats.url, database_url=db_url, namespace="bench",
-                                token_secret=secrets.token_urlsafe(32), admin_token="adm_" + secrets.token_hex(8),
-                                checkpoint_key=str(key), checkpoint_verifier=str(key.verifier), ui_port=0)
-            running = await start_services(settings, ("control", "chron", "admin"), instance="bench")
+            settings = Settings(**{**stack.settings(nats.url, db_url, credentials).model_dump(), "namespace": "bench",
+                                   "checkpoint_key": str(key), "checkpoint_verifier": str(key.verifier), "ui_port": 0})
+            running = await start_services(settings, ("control", "chron", "auth", "admin"), instance="bench")
             try:
                 operator = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace="bench")
                 await operator.create_org("demo")

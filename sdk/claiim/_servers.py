@@ -50,9 +50,12 @@ class NatsCredentials:
         return ",".join(f"{user}={password}" for user, password in self.passwords.items())
 
     def config(self, names: Names, port: int, store_dir: Path) -> str:
+        """The configuration of a local development server: on 127.0.0.1, and with JetStream's default
+        fsync interval (a power cut can lose the last acknowledged messages; deployments fsync every
+        message or run a cluster, see deploy/nats/nats-auth.conf)."""
         return render(NatsConfig(names, issuer=KeyPair.from_seed(self.issuer_seed).public_key,
                                  passwords=self.passwords, store_dir=str(store_dir), host="127.0.0.1", port=port,
-                                 server_name=f"claiim-{port}"))
+                                 server_name=f"claiim-{port}", sync_always=False))
 
 
 def nats_server_binary() -> str:

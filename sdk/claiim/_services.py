@@ -10,9 +10,10 @@ permissions) with its own reply prefix (``_INBOX_<service>``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 import socket
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -35,7 +36,9 @@ from nats.aio.client import Client
 BACKEND = ("gate", "control", "chron", "ocsf", "auth")
 """What :func:`start_services` starts unless told otherwise: everything but the web UI."""
 SERVICES = (*BACKEND, "admin")
-CLOSE_WAIT_S = 5.0
+STOP_STEP_S = 10.0
+"""Longest wait for one step of a stop (a service, a connection)."""
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,26 +54,30 @@ class RunningServices:
     followers: list[RegistryFollower] = field(default_factory=list)
 
     async def stop(self) -> None:
+        """Stop every service, then close the connections; each step is bounded in time, so that a
+        dependency that is gone (NATS, PostgreSQL) cannot hang a stop."""
+        steps: list[tuple[str, Awaitable[object]]] = []
         if self.admin is not None:
-            await self.admin.stop()
-        for gate in self.gates:
-            await gate.stop()
+            steps.append(("admin UI", self.admin.stop()))
+        steps += [("gate", gate.stop()) for gate in self.gates]
         if self.control is not None:
-            await self.control.stop()
+            steps.append(("control", self.control.stop()))
         if self.auth is not None:
-            await self.auth.stop()
+            steps.append(("auth", self.auth.stop()))
         if self.ocsf is not None:
-            await self.ocsf.stop()
+            steps.append(("OCSF feed", self.ocsf.stop()))
         if self.chron is not None:
-            await self.chron.stop()
-            await self.chron.store.close()
-        for follower in self.followers:
-            await follower.stop()
+            steps += [("chron", self.chron.stop()), ("chron store", self.chron.store.close())]
+        steps += [("registry follower", follower.stop()) for follower in self.followers]
         for nc in self.connections.values():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(nc.flush(), CLOSE_WAIT_S)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(nc.close(), CLOSE_WAIT_S)
+            steps += [("NATS flush", nc.flush()), ("NATS close", nc.close())]
+        for what, step in steps:
+            try:
+                await asyncio.wait_for(step, STOP_STEP_S)
+            except TimeoutError:
+                log.error("stopping: %s did not finish within %g s; going on", what, STOP_STEP_S)
+            except Exception as e:  # stopping anyway: say what failed
+                log.warning("stopping: %s failed: %r", what, e)
 
 
 async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,

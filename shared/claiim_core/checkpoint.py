@@ -22,9 +22,8 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 ED25519 = b"\x01"
 DASH = "\u2014"
@@ -87,8 +86,8 @@ class Verifier:
         return f"{self.name}+{self.key_id.hex()}"
 
     @cached_property
-    def _key(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(self.public)
+    def _key(self) -> VerifyKey:
+        return VerifyKey(self.public)
 
     def __str__(self) -> str:
         return f"{self.label}+{base64.b64encode(ED25519 + self.public).decode()}"
@@ -96,8 +95,8 @@ class Verifier:
     def verify_bytes(self, signature: bytes, data: bytes) -> bool:
         """Whether ``signature`` is this key's Ed25519 signature of ``data``."""
         try:
-            self._key.verify(signature, data)
-        except InvalidSignature:
+            self._key.verify(data, signature)
+        except (BadSignatureError, ValueError):  # ValueError: not 64 bytes
             return False
         return True
 
@@ -155,12 +154,12 @@ class Signer:
         return cls(name, seed)
 
     @cached_property
-    def _key(self) -> Ed25519PrivateKey:
-        return Ed25519PrivateKey.from_private_bytes(self.seed)
+    def _key(self) -> SigningKey:
+        return SigningKey(self.seed)
 
     @cached_property
     def verifier(self) -> Verifier:
-        return Verifier(self.name, self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+        return Verifier(self.name, self._key.verify_key.encode())
 
     def __str__(self) -> str:
         v = self.verifier
@@ -188,7 +187,7 @@ class Signer:
 
     def sign_bytes(self, data: bytes) -> bytes:
         """The Ed25519 signature of ``data``."""
-        return self._key.sign(data)
+        return self._key.sign(data).signature
 
     def sign(self, checkpoint: Checkpoint) -> str:
         """The signed note of ``checkpoint``."""

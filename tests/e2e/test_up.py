@@ -149,6 +149,77 @@ def test_rehearsal_passes(up: Up) -> None:
     assert passed >= 13 and failed == 0
 
 
+ATTACK = """
+import asyncio, json, sys
+import nats
+
+URL, AGENT_TOKEN, ADMIN_TOKEN, INBOX_AGENT, INBOX_ADMIN = sys.argv[1:6]
+POLICY = {"type": "policy.published", "schema": "claiim.control/1", "event_id": "chr_01forgedpolicy00000000000",
+          "at": "2026-11-27T10:00:00.000000Z", "actor": "alice", "org": "demo", "name": "open", "version": 1,
+          "description": "", "document": {"skill": "deploy-v2", "allow": ["deploy:*"], "deny": []},
+          "content_hash": "sha256:" + "0" * 64}
+BIND = {"type": "agent.updated", "schema": "claiim.control/1", "event_id": "chr_01forgedbinding0000000000",
+        "at": "2026-11-27T10:00:00.000000Z", "actor": "alice", "org": "demo", "agent_id": "deploy-bot",
+        "anchor": "s.emp1", "description": "", "skills": ["deploy-v2"], "policy": "open-v1"}
+DECISION = {"schema": "claiim.decision/1", "chron_id": "chr_01forgeddecision0000000000",
+            "decided_at": "2026-11-27T10:00:00.000000Z", "outcome": "ALLOW",
+            "reason": "policy:no-prod-v1 -- action allowed", "rule": "allow[0]", "org": "demo",
+            "agent_id": "deploy-bot", "anchor": "s.emp1", "action": "deploy:production", "target": "prod-db",
+            "context": {}, "request_id": None, "policy": "no-prod-v1", "skill": "deploy-v2", "gate": "g",
+            "control_seq": 1}
+FORGERIES = [("claiim.control.demo.policy.open", POLICY), ("claiim.control.demo.agent.deploy-bot", BIND),
+             ("claiim.decision.demo.deploy-bot.allow", DECISION)]
+
+
+async def main() -> None:
+    try:
+        await nats.connect(URL, max_reconnect_attempts=0, allow_reconnect=False)
+        print("anonymous: connected")
+    except Exception as e:
+        print("anonymous:", type(e).__name__, e)
+    for who, user, token, inbox in (("agent", "deploy-bot", AGENT_TOKEN, INBOX_AGENT),
+                                    ("admin", "admin", ADMIN_TOKEN, INBOX_ADMIN)):
+        errors = []
+
+        async def on_error(e: Exception) -> None:
+            errors.append(str(e))
+
+        nc = await nats.connect(URL, user=user, password=token, inbox_prefix=inbox, error_cb=on_error,
+                                max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=5)
+        for subject, event in FORGERIES:
+            await nc.publish(subject, json.dumps(event).encode(), headers={"Nats-Msg-Id": event.get("event_id", "x")})
+        await nc.flush()
+        await asyncio.sleep(0.3)
+        await nc.close()
+        print(who, "refused:", sum("permissions violation" in e for e in errors), "of", len(FORGERIES))
+
+asyncio.run(main())
+"""
+
+
+def test_the_two_forgeries_fail_on_claiim_up(up: Up) -> None:
+    """Without credentials nothing connects; as an agent or an admin (alice herself), publishing the forged
+    policy, the forged binding and a forged ALLOW is refused by NATS; deploy:production stays DENY and
+    Chron holds none of them."""
+    from claiim_core.tokens import inbox_prefix
+
+    env = dict(line.split("=", 1) for line in (up.data_dir / "env").read_text().splitlines())
+    alice = json.loads((up.data_dir / "demo-admins.json").read_text())["alice"]
+    agent = up.tokens["deploy-bot"]
+    out = subprocess.run([sys.executable, "-c", ATTACK, env["CLAIIM_URL"], agent, alice, inbox_prefix(agent),
+                          inbox_prefix(alice)], capture_output=True, text=True, timeout=60, env=clean_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["anonymous: Error nats: 'Authorization Violation'", "agent refused: 3 of 3",
+                                       "admin refused: 3 of 3"], out.stdout
+    explained = up.cli("explain", "--agent", "deploy-bot", "--action", "deploy:production", "--target", "prod-db")
+    assert "=> DENY policy:no-prod-v1 -- action explicitly denied" in explained.stdout, explained.stdout
+    for chron_id in ("chr_01forgedpolicy00000000000", "chr_01forgedbinding0000000000",
+                     "chr_01forgeddecision0000000000"):
+        assert up.cli("chron", "show", chron_id).returncode != 0
+    status = up.cli("chron", "status")
+    assert status.returncode == 0 and status.stdout.splitlines()[-1].split() == ["ready:", "yes"]
+
+
 def test_apply_from_a_file_is_idempotent(up: Up, tmp_path: Path) -> None:
     """``claiim apply -f`` publishes once; the same file again says nothing changed."""
     bundle = tmp_path / "bundle.yaml"
@@ -191,73 +262,3 @@ def test_restart_keeps_data_and_tokens(up: Up) -> None:
     finally:
         assert again.stop() == 0
 
-
-ATTACK = """
-import asyncio, json, sys
-import nats
-
-URL, AGENT_TOKEN, ADMIN_TOKEN, INBOX_AGENT, INBOX_ADMIN = sys.argv[1:6]
-POLICY = {"type": "policy.published", "schema": "claiim.control/1", "event_id": "chr_01forgedpolicy00000000000",
-          "at": "2026-11-27T10:00:00.000000Z", "actor": "alice", "org": "demo", "name": "open", "version": 1,
-          "description": "", "document": {"skill": "deploy-v2", "allow": ["deploy:*"], "deny": []},
-          "content_hash": "sha256:" + "0" * 64}
-BIND = {"type": "agent.updated", "schema": "claiim.control/1", "event_id": "chr_01forgedbinding0000000000",
-        "at": "2026-11-27T10:00:00.000000Z", "actor": "alice", "org": "demo", "agent_id": "deploy-bot",
-        "anchor": "s.emp1", "description": "", "skills": ["deploy-v2"], "policy": "open-v1"}
-DECISION = {"schema": "claiim.decision/1", "chron_id": "chr_01forgeddecision0000000000",
-            "decided_at": "2026-11-27T10:00:00.000000Z", "outcome": "ALLOW",
-            "reason": "policy:no-prod-v1 -- action allowed", "rule": "allow[0]", "org": "demo",
-            "agent_id": "deploy-bot", "anchor": "s.emp1", "action": "deploy:production", "target": "prod-db",
-            "context": {}, "request_id": None, "policy": "no-prod-v1", "skill": "deploy-v2", "gate": "g",
-            "control_seq": 1}
-FORGERIES = [("claiim.control.demo.policy.open", POLICY), ("claiim.control.demo.agent.deploy-bot", BIND),
-             ("claiim.decision.demo.deploy-bot.allow", DECISION)]
-
-
-async def main() -> None:
-    try:
-        await nats.connect(URL, max_reconnect_attempts=0, allow_reconnect=False)
-        print("anonymous: connected")
-    except Exception as e:
-        print("anonymous:", type(e).__name__, e)
-    for who, user, token, inbox in (("agent", "deploy-bot", AGENT_TOKEN, INBOX_AGENT),
-                                    ("admin", "admin", ADMIN_TOKEN, INBOX_ADMIN)):
-        errors = []
-
-        async def on_error(e: Exception) -> None:
-            errors.append(str(e))
-
-        nc = await nats.connect(URL, user=user, password=token, inbox_prefix=inbox, error_cb=on_error,
-                                max_reconnect_attempts=0)
-        for subject, event in FORGERIES:
-            await nc.publish(subject, json.dumps(event).encode(), headers={"Nats-Msg-Id": event.get("event_id", "x")})
-        await nc.flush()
-        await asyncio.sleep(0.3)
-        await nc.close()
-        print(who, "refused:", sum("permissions violation" in e for e in errors), "of", len(FORGERIES))
-
-asyncio.run(main())
-"""
-
-
-def test_the_two_forgeries_fail_on_claiim_up(up: Up) -> None:
-    """Without credentials nothing connects; as an agent or an admin (alice herself), publishing the forged
-    policy, the forged binding and a forged ALLOW is refused by NATS; deploy:production stays DENY and
-    Chron holds none of them."""
-    from claiim_core.tokens import inbox_prefix
-
-    env = dict(line.split("=", 1) for line in (up.data_dir / "env").read_text().splitlines())
-    alice = json.loads((up.data_dir / "demo-admins.json").read_text())["alice"]
-    agent = up.tokens["deploy-bot"]
-    out = subprocess.run([sys.executable, "-c", ATTACK, env["CLAIIM_URL"], agent, alice, inbox_prefix(agent),
-                          inbox_prefix(alice)], capture_output=True, text=True, timeout=60, env=clean_env())
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["anonymous: Error nats: 'Authorization Violation'", "agent refused: 3 of 3",
-                                       "admin refused: 3 of 3"], out.stdout
-    explained = up.cli("explain", "--agent", "deploy-bot", "--action", "deploy:production", "--target", "prod-db")
-    assert "=> DENY policy:no-prod-v1 -- action explicitly denied" in explained.stdout, explained.stdout
-    for chron_id in ("chr_01forgedpolicy00000000000", "chr_01forgedbinding0000000000",
-                     "chr_01forgeddecision0000000000"):
-        assert up.cli("chron", "show", chron_id).returncode != 0
-    status = up.cli("chron", "status")
-    assert status.returncode == 0 and status.stdout.splitlines()[-1].split() == ["ready:", "yes"]

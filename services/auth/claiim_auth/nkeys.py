@@ -14,9 +14,8 @@ import binascii
 from dataclasses import dataclass
 from functools import cached_property
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 PREFIX_SEED = 18 << 3
 PREFIX_ACCOUNT = 0
@@ -68,8 +67,8 @@ def decode_public(text: str, prefix: int) -> bytes:
 def verify(public: str, prefix: int, data: bytes, signature: bytes) -> bool:
     """Whether ``signature`` is the signature of ``data`` by the public nkey ``public``."""
     try:
-        Ed25519PublicKey.from_public_bytes(decode_public(public, prefix)).verify(signature, data)
-    except (NkeyError, InvalidSignature):
+        VerifyKey(decode_public(public, prefix)).verify(data, signature)
+    except (NkeyError, BadSignatureError, ValueError):
         return False
     return True
 
@@ -90,8 +89,8 @@ class KeyPair:
         return cls(prefix, raw[2:])
 
     @cached_property
-    def _key(self) -> Ed25519PrivateKey:
-        return Ed25519PrivateKey.from_private_bytes(self.seed)
+    def _key(self) -> SigningKey:
+        return SigningKey(self.seed)
 
     @property
     def seed_text(self) -> str:
@@ -99,10 +98,10 @@ class KeyPair:
 
     @cached_property
     def public_key(self) -> str:
-        return public_key(self.prefix, self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+        return public_key(self.prefix, self._key.verify_key.encode())
 
     def sign(self, data: bytes) -> bytes:
-        return self._key.sign(data)
+        return self._key.sign(data).signature
 
     def __repr__(self) -> str:
         return f"KeyPair({self.public_key}, <seed>)"
