@@ -27,7 +27,7 @@ from claiim_core.proofs import InclusionProof, check_inclusion
 from claiim_runtime.settings import Settings
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.conftest import AUTH_ON, backend, new_settings, secured_nats
+from tests.conftest import AUTH_ON, backend, connect_as, new_settings, secured_nats
 
 pytestmark = pytest.mark.e2e
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
@@ -307,4 +307,22 @@ async def test_a_form_post_without_the_session_csrf_token_is_refused(ui: UiStack
     response = await context.request.post(ui.url + "/agents/deploy-bot/suspend", form={"reason": "csrf"})
     assert response.status == 403
     assert (await ui.operator.agent("deploy-bot")).status == "active"
+    await context.close()
+
+
+async def test_a_forged_decision_makes_the_overview_say_chron_is_not_ready(ui: UiStack) -> None:
+    """A decision forged with the gate's NATS password is parked: the overview says Chron is not ready until the
+    operator acknowledges it."""
+    nc = await connect_as(ui.settings, "gate")
+    try:
+        await nc.jetstream().publish(ui.settings.names.decision_subject("demo", "deploy-bot", "allow"),
+                                     b'{"forged": "by the UI test"}', headers={"Nats-Msg-Id": secrets.token_hex(8)})
+    finally:
+        await nc.close()
+    context, page = await ui.login("alice")
+    await expect(page.locator("#m-problems")).to_be_visible(timeout=15_000)
+    await expect(page.locator("#m-problems-text")).to_contain_text("1 parked message(s) not acknowledged")
+    await shot(page, "overview-not-ready")
+    assert len(await ui.operator.chron_acknowledge_parked([], "UI test: forged on purpose")) == 1
+    await expect(page.locator("#m-problems")).to_be_hidden(timeout=15_000)
     await context.close()

@@ -40,7 +40,7 @@ async def _overview_data(request: web.Request) -> dict[str, Any]:
         age = (datetime.now(UTC) - datetime.fromisoformat(status.checkpoint_signed_at)).total_seconds() \
             if status.checkpoint_signed_at else None
         chron |= {"pending": status.pending, "tree_size": status.tree_size, "checkpoint_size": status.checkpoint_size,
-                  "checkpoint_age": age}
+                  "checkpoint_age": age, "problems": status.problems}
     except ClaiimError as e:
         chron["error"] = str(e)
     return {"rate": round(snap.rate, 1), "allow": snap.allow, "deny": snap.deny,

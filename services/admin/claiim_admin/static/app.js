@@ -113,6 +113,11 @@ function showOverview(data) {
   if (!data.chron.error) {
     setText("m-lag", data.chron.pending);
     setText("m-age", data.chron.checkpoint_age === null ? "—" : data.chron.checkpoint_age.toFixed(1) + " s");
+    const problems = document.getElementById("m-problems");
+    if (problems) {
+      problems.hidden = data.chron.problems.length === 0;
+      setText("m-problems-text", data.chron.problems.join("; "));
+    }
   }
   if (data.verification) {
     setText("m-verify", data.verification.ok ? "OK" : "FAILED");
