@@ -1,10 +1,11 @@
-# claiim services: gate, control handler and Chron in one image.
+# claiim services: gate, control handler, Chron, the OCSF feed, the auth service and the admin UI
+# in one image.
 #   docker build -t claiim .
-#   docker run --rm -e CLAIIM_URL=nats://nats:4222 -e CLAIIM_DATABASE_URL=postgresql://... \
-#     -e CLAIIM_TOKEN_SECRET=... -e CLAIIM_ADMIN_TOKEN=... claiim            # all services
-#   docker run ... claiim claiim serve gate                                  # one service
-# Settings come from the environment only (CLAIIM_URL, CLAIIM_DATABASE_URL, CLAIIM_TOKEN_SECRET,
-# CLAIIM_ADMIN_TOKEN, CLAIIM_NAMESPACE; see README.md); the image holds no secret.
+#   docker run --rm -e CLAIIM_URL=nats://nats:4222 -e ... claiim claiim serve gate   # one service
+#   docker run ... claiim                                                            # all services
+# Settings and keys come from the environment only (CLAIIM_URL, CLAIIM_TOKEN_SECRET,
+# CLAIIM_NATS_PASSWORDS, CLAIIM_GATE_KEY, CLAIIM_CONTROL_VERIFIERS, ...; README.md and
+# docker-compose.yml say which service needs which); the image holds no secret.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
