@@ -114,7 +114,7 @@ class Trusted(Generic[K]):
 
     def check(self, name: str, seq: int | None) -> K:
         if self.revoked_after is not None and seq is not None and seq > self.revoked_after:
-            raise AuthError(f"signed with key {name}, revoked after stream sequence {self.revoked_after} "
+            raise AuthError(f"signed with {name}, revoked after stream sequence {self.revoked_after} "
                             f"(this event is at {seq})")
         return self.key
 
@@ -131,39 +131,58 @@ def _entries(text: str) -> Iterable[tuple[str, int | None]]:
         yield m.group(1), int(m.group(2)) if m.group(2) else None
 
 
-class GateKeyring:
+class _Keyring(Generic[K]):
+    """Trusted keys by the name events give them (``kind`` says which keys, in messages)."""
+
+    kind = ""
+
+    def __init__(self, keys: Iterable[Trusted[K]]) -> None:
+        self._keys: dict[str, Trusted[K]] = {}
+        for t in keys:
+            name = self._name(t.key)
+            if name in self._keys:
+                raise KeyFormatError(f"{self.kind} {name!r} is listed twice")
+            self._keys[name] = t
+
+    @staticmethod
+    def _name(key: K) -> str:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _key(self, name: str, seq: int | None) -> K:
+        trusted = self._keys.get(name)
+        if trusted is None:
+            raise AuthError(f"unknown {self.kind} {name!r}: not in the keyring")
+        return trusted.check(f"{self.kind} {name!r}", seq)
+
+
+class GateKeyring(_Keyring[GateKey]):
     """The gate keys a verifier accepts, by id."""
 
-    def __init__(self, keys: Iterable[Trusted[GateKey]]) -> None:
-        self._keys: dict[str, Trusted[GateKey]] = {}
-        for t in keys:
-            if t.key.id in self._keys:
-                raise KeyFormatError(f"gate key {t.key.id!r} is listed twice")
-            self._keys[t.key.id] = t
+    kind = "gate key"
+
+    @staticmethod
+    def _name(key: GateKey) -> str:
+        return key.id
 
     @classmethod
     def parse(cls, text: str) -> GateKeyring:
         return cls(Trusted(GateKey.parse(key), after) for key, after in _entries(text))
 
-    def __len__(self) -> int:
-        return len(self._keys)
-
     def secret(self, key_id: str, seq: int | None) -> bytes:
-        trusted = self._keys.get(key_id)
-        if trusted is None:
-            raise AuthError(f"MAC by unknown gate key {key_id!r}")
-        return trusted.check(f"gate key {key_id!r}", seq).secret
+        return self._key(key_id, seq).secret
 
 
-class ControlKeyring:
+class ControlKeyring(_Keyring[Verifier]):
     """The control service's verifier keys (``NAME+HEXID+BASE64``) a verifier accepts."""
 
-    def __init__(self, keys: Iterable[Trusted[Verifier]]) -> None:
-        self._keys: dict[str, Trusted[Verifier]] = {}
-        for t in keys:
-            if t.key.label in self._keys:
-                raise KeyFormatError(f"control key {t.key.label} is listed twice")
-            self._keys[t.key.label] = t
+    kind = "control key"
+
+    @staticmethod
+    def _name(key: Verifier) -> str:
+        return key.label
 
     @classmethod
     def parse(cls, text: str) -> ControlKeyring:
@@ -172,18 +191,12 @@ class ControlKeyring:
         except CheckpointError as e:
             raise KeyFormatError(f"control verifier key: {e}") from e
 
-    def __len__(self) -> int:
-        return len(self._keys)
-
     def __contains__(self, verifier: Verifier) -> bool:
         found = self._keys.get(verifier.label)
         return found is not None and found.key == verifier
 
     def verifier(self, label: str, seq: int | None) -> Verifier:
-        trusted = self._keys.get(label)
-        if trusted is None:
-            raise AuthError(f"signed by unknown control key {label!r}")
-        return trusted.check(f"control key {label}", seq)
+        return self._key(label, seq)
 
 
 def _b64(data: bytes) -> str:

@@ -105,7 +105,7 @@ async def test_forged_control_events_change_nothing_and_are_parked(stack: Stack,
     assert status.parked == 2 and status.problems == [
         "2 parked message(s) not acknowledged by an operator (claiim chron parked)"]
     parked = await stack.admin.chron_parked()
-    why = "carries no signature" if signed_by == "nobody" else "signed by unknown control key"
+    why = "carries no signature" if signed_by == "nobody" else "by unknown control key"
     assert len(parked) == 2 and all(p.error.startswith("unauthenticated: ") and why in p.error for p in parked)
     assert {p.subject for p in parked} == {stack.names.control_subject("demo", "policy", "open"),
                                            stack.names.control_subject("demo", "agent", "deploy-bot")}
@@ -228,7 +228,7 @@ async def test_a_revoked_gate_key_authenticates_nothing_after_its_revocation(sta
         assert running.chron is not None
         [parked] = await running.chron.store.parked()
         assert parked["stream_seq"] == 3
-        assert parked["error"] == ("unauthenticated: signed with key gate key 'test-gate', revoked after stream "
+        assert parked["error"] == ("unauthenticated: signed with gate key 'test-gate', revoked after stream "
                                    "sequence 2 (this event is at 3)")
     finally:
         await nc.close()

@@ -28,7 +28,9 @@ optionally followed by ``revoked-after N`` (docs/security.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from claiim_core.checkpoint import CheckpointError, Signer, Verifier
 from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, KeyFormatError
@@ -94,66 +96,37 @@ class Settings(BaseSettings):
 
     def require_checkpoint_signer(self) -> Signer:
         """The checkpoint signing key, from CLAIIM_CHECKPOINT_KEY or CLAIIM_CHECKPOINT_KEY_FILE."""
-        text = _value_or_file("CHECKPOINT_KEY", self.checkpoint_key, self.checkpoint_key_file,
-                              "create a key with `claiim keygen checkpoint NAME -o FILE` and keep it out of PostgreSQL")
-        try:
-            return Signer.parse(text)
-        except CheckpointError as e:
-            raise ConfigError(f"the checkpoint key is not valid: {e}") from e
+        return _load("CHECKPOINT_KEY", self.checkpoint_key, self.checkpoint_key_file, Signer.parse,
+                     "create a key with `claiim keygen checkpoint NAME -o FILE` and keep it out of PostgreSQL")
 
     def require_checkpoint_verifier(self) -> Verifier:
         """The verifier key of Chron's checkpoints (CLAIIM_CHECKPOINT_VERIFIER), for the admin UI."""
-        if not self.checkpoint_verifier:
-            raise ConfigError("CLAIIM_CHECKPOINT_VERIFIER is not set; it is the public key printed by "
-                              "`claiim chron keygen` (claiim up writes it to DIR/checkpoint.pub)")
-        try:
-            return Verifier.parse(self.checkpoint_verifier)
-        except CheckpointError as e:
-            raise ConfigError(f"CLAIIM_CHECKPOINT_VERIFIER is not a verifier key: {e}") from e
+        value = SecretStr(self.checkpoint_verifier) if self.checkpoint_verifier else None
+        return _load("CHECKPOINT_VERIFIER", value, None, Verifier.parse,
+                     "it is the public key printed by `claiim keygen checkpoint` (claiim up writes it to "
+                     "DIR/checkpoint.pub)", file_setting=False)
 
     def require_control_signer(self) -> Signer:
         """The control service's signing key for control events (CLAIIM_CONTROL_KEY or _FILE)."""
-        text = _value_or_file("CONTROL_KEY", self.control_key, self.control_key_file,
-                              "create one with `claiim keygen control NAME -o FILE`")
-        try:
-            return Signer.parse(text)
-        except CheckpointError as e:
-            raise ConfigError(f"the control key is not valid: {e}") from e
+        return _load("CONTROL_KEY", self.control_key, self.control_key_file, Signer.parse,
+                     "create one with `claiim keygen control NAME -o FILE`")
 
     def require_control_keyring(self) -> ControlKeyring:
         """The control verifier keys (CLAIIM_CONTROL_VERIFIERS or _FILE): control events signed by
         anything else are never applied or stored."""
         value = SecretStr(self.control_verifiers) if self.control_verifiers else None
-        text = _value_or_file("CONTROL_VERIFIERS", value, self.control_verifiers_file,
-                              "list the verifier key(s) printed by `claiim keygen control`")
-        try:
-            ring = ControlKeyring.parse(text)
-        except KeyFormatError as e:
-            raise ConfigError(f"CLAIIM_CONTROL_VERIFIERS: {e}") from e
-        if not len(ring):
-            raise ConfigError("CLAIIM_CONTROL_VERIFIERS lists no key")
-        return ring
+        return _load("CONTROL_VERIFIERS", value, self.control_verifiers_file, _nonempty(ControlKeyring.parse),
+                     "list the verifier key(s) printed by `claiim keygen control`")
 
     def require_gate_key(self) -> GateKey:
         """This gate's MAC key for decision events (CLAIIM_GATE_KEY or _FILE)."""
-        text = _value_or_file("GATE_KEY", self.gate_key, self.gate_key_file,
-                              "create one with `claiim keygen gate ID -o FILE` and add it to Chron's CLAIIM_GATE_KEYS")
-        try:
-            return GateKey.parse(text)
-        except KeyFormatError as e:
-            raise ConfigError(f"CLAIIM_GATE_KEY: {e}") from e
+        return _load("GATE_KEY", self.gate_key, self.gate_key_file, GateKey.parse,
+                     "create one with `claiim keygen gate ID -o FILE` and add it to Chron's CLAIIM_GATE_KEYS")
 
     def require_gate_keyring(self) -> GateKeyring:
         """The gate keys whose decisions Chron and the OCSF feed accept (CLAIIM_GATE_KEYS or _FILE)."""
-        text = _value_or_file("GATE_KEYS", self.gate_keys, self.gate_keys_file,
-                              "list every gate's key (`claiim keygen gate ID`)")
-        try:
-            ring = GateKeyring.parse(text)
-        except KeyFormatError as e:
-            raise ConfigError(f"CLAIIM_GATE_KEYS: {e}") from e
-        if not len(ring):
-            raise ConfigError("CLAIIM_GATE_KEYS lists no key")
-        return ring
+        return _load("GATE_KEYS", self.gate_keys, self.gate_keys_file, _nonempty(GateKeyring.parse),
+                     "list every gate's key (`claiim keygen gate ID`)")
 
     def nats_password(self, user: str) -> str | None:
         """The NATS password of service ``user`` from CLAIIM_NATS_PASSWORDS (``user=password,...``)."""
@@ -179,7 +152,32 @@ class Settings(BaseSettings):
         return self.database_url
 
 
-def _value_or_file(name: str, value: SecretStr | None, file: Path | None, hint: str) -> str:
+K = TypeVar("K")
+R = TypeVar("R", ControlKeyring, GateKeyring)
+
+
+def _load(name: str, value: SecretStr | None, file: Path | None, parse: Callable[[str], K], hint: str, *,
+          file_setting: bool = True) -> K:
+    """CLAIIM_<name> (or its file) parsed; raises :class:`ConfigError` saying what to set or fix."""
+    text = _value_or_file(name, value, file, hint, file_setting=file_setting)
+    try:
+        return parse(text)
+    except (CheckpointError, KeyFormatError) as e:
+        raise ConfigError(f"CLAIIM_{name} is not valid: {e}") from e
+
+
+def _nonempty(parse: Callable[[str], R]) -> Callable[[str], R]:
+    def parsed(text: str) -> R:
+        ring = parse(text)
+        if not len(ring):
+            raise KeyFormatError("it lists no key")
+        return ring
+
+    return parsed
+
+
+def _value_or_file(name: str, value: SecretStr | None, file: Path | None, hint: str, *,
+                   file_setting: bool = True) -> str:
     """CLAIIM_<name>'s value, else the contents of CLAIIM_<name>_FILE; raises :class:`ConfigError`."""
     text = value.get_secret_value() if value else ""
     if not text and file:
@@ -188,7 +186,8 @@ def _value_or_file(name: str, value: SecretStr | None, file: Path | None, hint: 
         except OSError as e:
             raise ConfigError(f"cannot read CLAIIM_{name}_FILE: {e}") from e
     if not text.strip():
-        raise ConfigError(f"CLAIIM_{name} is not set (nor CLAIIM_{name}_FILE); {hint}")
+        also = f" (nor CLAIIM_{name}_FILE)" if file_setting else ""
+        raise ConfigError(f"CLAIIM_{name} is not set{also}; {hint}")
     return text
 
 
