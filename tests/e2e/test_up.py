@@ -262,3 +262,19 @@ def test_restart_keeps_data_and_tokens(up: Up) -> None:
     finally:
         assert again.stop() == 0
 
+
+def test_a_replaced_control_key_refuses_the_old_events_and_says_so(up: Up) -> None:
+    """With DIR/control.key replaced, every control event signed with the old key is refused, and claiim up
+    says why at start instead of running on a registry nobody signed."""
+    if up.process.poll() is None:
+        up.stop()
+    for name in ("control.key", "control.pub"):
+        (up.data_dir / name).rename(up.data_dir / f"{name}.old")
+    again = Up(up.data_dir, up.port)
+    try:
+        warning = [line for line in again.lines if line.startswith("warning: ")]
+        assert len(warning) == 1 and "control events in" in warning[0] and "not signed by this stack's control key" \
+            in warning[0], again.lines
+    finally:
+        assert again.stop() == 0
+
