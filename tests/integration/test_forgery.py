@@ -105,7 +105,7 @@ async def test_forged_control_events_change_nothing_and_are_parked(stack: Stack,
     assert status.parked == 2 and status.problems == [
         "2 parked message(s) not acknowledged by an operator (claiim chron parked)"]
     parked = await stack.admin.chron_parked()
-    why = "carries no signature" if signed_by == "nobody" else "by unknown control key"
+    why = "carries no signature" if signed_by == "nobody" else "unknown control key"
     assert len(parked) == 2 and all(p.error.startswith("unauthenticated: ") and why in p.error for p in parked)
     assert {p.subject for p in parked} == {stack.names.control_subject("demo", "policy", "open"),
                                            stack.names.control_subject("demo", "agent", "deploy-bot")}
