@@ -8,6 +8,7 @@ reached they raise :class:`GateUnavailableError`.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -16,10 +17,14 @@ import msgspec
 from claiim_core.names import Names
 from claiim_core.schemas import CheckRequest, DecisionReply
 
-from claiim._errors import ProtocolError
+from claiim._errors import GateUnavailableError, ProtocolError, UnauthorizedError
 from claiim._transport import NatsTransport, Transport, resolve_url
 
 T = TypeVar("T")
+ATTEMPT_S = 2.5
+"""The longest one attempt waits for its answer (a gate answers within its PubAck timeout, 2 s)."""
+FIRST_PAUSE_S = 0.05
+MAX_PAUSE_S = 0.5
 CheckResult = DecisionReply
 _reply = msgspec.json.Decoder(DecisionReply)
 _encode = msgspec.json.Encoder().encode
@@ -39,10 +44,33 @@ class AsyncGate:
 
     async def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
                     request_id: str | None = None) -> CheckResult:
-        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``."""
-        request = CheckRequest(agent_id=self.agent_id, token=self._token, action=action,
-                               target=target, context=context or {}, request_id=request_id)
-        data = await self._transport.request(self._subject, _encode(request), self.timeout)
+        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``.
+
+        Every check carries a request id (a random one unless given). When no gate answers (no
+        responder, no reply in time, NATS unreachable), the same request is sent again, with the
+        same id, until ``timeout`` has passed: any gate replica answers a repeat with the decision
+        recorded the first time, so a retry never records twice. Raises
+        :class:`GateUnavailableError` when the time is up, at once :class:`UnauthorizedError` when
+        NATS refuses the token.
+        """
+        request = CheckRequest(agent_id=self.agent_id, token=self._token, action=action, target=target,
+                               context=context or {}, request_id=request_id or os.urandom(12).hex())
+        payload = _encode(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        pause = FIRST_PAUSE_S
+        while True:
+            left = deadline - loop.time()
+            try:
+                data = await self._transport.request(self._subject, payload, min(left, ATTEMPT_S))
+                break
+            except UnauthorizedError:
+                raise
+            except GateUnavailableError:
+                if loop.time() + pause >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_S)
         try:
             return _reply.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:

@@ -9,11 +9,8 @@ permissions) with its own reply prefix (``_INBOX_<service>``).
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import socket
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -30,15 +27,15 @@ from claiim_core.names import service_inbox
 from claiim_gate.service import GateService
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.settings import ConfigError, Settings
+from claiim_runtime.stopping import Deadline
 from claiim_runtime.streams import connect, ensure_streams
 from nats.aio.client import Client
 
 BACKEND = ("gate", "control", "chron", "ocsf", "auth")
 """What :func:`start_services` starts unless told otherwise: everything but the web UI."""
 SERVICES = (*BACKEND, "admin")
-STOP_STEP_S = 10.0
-"""Longest wait for one step of a stop (a service, a connection)."""
-log = logging.getLogger(__name__)
+STOP_S = 2.0
+"""The longest a stop of all services takes, NATS and PostgreSQL gone or not."""
 
 
 @dataclass
@@ -53,31 +50,29 @@ class RunningServices:
     admin: AdminUI | None = None
     followers: list[RegistryFollower] = field(default_factory=list)
 
-    async def stop(self) -> None:
-        """Stop every service, then close the connections; each step is bounded in time, so that a
-        dependency that is gone (NATS, PostgreSQL) cannot hang a stop."""
-        steps: list[tuple[str, Awaitable[object]]] = []
+    async def stop(self, seconds: float = STOP_S) -> None:
+        """Stop every service, then close the connections, all within ``seconds``: each step gets
+        what is left of one deadline, so that a dependency that is gone (NATS, PostgreSQL) cannot
+        hold a stop up."""
+        deadline = Deadline(seconds)
         if self.admin is not None:
-            steps.append(("admin UI", self.admin.stop()))
-        steps += [("gate", gate.stop()) for gate in self.gates]
+            await deadline.step("admin UI", self.admin.stop())
+        for gate in self.gates:
+            await deadline.step("gate", gate.stop(deadline))
         if self.control is not None:
-            steps.append(("control", self.control.stop()))
+            await deadline.step("control", self.control.stop())
         if self.auth is not None:
-            steps.append(("auth", self.auth.stop()))
+            await deadline.step("auth", self.auth.stop())
         if self.ocsf is not None:
-            steps.append(("OCSF feed", self.ocsf.stop()))
+            await deadline.step("OCSF feed", self.ocsf.stop(deadline))
         if self.chron is not None:
-            steps += [("chron", self.chron.stop()), ("chron store", self.chron.store.close())]
-        steps += [("registry follower", follower.stop()) for follower in self.followers]
+            await deadline.step("chron", self.chron.stop(deadline))
+            await deadline.step("chron store", self.chron.store.close())
+        for follower in self.followers:
+            await deadline.step("registry follower", follower.stop())
         for nc in self.connections.values():
-            steps += [("NATS flush", nc.flush()), ("NATS close", nc.close())]
-        for what, step in steps:
-            try:
-                await asyncio.wait_for(step, STOP_STEP_S)
-            except TimeoutError:
-                log.error("stopping: %s did not finish within %g s; going on", what, STOP_STEP_S)
-            except Exception as e:  # stopping anyway: say what failed
-                log.warning("stopping: %s failed: %r", what, e)
+            await deadline.step("NATS flush", nc.flush())
+            await deadline.step("NATS close", nc.close())
 
 
 async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Protocol
 
 import nats
 from claiim_core.tokens import inbox_prefix
+from claiim_core.urls import nats_servers
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
@@ -39,7 +41,7 @@ async def connect_with_token(url: str, token: str, *, user: str = "admin", name:
 
     try:
         return await nats.connect(
-            url, name=name, connect_timeout=2, max_reconnect_attempts=reconnects, reconnect_time_wait=0.5,
+            nats_servers(url), name=name, connect_timeout=2, max_reconnect_attempts=reconnects, reconnect_time_wait=0.5,
             allow_reconnect=True, error_cb=remember, user=(user or None) if token else None, password=token or None,
             inbox_prefix=inbox_prefix(token) if token else "_INBOX",
         )
@@ -81,7 +83,11 @@ class NatsTransport:
         return self._nc
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
-        nc = await self._connection()
+        """The reply within ``timeout`` (connecting included); raises :class:`GateUnavailableError`."""
+        try:
+            nc = await asyncio.wait_for(self._connection(), timeout)
+        except TimeoutError:
+            raise GateUnavailableError(f"cannot connect to {self.url} within {timeout:g}s") from None
         try:
             msg = await nc.request(subject, payload, timeout=timeout)
         except NoRespondersError as e:

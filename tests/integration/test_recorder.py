@@ -7,7 +7,7 @@ import secrets
 
 import nats
 import pytest
-from claiim_gate.recorder import AckPipeline
+from claiim_gate.recorder import AckPipeline, Stored
 
 pytestmark = pytest.mark.integration
 
@@ -16,8 +16,8 @@ async def run(nats_url: str, subject: str, listen: bool, timeout: float = 0.3) -
     nc = await nats.connect(nats_url)
     results: list[str | None] = []
 
-    async def done(problem: str | None) -> None:
-        results.append(problem)
+    async def done(stored: Stored) -> None:
+        results.append(stored.problem)
 
     try:
         if listen:  # an ordinary subscriber takes the message and never acks, like a lost PubAck

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from claiim import AsyncGate, CheckResult, ClaiimError, Gate, GateUnavailableError, ProtocolError
+from claiim import AsyncGate, CheckResult, ClaiimError, Gate, GateUnavailableError, ProtocolError, UnauthorizedError
 from claiim._transport import DEFAULT_URL, resolve_url
 from claiim_core.schemas import DecisionReply
 
@@ -71,7 +71,7 @@ async def test_async_check_sends_the_request_to_the_gate_subject() -> None:
     assert subject == "claiim.gate.check"
     assert body == {"agent_id": "deploy-bot", "token": TOKEN, "action": "deploy:staging", "target": "api-v2",
                     "context": {"ticket": "CHG-1"}, "request_id": "r-1"}
-    assert timeout == 1.5
+    assert 1.4 < timeout <= 1.5, "one attempt may use what is left of the timeout"
 
 
 async def test_namespace_changes_the_subject() -> None:
@@ -96,10 +96,45 @@ async def test_deny_reply_is_returned_not_raised() -> None:
 
 
 async def test_unavailable_gate_raises_and_never_allows() -> None:
-    """GateUnavailableError from the transport propagates out of check instead of any result."""
-    gate = AsyncGate("deploy-bot", TOKEN, transport=unavailable())
+    """GateUnavailableError from the transport propagates out of check, once the timeout is up, instead of any
+    result; until then the same request (same request id) was tried again."""
+    fake = unavailable()
+    gate = AsyncGate("deploy-bot", TOKEN, timeout=0.3, transport=fake)
     with pytest.raises(GateUnavailableError, match=r"claiim\.gate\.check"):
         await gate.check(action="deploy:staging")
+    assert len(fake.sent) >= 2 and len({body["request_id"] for _, body, _ in fake.sent}) == 1
+
+
+async def test_every_check_carries_a_request_id_and_a_retry_repeats_it() -> None:
+    """Without a request id the SDK makes one per check; after no answer it retries with the same one and returns
+    the answer that then comes."""
+    calls = 0
+
+    def flaky(subject: str, _payload: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise GateUnavailableError(f"no service answers on {subject}")
+        return msgspec.json.encode(REPLY)
+
+    fake = FakeTransport(flaky)
+    gate = AsyncGate("deploy-bot", TOKEN, transport=fake)
+    assert await gate.check(action="deploy:staging") == REPLY
+    ids = [body["request_id"] for _, body, _ in fake.sent]
+    assert len(ids) == 3 and len(set(ids)) == 1 and len(ids[0]) == 24
+    await gate.check(action="deploy:staging")
+    assert fake.sent[-1][1]["request_id"] != ids[0], "another check, another id"
+
+
+async def test_a_refused_token_is_not_retried() -> None:
+    """UnauthorizedError (NATS refused the token) comes out at once: retrying cannot help."""
+    def refuse(_subject: str, _payload: bytes) -> bytes:
+        raise UnauthorizedError("unauthorized: NATS refused this token")
+
+    fake = FakeTransport(refuse)
+    with pytest.raises(UnauthorizedError):
+        await AsyncGate("deploy-bot", TOKEN, transport=fake).check(action="deploy:staging")
+    assert len(fake.sent) == 1
 
 
 @pytest.mark.parametrize("garbage", GARBAGE)
@@ -137,7 +172,7 @@ def test_sync_check_returns_the_typed_reply_and_sends_the_request() -> None:
 
 def test_sync_unavailable_gate_raises() -> None:
     """GateUnavailableError propagates out of the synchronous client too."""
-    gate = Gate("deploy-bot", TOKEN, transport=unavailable())
+    gate = Gate("deploy-bot", TOKEN, timeout=0.3, transport=unavailable())
     try:
         with pytest.raises(GateUnavailableError):
             gate.check(action="deploy:staging")

@@ -22,6 +22,7 @@ from claiim_core.names import Names
 from claiim_core.ocsf import ocsf_bytes
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.natsconf import OCSF_DURABLE
+from claiim_runtime.stopping import Deadline
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 _decision = msgspec.json.Decoder(DecisionEvent)
 
 RETRY_DELAY_S = 1.0
+ACK_WAIT_S = 5.0
+"""How long JetStream waits for the feed's ack before it redelivers."""
+STOP_S = 1.5
 
 
 class OcsfFeed:
@@ -40,6 +44,8 @@ class OcsfFeed:
         self._batch = batch
         self._gate_keys = gate_keys
         self._task: asyncio.Task[None] | None = None
+        self._psub: JetStreamContext.PullSubscription | None = None
+        self._inflight: list[Msg] = []
         self.published = 0
         self.rejected = 0
 
@@ -47,31 +53,40 @@ class OcsfFeed:
         psub = await self._js.pull_subscribe(
             "", durable=OCSF_DURABLE, stream=self._names.decisions_stream,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                  max_ack_pending=50_000, ack_wait=30, max_deliver=-1),
+                                  max_ack_pending=50_000, ack_wait=ACK_WAIT_S, max_deliver=-1),
         )
+        self._psub = psub
         self._task = asyncio.create_task(self._run(psub))
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Stop within ``deadline`` (default :data:`STOP_S`), NATS gone or not; what was fetched
+        and not published is handed back (nak) for the next feed."""
+        deadline = deadline or Deadline(STOP_S)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=deadline.left())
+        if self._inflight:
+            await asyncio.wait([asyncio.ensure_future(m.nak()) for m in self._inflight], timeout=deadline.left())
+        if self._psub is not None:
+            await deadline.step("OCSF consumer", self._psub.unsubscribe())
 
     async def _run(self, psub: JetStreamContext.PullSubscription) -> None:
-        try:
-            while True:
-                try:
-                    msgs = await psub.fetch(self._batch, timeout=1)
-                except (NatsTimeout, TimeoutError):
-                    continue
-                except Exception as e:  # NATS down or reconnecting
-                    log.warning("OCSF feed fetch failed: %r", e)
-                    await asyncio.sleep(RETRY_DELAY_S)
-                    continue
+        while True:
+            try:
+                msgs = await psub.fetch(self._batch, timeout=1)
+            except (NatsTimeout, TimeoutError):
+                continue
+            except Exception as e:  # NATS down or reconnecting
+                log.warning("OCSF feed fetch failed: %r", e)
+                await asyncio.sleep(RETRY_DELAY_S)
+                continue
+            self._inflight = msgs
+            try:
                 await self._publish(msgs)
-        finally:
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+            except Exception:  # a bug must not end the feed: what was not acked comes back
+                log.exception("publishing %d decisions as OCSF failed; they will be redelivered", len(msgs))
+            finally:
+                self._inflight = []
 
     async def _publish(self, msgs: list[Msg]) -> None:
         events = []

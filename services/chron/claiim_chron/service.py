@@ -36,6 +36,7 @@ from claiim_core.merkle import consistency_ranges, nodes_for, proof_from, verify
 from claiim_core.names import Names
 from claiim_core.schemas import ChronResult, DecisionEvent
 from claiim_runtime.follower import RegistryFollower
+from claiim_runtime.stopping import Deadline
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -45,14 +46,30 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from claiim_chron.queries import ChronQueries
 from claiim_chron.rows import Check, Parked, Row, to_row
-from claiim_chron.store import Appended, ChronStore, StoreError
+from claiim_chron.store import Appended, ChronStore, NotWriterError, StoreError
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 RETRY_DELAY_S = 1.0
+ACK_WAIT_S = 5.0
+"""How long JetStream waits for Chron's ack before it redelivers (to this Chron or a standby):
+the longest delay before what a crashed Chron had fetched is stored. Batches that take longer
+say they are in progress (every :data:`PROGRESS_S`)."""
+PROGRESS_S = 2.0
+STOP_S = 1.5
+"""The longest a stop takes, NATS and PostgreSQL gone or not."""
 PENDING_TIMEOUT_S = 2.0
 FEED_CHUNK = 1000
 """Most leaves in one proofs-feed message (about 100 KB)."""
+
+
+async def _in_progress(msgs: list[Msg]) -> None:
+    """Tell JetStream, every few seconds, that a batch is still being stored (no redelivery)."""
+    while True:
+        await asyncio.sleep(PROGRESS_S)
+        for msg in msgs:
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
 
 
 class ForkError(RuntimeError):
@@ -85,6 +102,8 @@ class ChronService:
         self._psubs: list[JetStreamContext.PullSubscription] = []
         self._sub: Subscription | None = None
         self._stopping = asyncio.Event()
+        self._inflight: dict[int, list[Msg]] = {}
+        """Each consumer's batch fetched and not yet acked (naked when Chron stops)."""
         self.stored = 0
         self.parked = 0
         self.rejected = 0
@@ -107,7 +126,7 @@ class ChronService:
             psub = await self._js.pull_subscribe(
                 "", durable=self._names.chron_durable, stream=stream,
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                      max_ack_pending=50_000, ack_wait=30, max_deliver=-1),
+                                      max_ack_pending=50_000, ack_wait=ACK_WAIT_S, max_deliver=-1),
             )
             self._psubs.append(psub)
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, psub)))
@@ -115,25 +134,27 @@ class ChronService:
         self._sub = await self._nc.subscribe(self._names.chron_query, queue=self._names.chron_queue,
                                              cb=self._on_query)
 
-    async def stop(self) -> None:
-        """Stop consuming, then sign a last checkpoint. Cancelling is safe at any point: a batch
-        whose transaction did not commit is redelivered, and one committed but not yet acked is
-        skipped on redelivery."""
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Stop consuming, hand back what was fetched and not stored (nak: another Chron gets it at
+        once), then sign a last checkpoint; every step within ``deadline`` (default
+        :data:`STOP_S`), errors logged, never raised. Cancelling is safe at any point: a batch whose
+        transaction did not commit is redelivered, and one committed but not yet acked is skipped on
+        redelivery."""
+        deadline = deadline or Deadline(STOP_S)
         self._stopping.set()
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            await deadline.step("chron query subscription", self._sub.unsubscribe())
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=deadline.left())
+        naks = [asyncio.ensure_future(m.nak()) for batch in self._inflight.values() for m in batch]
+        if naks:
+            await asyncio.wait(naks, timeout=deadline.left())
         for psub in self._psubs:
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
-        with contextlib.suppress(Exception):
-            await self._feed()
-        try:
-            await self.checkpoint()
-        except Exception as e:  # shutting down: say it, and let the next start sign
-            log.error("no checkpoint at shutdown: %s", e)
+            await deadline.step("chron consumer", psub.unsubscribe())
+        await deadline.step("proofs feed", self._feed())
+        await deadline.step("last checkpoint", self.checkpoint())
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -238,11 +259,21 @@ class ChronService:
                 continue
             if not msgs:  # nats-py can end a fetch with nothing (only status messages)
                 continue
+            self._inflight[id(psub)] = msgs
+            progress = asyncio.create_task(_in_progress(msgs))
             try:
                 await self._store(kind, stream, msgs)
+            except NotWriterError:  # a standby took over while PostgreSQL was away: become the standby
+                log.warning("another Chron holds the writer lock: standing by until it is free")
+                await self._nak(msgs)
+                await self.store.wait_until_writer()
+                log.warning("this Chron holds the writer lock again and stores")
             except Exception:  # a bug must not end recording: what was not acked comes back
                 log.exception("storing a batch from %s failed; it will be redelivered", stream)
                 await self._nak(msgs)
+            finally:
+                progress.cancel()
+                self._inflight.pop(id(psub), None)
 
     async def _store(self, kind: str, stream: str, msgs: list[Msg]) -> None:
         check: Check = self._check_decision

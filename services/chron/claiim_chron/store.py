@@ -25,6 +25,8 @@ from claiim_chron.search import Search, search_sql
 
 log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x636C61696D  # "claim": one migrator at a time
+CLOSE_WAIT_S = 2.0
+"""How long closing waits for PostgreSQL before dropping its connections."""
 _WRITER_LOCK = 0x636C61696E  # one leaf writer per database
 _DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # Plan every statement for its values: asyncpg prepares statements, and PostgreSQL's generic plan of
@@ -34,6 +36,10 @@ _SESSION = {"plan_cache_mode": "force_custom_plan"}
 
 class StoreError(RuntimeError):
     """PostgreSQL could not do what Chron asked."""
+
+
+class NotWriterError(StoreError):
+    """Another Chron holds the writer lock: this one is a standby until it gets the lock."""
 
 
 _TYPES = ("text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
@@ -80,6 +86,15 @@ _PARK = (
 )
 
 
+def _connection_lost(conn: asyncpg.Connection, error: BaseException | None) -> bool:
+    """Whether ``error`` broke the connection (rather than refusing one statement): the server
+    closed it, the network failed, or PostgreSQL reported a connection or shutdown error (SQLSTATE
+    class 08 or 57)."""
+    if conn.is_closed() or not isinstance(error, asyncpg.PostgresError):
+        return True
+    return str(getattr(error, "sqlstate", "") or "")[:2] in ("08", "57")
+
+
 class ChronStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -89,8 +104,9 @@ class ChronStore:
         """The tree as committed: its size and right edge (writer only)."""
 
     @classmethod
-    async def open(cls, url: str, *, writer: bool = True) -> ChronStore:
-        """Connect and migrate; the writer also waits for the writer lock and loads the tree."""
+    async def open(cls, url: str) -> ChronStore:
+        """Connect, migrate, wait for the writer lock (a second Chron waits here as a standby) and
+        load the tree."""
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=4, server_settings=_SESSION)
         except _DRIVER_ERRORS as e:
@@ -98,20 +114,59 @@ class ChronStore:
         store = cls(pool)
         try:
             await store.migrate()
-            if writer:
-                store._writer = await pool.acquire()
-                await store._writer.execute("SELECT pg_advisory_lock($1)", _WRITER_LOCK)
-                await store.load_tree()
+            await store.become_writer(wait=True)
         except BaseException:
             await store.close()
             raise
         return store
 
-    async def close(self) -> None:
+    async def become_writer(self, *, wait: bool) -> None:
+        """Take the writer lock on a connection of its own (waiting for it, or raising
+        :class:`NotWriterError` at once) and reload the tree from the database: what it holds is
+        the truth, whatever happened to a transaction whose commit was never confirmed."""
+        await self._drop_writer()
+        try:
+            conn = await self._pool.acquire()
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot connect to PostgreSQL: {e}") from e
+        try:
+            if wait:
+                await conn.execute("SELECT pg_advisory_lock($1)", _WRITER_LOCK)
+            elif not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _WRITER_LOCK):
+                raise NotWriterError("another Chron holds the writer lock")
+        except BaseException as e:
+            await self._release(conn)
+            if isinstance(e, _DRIVER_ERRORS):
+                raise StoreError(f"cannot take the writer lock: {e}") from e
+            raise
+        self._writer = conn
+        await self.load_tree()
+
+    async def wait_until_writer(self) -> None:
+        """Block until this store holds the writer lock (a standby's wait); at once if it does."""
+        async with self._append_lock:
+            if self._writer is None:
+                await self.become_writer(wait=True)
+
+    async def _drop_writer(self) -> None:
         if self._writer is not None:
-            await self._pool.release(self._writer)
-            self._writer = None
-        await self._pool.close()
+            conn, self._writer = self._writer, None
+            await self._release(conn)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        """Give a connection back (a broken one is closed by the pool); never hangs or raises."""
+        try:
+            await asyncio.wait_for(self._pool.release(conn), CLOSE_WAIT_S)
+        except Exception:
+            conn.terminate()
+
+    async def close(self) -> None:
+        """Close every connection: gracefully if PostgreSQL answers in time, else at once."""
+        await self._drop_writer()
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_WAIT_S)
+        except Exception:  # PostgreSQL gone, or a connection stuck: do not wait for it
+            self._pool.terminate()
 
     async def load_tree(self) -> None:
         """Load the right edge of the stored tree; first store any subtree missing above the leaves
@@ -201,11 +256,22 @@ class ChronStore:
 
         Rows already stored (same chron id or stream sequence: a redelivery) are skipped, so that a
         message is never two leaves. The in-memory tree advances only after the commit.
+
+        A writer connection that broke (PostgreSQL restarted, the network dropped) is replaced on
+        the next call: a new connection takes the writer lock again, or raises
+        :class:`NotWriterError` if a standby took it meanwhile, and reloads the tree.
         """
-        if self._writer is None:
-            raise StoreError("this store was opened read-only")
         async with self._append_lock:  # the decision and control consumers share one writer
-            return await self._append(self._writer, rows, parked)
+            if self._writer is None or self._writer.is_closed():
+                await self.become_writer(wait=False)
+            assert self._writer is not None
+            try:
+                return await self._append(self._writer, rows, parked)
+            except StoreError as e:
+                if _connection_lost(self._writer, e.__cause__):
+                    log.warning("lost the writer connection (%s); the next batch reconnects", e.__cause__)
+                    await self._drop_writer()
+                raise
 
     async def _append(self, conn: asyncpg.Connection, rows: list[Row], parked: list[Parked]) -> Appended:
         try:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import nats
 from claiim_core.names import Names
+from claiim_core.urls import nats_servers
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -31,7 +32,7 @@ async def connect(url: str, name: str, first_wait: float = 30.0, inbox_prefix: s
 
     try:
         return await asyncio.wait_for(nats.connect(
-            url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            nats_servers(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
             connect_timeout=2, allow_reconnect=True, error_cb=record, inbox_prefix=inbox_prefix,
             user=user if password else None, password=password,
         ), timeout=first_wait)

@@ -10,6 +10,7 @@ failure, never a silent wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -23,8 +24,18 @@ from nats.aio.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
-Done = Callable[[str | None], Awaitable[None]]
-"""Called once per publish: with None when stored, else with why it was not."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of one publish: ``problem`` None when JetStream stored it (at ``seq``; with
+    ``duplicate``, the message stored earlier under the same ``Nats-Msg-Id`` is at ``seq``)."""
+
+    problem: str | None
+    seq: int = 0
+    duplicate: bool = False
+
+
+Done = Callable[[Stored], Awaitable[None]]
+"""Called once per publish with what became of it."""
 
 
 class _ApiError(msgspec.Struct):
@@ -36,6 +47,7 @@ class _ApiError(msgspec.Struct):
 class _PubAck(msgspec.Struct):
     stream: str = ""
     seq: int = 0
+    duplicate: bool = False
     error: _ApiError | None = None
 
 
@@ -67,16 +79,18 @@ class AckPipeline:
         self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack, pending_msgs_limit=100_000)
         self._sweeper = asyncio.create_task(self._sweep())
 
-    async def stop(self) -> None:
-        """Wait (up to the timeout) for publishes in flight, then fail what is left."""
-        deadline = time.monotonic() + self._timeout
+    async def stop(self, wait: float | None = None) -> None:
+        """Wait (up to ``wait``, default the PubAck timeout) for publishes in flight, then fail what
+        is left."""
+        deadline = time.monotonic() + (self._timeout if wait is None else min(wait, self._timeout))
         while self._pending and time.monotonic() < deadline:  # noqa: ASYNC110 (shutdown only, polling is fine)
             await asyncio.sleep(0.01)
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self._fail_older_than(float("inf"), "gate stopping")
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            with contextlib.suppress(Exception):  # NATS gone: nothing to unsubscribe from
+                await asyncio.wait_for(self._sub.unsubscribe(), 0.5)
 
     async def publish(self, subject: str, payload: bytes, msg_id: str, done: Done) -> None:
         """Publish; ``done`` runs when JetStream has stored the message or it is known to fail."""
@@ -87,13 +101,13 @@ class AckPipeline:
                                    headers={"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": self._stream})
         except Exception as e:
             if (pending := self._pending.pop(token, None)) is not None:
-                await pending.done(f"publish failed ({type(e).__name__})")
+                await pending.done(Stored(f"publish failed ({type(e).__name__})"))
 
     async def _on_ack(self, msg: Msg) -> None:
         pending = self._pending.pop(msg.subject[len(self._prefix):], None)
         if pending is None:
             return  # already failed by the sweeper: the caller was told DENY
-        await pending.done(_problem(msg))
+        await pending.done(_stored(msg))
 
     async def _sweep(self) -> None:
         while True:
@@ -105,21 +119,21 @@ class AckPipeline:
         for token in expired:
             if (pending := self._pending.pop(token, None)) is not None:
                 try:
-                    await pending.done(why)
+                    await pending.done(Stored(why))
                 except Exception:
                     log.exception("failing a publish")
 
 
-def _problem(msg: Msg) -> str | None:
-    """None for a PubAck that says the message is stored; otherwise what went wrong."""
+def _stored(msg: Msg) -> Stored:
+    """What a PubAck says: stored (where, and whether as a duplicate), or what went wrong."""
     if msg.headers and msg.headers.get("Status") == "503":
-        return "no stream takes this subject (503)"
+        return Stored("no stream takes this subject (503)")
     try:
         ack = _ack.decode(msg.data)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return "unreadable PubAck"
+        return Stored("unreadable PubAck")
     if ack.error is not None:
-        return f"JetStream refused: {ack.error.description} ({ack.error.err_code})"
+        return Stored(f"JetStream refused: {ack.error.description} ({ack.error.err_code})")
     if ack.seq <= 0:
-        return "PubAck without a sequence"
-    return None
+        return Stored("PubAck without a sequence")
+    return Stored(None, ack.seq, ack.duplicate)

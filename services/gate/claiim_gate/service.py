@@ -5,7 +5,8 @@ Per request: decide (pure), authenticate the decision event with the gate's key
 PubAck arrives (:class:`~claiim_gate.recorder.AckPipeline` keeps many in flight without a task or
 a future per request). If the event cannot be recorded the reply is DENY
 ``chron:unavailable -- ...``; if anything else fails the reply is still a DENY: no request is left
-without an answer.
+without an answer. A request id recorded before, by this replica or another, is answered with
+the decision stored then (:mod:`claiim_gate.requestids`).
 
 The hot path uses nats-py directly rather than a FastStream handler: ``bench/hotpaths.py``
 measures both side by side. The publish-and-await step dominates; this class is the one adapter
@@ -24,17 +25,19 @@ from claiim_core.names import Names
 from claiim_core.policy import deny
 from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
 from claiim_runtime.follower import RegistryFollower
+from claiim_runtime.stopping import Deadline
 from msgspec.structs import replace
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from claiim_gate.decide import Moment, decide, event_for
-from claiim_gate.recorder import AckPipeline
-from claiim_gate.replay import ReplayCache, fingerprint, key_of
+from claiim_gate.recorder import AckPipeline, Stored
+from claiim_gate.requestids import claims_request_id, fingerprint, msg_id
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
+_event = msgspec.json.Decoder(DecisionEvent)
 
 
 Seal = Callable[[DecisionEvent], bytes]
@@ -55,7 +58,8 @@ class GateService:
         self._seal = seal
         self.instance = instance
         self._recorder = AckPipeline(nc, names.decisions_stream, publish_timeout)
-        self._replays = ReplayCache()
+        self._recorder_timeout = publish_timeout
+        self._js = nc.jetstream()
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
@@ -65,11 +69,13 @@ class GateService:
             pending_msgs_limit=100_000,
         )
 
-    async def stop(self) -> None:
-        """Stop taking requests and answer the ones in flight."""
+    async def stop(self, deadline: Deadline | None = None) -> None:
+        """Stop taking requests and answer the ones in flight (those whose PubAck has not come by
+        the deadline get DENY ``chron:unavailable``)."""
+        deadline = deadline or Deadline(self._recorder_timeout)
         if self._sub is not None:
-            await self._sub.unsubscribe()
-        await self._recorder.stop()
+            await deadline.step("gate subscription", self._sub.unsubscribe())
+        await self._recorder.stop(wait=max(0.0, deadline.left() - 0.2))
 
     async def _on_request(self, msg: Msg) -> None:
         moment = now()
@@ -79,37 +85,51 @@ class GateService:
             log.exception("internal error while deciding")
             verdict = deny(f"gate:internal-error -- {type(e).__name__}", "internal")
             event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment)
-        key = key_of(event)
-        seen = self._replays.get(key, time.monotonic()) if key else None
-        if seen is not None:
-            if seen.fingerprint == fingerprint(event):  # a retry: the first answer, nothing recorded again
-                if msg.reply:
-                    await self._nc.publish(msg.reply, seen.reply)
-                return
-            event = replace(event, outcome="DENY", rule="request-id",
-                            reason=f"request:replayed -- request id {event.request_id!r} was already used for "
-                                   "another request")
+        await self._record(event, msg.reply, first_attempt=True)
+
+    async def _record(self, event: DecisionEvent, reply_to: str, *, first_attempt: bool) -> None:
+        """Publish ``event`` and answer ``reply_to`` once JetStream has it. A request id already
+        recorded (a retry, to this replica or another) is answered from the stored decision."""
+
+        async def stored(result: Stored) -> None:
+            if result.problem is not None:
+                log.warning("decision %s not recorded: %s", event.chron_id, result.problem)
+                await self._answer(reply_to, _unavailable(event, result.problem))
+            elif result.duplicate and first_attempt and claims_request_id(event):
+                await self._answer_retry(event, result.seq, reply_to)
+            else:
+                await self._answer(reply_to, reply_for(event))
+
         subject = self._names.decision_subject(event.org, event.agent_id, event.outcome)
+        await self._recorder.publish(subject, self._seal(event), msg_id(event), stored)
 
-        async def answer(problem: str | None) -> None:
-            if problem is not None:
-                log.warning("decision %s not recorded: %s", event.chron_id, problem)
-            reply = _encode(_reply(event, problem))
-            if problem is None and key is not None and seen is None:
-                self._replays.remember(key, event, reply, time.monotonic())
-            if msg.reply:
-                try:
-                    await self._nc.publish(msg.reply, reply)
-                except Exception:
-                    log.exception("could not send the reply for %s", event.chron_id)
+    async def _answer_retry(self, event: DecisionEvent, seq: int, reply_to: str) -> None:
+        """The request id was recorded before (at ``seq``): the first answer for the same request,
+        a recorded DENY ``request:replayed`` for another."""
+        try:
+            first = _event.decode((await self._js.get_msg(self._names.decisions_stream, seq, direct=True)).data or b"")
+        except Exception as e:  # NATS trouble: the agent retries, and gets the first answer then
+            await self._answer(reply_to, _unavailable(event, f"the first answer cannot be read ({type(e).__name__})"))
+            return
+        if fingerprint(first) == fingerprint(event):
+            await self._answer(reply_to, reply_for(first))
+            return
+        refused = replace(event, outcome="DENY", rule="request-id",
+                          reason=f"request:replayed -- request id {event.request_id!r} was already used for another "
+                                 "request")
+        await self._record(refused, reply_to, first_attempt=False)
 
-        await self._recorder.publish(subject, self._seal(event), event.chron_id, answer)
+    async def _answer(self, reply_to: str, reply: DecisionReply) -> None:
+        if not reply_to:
+            return
+        try:
+            await self._nc.publish(reply_to, _encode(reply))
+        except Exception:
+            log.exception("could not send the reply for %s", reply.chron_id or "an unrecorded decision")
 
 
-def _reply(event: DecisionEvent, problem: str | None) -> DecisionReply:
-    """The reply for a recorded event, or DENY ``chron:unavailable`` when it was not recorded."""
-    if problem is None:
-        return reply_for(event)
+def _unavailable(event: DecisionEvent, problem: str) -> DecisionReply:
+    """DENY ``chron:unavailable``: the decision could not be recorded, so the agent must not act."""
     return DecisionReply(
         outcome="DENY", reason=f"chron:unavailable -- the decision could not be recorded: {problem}",
         rule="record", chron_id="", policy=event.policy, skill=event.skill, anchor=event.anchor,
