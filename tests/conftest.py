@@ -15,6 +15,7 @@ no engine runs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import tempfile
@@ -36,6 +37,7 @@ from claiim_core.eventauth import GateKey, seal_decision
 from claiim_core.names import Names, service_inbox
 from claiim_core.schemas import DecisionEvent
 from claiim_core.tokens import inbox_prefix
+from claiim_core.urls import nats_servers
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
 from nats.aio.client import Client
@@ -114,6 +116,8 @@ def new_settings(nats_url: str, db_url: str, namespace: str | None = None,
                     gate_keys=str(gate), **nats)
 
 
+CONNECT_WAIT_S = 10.0
+"""The longest a test's own NATS connection may take (nats-py may retry a refused login for ever)."""
 AUTH_ON = not os.environ.get("CLAIIM_TEST_NATS_URL")
 """Whether the suite runs its own nats-servers, with NATS authentication."""
 needs_nats_auth = pytest.mark.skipif(not AUTH_ON, reason="needs the suite's own nats-server (CLAIIM_TEST_NATS_URL)")
@@ -150,8 +154,9 @@ def with_auth(settings: Settings, *which: str) -> tuple[str, ...]:
 async def connect_as(settings: Settings, user: str = MAINTENANCE_USER) -> Client:
     """A raw NATS connection as the NATS user ``user``: a service's (a test acting with its
     credentials), or by default the maintenance user, who may do anything (fault injection)."""
-    return await nats.connect(settings.url, user=user, password=settings.nats_password(user),
-                              inbox_prefix=service_inbox(user), max_reconnect_attempts=0)
+    return await asyncio.wait_for(nats.connect(
+        nats_servers(settings.url), user=user, password=settings.nats_password(user), inbox_prefix=service_inbox(user),
+        max_reconnect_attempts=0), CONNECT_WAIT_S)
 
 
 def gate_via(stack: Stack, agent: str, token: str, carrier: str = "review-bot") -> AsyncGate:
@@ -164,8 +169,9 @@ def gate_via(stack: Stack, agent: str, token: str, carrier: str = "review-bot") 
 
 async def connect_agent(settings: Settings, agent_id: str, token: str) -> Client:
     """A raw NATS connection admitted as agent ``agent_id`` by its token, as the SDK connects."""
-    return await nats.connect(settings.url, user=agent_id, password=token, inbox_prefix=inbox_prefix(token),
-                              max_reconnect_attempts=0)
+    return await asyncio.wait_for(nats.connect(
+        nats_servers(settings.url), user=agent_id, password=token, inbox_prefix=inbox_prefix(token),
+        max_reconnect_attempts=0), CONNECT_WAIT_S)
 
 
 def sealed(settings: Settings, event: DecisionEvent) -> bytes:

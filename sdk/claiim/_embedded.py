@@ -1,12 +1,13 @@
 """``claiim up``: the whole stack on one machine, for newcomers, demos and tests.
 
-It starts nats-server (JetStream, data in DIR/nats) and PostgreSQL (pgserver, data in DIR/pg)
-unless URLs of existing servers are given, then the gate, control handler and Chron in this
+It starts nats-server (JetStream, data in DIR/nats; with ``--nats-cluster 3`` a cluster of three,
+data in DIR/nats-cluster, every stream with three replicas) and PostgreSQL (pgserver, data in
+DIR/pg) unless URLs of existing servers are given, then the gate, control handler and Chron in this
 process with the admin web UI (``--ui-port``, default 8480), applies the demo bundle, and writes:
 
-- ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN`` (the operator token), ``CLAIIM_DATABASE_URL``,
-  ``CLAIIM_NAMESPACE``, ``CLAIIM_UI_URL`` and, with the demo, ``CLAIIM_ORG=demo`` (source it, or let the CLI read it
-  from ``./.claiim/env``);
+- ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_STREAM_REPLICAS``, ``CLAIIM_ADMIN_TOKEN`` (the operator
+  token), ``CLAIIM_DATABASE_URL``, ``CLAIIM_NAMESPACE``, ``CLAIIM_UI_URL`` and, with the demo,
+  ``CLAIIM_ORG=demo`` (source it, or let the CLI read it from ``./.claiim/env``);
 - ``DIR/demo-tokens.json``: agent id to token, mode 600;
 - ``DIR/demo-admins.json``: the demo org's admins (alice, bob) and auditor (audrey) to their
   tokens, mode 600;
@@ -16,6 +17,11 @@ process with the admin web UI (``--ui-port``, default 8480), applies the demo bu
   leaf batches are mirrored to ``DIR/chron-mirror``.
 
 All data stays across restarts. This dev mode is the only place claiim makes up its own secrets.
+
+On SIGINT or SIGTERM (to it or to its whole process group, as a terminal's Ctrl-C sends) it stops
+the services (at most 2 s), then its nats-servers and PostgreSQL, which run in sessions of their own
+so that they outlive the signal until then. Servers that a killed ``claiim up`` left running on DIR
+are stopped (nats-server) or taken over (PostgreSQL) by the next one.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ import yaml
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import GateKey
 from claiim_core.names import Names
-from claiim_runtime.settings import Settings
+from claiim_runtime.natsconf import Cluster
+from claiim_runtime.settings import ConfigError, Settings
 
 from claiim._admin import AsyncAdmin
 from claiim._errors import StackError
@@ -43,9 +50,12 @@ from claiim._servers import (
     NatsCredentials,
     NatsProcess,
     ensure_database,
+    free_port,
+    new_password,
     port_free,
     start_nats,
     start_postgres,
+    stop_postgres,
 )
 from claiim._services import BACKEND, RunningServices, start_services
 
@@ -59,6 +69,9 @@ class UpOptions:
     demo: bool = True
     ui_port: int = 8480
     """The admin web UI's port on 127.0.0.1 (0: any free port)."""
+    nats_cluster: int = 1
+    """How many nats-server nodes to start (1, or a cluster of 3 or 5 on ports ``nats_port`` and up,
+    every stream with as many replicas)."""
 
 
 def write_private(path: Path, text: str) -> None:
@@ -98,14 +111,20 @@ def load_event_keys(data_dir: Path) -> tuple[Path, Path, Path]:
 
 
 def load_secrets(data_dir: Path) -> dict[str, Any]:
-    """This dev stack's token secret, operator token and NATS credentials (DIR/secrets.json, mode
-    600), made on first start; NATS credentials are added to a file that lacks them."""
+    """This dev stack's token secret, operator token and NATS credentials (its users' passwords, the
+    auth service's account seed, the cluster's route password) in DIR/secrets.json (mode 600), made
+    on first start; NATS credentials are added to a file that lacks them."""
     path = data_dir / "secrets.json"
     values: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {
         "token_secret": secrets.token_urlsafe(32), "admin_token": "adm_" + secrets.token_urlsafe(32)}
+    missing = {}
     if "nats_passwords" not in values:
         credentials = NatsCredentials.generate()
-        values |= {"nats_passwords": credentials.passwords, "nats_issuer_seed": credentials.issuer_seed}
+        missing = {"nats_passwords": credentials.passwords, "nats_issuer_seed": credentials.issuer_seed}
+    if "nats_route_password" not in values:
+        missing["nats_route_password"] = new_password()
+    if missing:
+        values |= missing
         write_private(path, json.dumps(values, indent=2) + "\n")
     return values
 
@@ -127,7 +146,7 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
     keys = load_secrets(data_dir)
     signer = load_checkpoint_key(data_dir)
     control_key, control_pub, gate_key = load_event_keys(data_dir)
-    nats: NatsProcess | None = None
+    nats: list[NatsProcess] = []
     pg: Any = None
     running = None
     own_nats = NatsCredentials(keys["nats_passwords"], keys["nats_issuer_seed"])
@@ -138,9 +157,8 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             passwords = given.nats_passwords.get_secret_value() if given.nats_passwords else None
             issuer = given.nats_issuer_seed.get_secret_value() if given.nats_issuer_seed else None
         else:
-            nats = await asyncio.to_thread(start_nats, opts.nats_port, data_dir / "nats", credentials=own_nats,
-                                           names=Names(NAMESPACE))
-            nats_url = nats.url
+            nats = await asyncio.to_thread(start_local_nats, opts, data_dir, own_nats, keys["nats_route_password"])
+            nats_url = ",".join(node.url for node in nats)
             passwords, issuer = own_nats.passwords_setting, own_nats.issuer_seed
         if opts.database_url:
             db_url = opts.database_url
@@ -152,17 +170,21 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
                             checkpoint_dir=data_dir / "chron-mirror", checkpoint_verifier=str(signer.verifier),
                             ui_port=opts.ui_port, control_key_file=control_key, control_verifiers_file=control_pub,
                             gate_key_file=gate_key, gate_keys_file=gate_key, nats_passwords=passwords,
-                            nats_issuer_seed=issuer)
+                            nats_issuer_seed=issuer, stream_replicas=opts.nats_cluster if nats else 1)
         which: tuple[str, ...] = (*BACKEND, "admin")
         if not issuer:
             which = tuple(s for s in which if s != "auth")
             say(f"warning: no CLAIIM_NATS_ISSUER_SEED for the NATS server at {nats_url}: services connect as that "
                 "URL says, and no auth service admits agents (docs/security.md)")
-        running = await start_services(settings, which, instance="embedded")
+        try:
+            running = await start_services(settings, which, instance="embedded")
+        except ConfigError as e:
+            raise StackError(str(e)) from None
         _warn_refused(running, data_dir, say)
         assert running.admin is not None
         ui_url = running.admin.url
-        env = (f"CLAIIM_URL={nats_url}\nCLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
+        env = (f"CLAIIM_URL={nats_url}\nCLAIIM_STREAM_REPLICAS={settings.stream_replicas}\n"
+               f"CLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
                f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n"
                f"CLAIIM_CHECKPOINT_VERIFIER={signer.verifier}\nCLAIIM_CHECKPOINT_DIR={data_dir / 'chron-mirror'}\n"
                f"CLAIIM_CONTROL_VERIFIERS={control_pub.read_text().strip()}\nCLAIIM_GATE_KEYS_FILE={gate_key}\n"
@@ -178,12 +200,47 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
         await stop.wait()
         say("claiim stopping")
     finally:
+        # In order: the services (bounded), then the servers they use.
         if running is not None:
             await running.stop()
-        if nats is not None:
-            await asyncio.to_thread(nats.stop)
+        for node in nats:
+            await asyncio.to_thread(node.stop)
         if pg is not None:
-            await asyncio.to_thread(pg.cleanup)
+            await asyncio.to_thread(stop_postgres, pg)
+
+
+def start_local_nats(opts: UpOptions, data_dir: Path, credentials: NatsCredentials,
+                     route_password: str) -> list[NatsProcess]:
+    """This stack's nats-server, or its cluster of ``opts.nats_cluster`` nodes on 127.0.0.1 (client
+    ports from ``opts.nats_port`` up, route ports free ones). A data directory keeps the layout it was
+    made with: a single server's store is not a cluster's."""
+    single, cluster_dir = data_dir / "nats", data_dir / "nats-cluster"
+    count = opts.nats_cluster
+    if count == 1 and _has_store(cluster_dir):
+        raise StackError(f"{data_dir} holds a NATS cluster's data: start it with --nats-cluster "
+                         f"{len(list(cluster_dir.glob('n*')))}, or choose another --data-dir")
+    if count > 1 and _has_store(single):
+        raise StackError(f"{data_dir} holds a single NATS server's data: start it without --nats-cluster, "
+                         "or choose another --data-dir")
+    names = Names(NAMESPACE)
+    if count == 1:
+        return [start_nats(opts.nats_port, single, credentials=credentials, names=names)]
+    routes = tuple(f"127.0.0.1:{free_port()}" for _ in range(count))
+    nodes: list[NatsProcess] = []
+    try:
+        for i, route in enumerate(routes, 1):
+            cluster = Cluster(routes, port=int(route.rsplit(":", 1)[1]), password=route_password)
+            nodes.append(start_nats(opts.nats_port + i - 1, cluster_dir / f"n{i}", credentials=credentials,
+                                    names=names, cluster=cluster, server_name=f"claiim-n{i}"))
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+def _has_store(path: Path) -> bool:
+    return any(path.rglob("jetstream"))
 
 
 def _warn_refused(running: RunningServices, data_dir: Path, say: Any) -> None:

@@ -25,6 +25,8 @@ ATTEMPT_S = 2.5
 """The longest one attempt waits for its answer (a gate answers within its PubAck timeout, 2 s)."""
 FIRST_PAUSE_S = 0.05
 MAX_PAUSE_S = 0.5
+UNRECORDED = "chron:unavailable"
+"""The reason of a DENY whose decision could not be recorded (it has no chron id)."""
 CheckResult = DecisionReply
 _reply = msgspec.json.Decoder(DecisionReply)
 _encode = msgspec.json.Encoder().encode
@@ -47,11 +49,12 @@ class AsyncGate:
         """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``.
 
         Every check carries a request id (a random one unless given). When no gate answers (no
-        responder, no reply in time, NATS unreachable), the same request is sent again, with the
-        same id, until ``timeout`` has passed: any gate replica answers a repeat with the decision
-        recorded the first time, so a retry never records twice. Raises
-        :class:`GateUnavailableError` when the time is up, at once :class:`UnauthorizedError` when
-        NATS refuses the token.
+        responder, no reply in time, NATS unreachable) or the gate could not record its decision
+        (DENY ``chron:unavailable``), the same request is sent again, with the same id, until
+        ``timeout`` has passed: any gate replica answers a repeat with the decision recorded the first
+        time, so a retry never records twice. Raises :class:`GateUnavailableError` when the time is
+        up without an answer (the last ``chron:unavailable`` DENY is returned when that was the
+        answer), at once :class:`UnauthorizedError` when NATS refuses the token.
         """
         request = CheckRequest(agent_id=self.agent_id, token=self._token, action=action, target=target,
                                context=context or {}, request_id=request_id or os.urandom(12).hex())
@@ -62,8 +65,9 @@ class AsyncGate:
         while True:
             left = deadline - loop.time()
             try:
-                data = await self._transport.request(self._subject, payload, min(left, ATTEMPT_S))
-                break
+                reply = self._decode(await self._transport.request(self._subject, payload, min(left, ATTEMPT_S)))
+                if reply.chron_id or not reply.reason.startswith(UNRECORDED) or loop.time() + pause >= deadline:
+                    return reply
             except UnauthorizedError:
                 raise
             except GateUnavailableError:
@@ -71,6 +75,9 @@ class AsyncGate:
                     raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
+
+    @staticmethod
+    def _decode(data: bytes) -> DecisionReply:
         try:
             return _reply.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:

@@ -104,7 +104,7 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
                            inbox_prefix=service_inbox(user), user=user, password=settings.nats_password(user))
         running.connections[user] = nc
         if user != "sys":
-            await ensure_streams(nc.jetstream(), names)
+            await ensure_streams(nc.jetstream(), names, settings.stream_replicas)
         return nc
 
     try:

@@ -28,7 +28,7 @@ def test_compose_runs_every_service_with_a_real_serve_command() -> None:
     services = compose()["services"]
     assert isinstance(services, dict)
     choices = build_parser()._subparsers._group_actions[0].choices["serve"]._actions[1].choices  # type: ignore[union-attr]
-    assert {"nats", "postgres", "gate", "control", "chron", "auth"} <= set(services)
+    assert {"nats-1", "nats-2", "nats-3", "postgres", "gate", "control", "chron", "auth"} <= set(services)
     for name in CLAIIM_SERVICES:
         command = services[name]["command"].split()
         assert command[:2] == ["claiim", "serve"] and command[2] in choices
@@ -77,10 +77,37 @@ def test_each_service_logs_in_to_nats_as_its_own_user() -> None:
         expected = {user, "sys"} if name == "auth" else {user}
         assert set(entries) == expected, name
         assert all(v == f"${{{password_variable(u)}}}" for u, v in entries.items()), name
-    nats_env = services["nats"]["environment"]
-    assert {password_variable(u) for u in SERVICE_USERS} | {"NATS_ISSUER"} <= set(nats_env)
-    ports = services["nats"]["ports"]
-    assert all(p.startswith("127.0.0.1:") for p in ports), "tokens are NATS passwords: no plain NATS beyond the host"
+    for node in NATS_NODES:
+        nats_env = services[node]["environment"]
+        assert {password_variable(u) for u in SERVICE_USERS} | {"NATS_ISSUER"} <= set(nats_env)
+        ports = services[node]["ports"]
+        assert all(p.startswith("127.0.0.1:") for p in ports), "tokens are NATS passwords: no plain NATS beyond the host"
+
+
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+
+
+def test_compose_runs_nats_as_a_three_node_cluster_and_every_service_knows_every_node() -> None:
+    """Three NATS nodes with the cluster configuration, each its own name and store, routes that carry the route
+    password to every node; the services list every node and ask for three stream replicas."""
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    names = set()
+    for node in NATS_NODES:
+        spec = services[node]
+        env = spec["environment"]
+        names.add(env["NATS_SERVER_NAME"])
+        assert "./deploy/nats/nats-cluster.conf:/etc/nats/nats.conf:ro" in spec["volumes"]
+        assert f"{node}-data:/data" in spec["volumes"]
+        routes = [env[f"NATS_ROUTE_{i}"] for i in (1, 2, 3)]
+        assert routes == [f"nats-route://route:${{CLUSTER_NATS_PASSWORD}}@{n}:6222" for n in NATS_NODES]
+    assert names == set(NATS_NODES)
+    for name in CLAIIM_SERVICES:
+        env = services[name]["environment"]
+        assert env["CLAIIM_URL"] == ",".join(f"nats://{n}:4222" for n in NATS_NODES), name
+        assert env["CLAIIM_STREAM_REPLICAS"] == "3", name
+        assert set(NATS_NODES) <= set(services[name]["depends_on"]), name
+    assert services["chron"]["deploy"]["replicas"] == 2, "a Chron standby waits on the writer lock"
 
 
 def test_compose_gives_each_service_the_secrets_it_requires() -> None:
@@ -98,15 +125,27 @@ def test_the_deployed_nats_config_is_what_claiim_generates(capsys: pytest.Captur
     assert capsys.readouterr().out == (ROOT / "deploy/nats/nats-auth.conf").read_text()
 
 
-def test_nats_config_is_accepted_and_reads_passwords_from_the_environment() -> None:
-    """deploy/nats/nats-auth.conf is valid, and names every password variable it needs (none is in the file)."""
-    text = (ROOT / "deploy/nats/nats-auth.conf").read_text()
+def test_the_deployed_cluster_config_is_what_claiim_generates(capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy/nats/nats-cluster.conf is `claiim nats-config` for the three nodes compose runs: never edited by hand."""
+    args = build_parser().parse_args(["nats-config", "--cluster", "nats-1:6222,nats-2:6222,nats-3:6222",
+                                      "--server-name", "$NATS_SERVER_NAME"])
+    assert nats_config(args) == 0
+    assert capsys.readouterr().out == (ROOT / "deploy/nats/nats-cluster.conf").read_text()
+
+
+@pytest.mark.parametrize("name", ["nats-auth.conf", "nats-cluster.conf"])
+def test_nats_config_is_accepted_and_reads_passwords_from_the_environment(name: str) -> None:
+    """The deployed NATS configurations are valid, and name every password variable they need (none is in the
+    files)."""
+    text = (ROOT / "deploy/nats" / name).read_text()
     names = sorted(set(re.findall(r"password: \$([A-Z_]+)", text)))
-    assert names == sorted(password_variable(u) for u in SERVICE_USERS)
+    cluster = ["CLUSTER_NATS_PASSWORD"] if name == "nats-cluster.conf" else []
+    assert names == sorted([*(password_variable(u) for u in SERVICE_USERS), *cluster])
     assert "issuer: $NATS_ISSUER" in text and "sync_interval: always" in text
-    env = {**os.environ, **{n: "pabc" for n in names},
+    env = {**os.environ, **{n: "pabc" for n in names}, "NATS_SERVER_NAME": "nats-1",
+           **{f"NATS_ROUTE_{i}": f"nats-route://route:pabc@nats-{i}:6222" for i in (1, 2, 3)},
            "NATS_ISSUER": "ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"}
-    out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats/nats-auth.conf"), "-t"],
+    out = subprocess.run([nats_server_binary(), "-c", str(ROOT / "deploy/nats" / name), "-t"],
                          capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode == 0, out.stderr
 

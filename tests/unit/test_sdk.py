@@ -126,6 +126,21 @@ async def test_every_check_carries_a_request_id_and_a_retry_repeats_it() -> None
     assert fake.sent[-1][1]["request_id"] != ids[0], "another check, another id"
 
 
+async def test_an_unrecorded_deny_is_retried_with_the_same_id_until_the_deadline() -> None:
+    """DENY chron:unavailable (the gate could not record) is asked again with the same request id: the retry gets
+    the decision if the first one was stored after all; when every answer is that DENY, the last is returned."""
+    unrecorded = msgspec.structs.replace(REPLY, outcome="DENY", chron_id="", rule="record",
+                                         reason="chron:unavailable -- the decision could not be recorded: timeout")
+    answers = [unrecorded, REPLY]
+    fake = FakeTransport(lambda _s, _p: msgspec.json.encode(answers.pop(0)))
+    assert await AsyncGate("deploy-bot", TOKEN, transport=fake).check(action="deploy:staging") == REPLY
+    assert len(fake.sent) == 2 and len({body["request_id"] for _, body, _ in fake.sent}) == 1
+
+    always = FakeTransport(lambda _s, _p: msgspec.json.encode(unrecorded))
+    assert await AsyncGate("deploy-bot", TOKEN, timeout=0.3, transport=always).check(action="x:y") == unrecorded
+    assert len(always.sent) >= 2
+
+
 async def test_a_refused_token_is_not_retried() -> None:
     """UnauthorizedError (NATS refused the token) comes out at once: retrying cannot help."""
     def refuse(_subject: str, _payload: bytes) -> bytes:

@@ -16,7 +16,7 @@ from claiim_auth.nkeys import PREFIX_ACCOUNT, KeyPair
 from claiim_core.checkpoint import CheckpointError, Signer
 from claiim_core.eventauth import GateKey, KeyFormatError
 from claiim_core.names import Names
-from claiim_runtime.natsconf import NatsConfig, render
+from claiim_runtime.natsconf import Cluster, NatsConfig, render
 
 from claiim._errors import AdminError
 from claiim._servers import new_password
@@ -48,7 +48,12 @@ def add_commands(sub: Any) -> None:
     conf.add_argument("--store-dir", default="/data")
     conf.add_argument("--port", type=int, default=4222)
     conf.add_argument("--http-port", type=int, default=8222)
-    conf.add_argument("--server-name", default="claiim-nats-1")
+    conf.add_argument("--server-name", default="claiim-nats-1",
+                      help="this node's name, or a $VARIABLE (one file for every node of a cluster)")
+    conf.add_argument("--cluster", metavar="HOST:PORT,...",
+                      help="every node's route address: a cluster node, whose routes log in with "
+                           "$CLUSTER_NATS_PASSWORD and whose route URLs come from $NATS_ROUTE_1...")
+    conf.add_argument("--cluster-port", type=int, default=6222)
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -92,6 +97,13 @@ def _make(kind: str, name: str) -> tuple[str, str]:
 
 
 def nats_config(args: argparse.Namespace) -> int:
+    cluster = None
+    if args.cluster:
+        routes = tuple(r.strip() for r in args.cluster.split(",") if r.strip())
+        if len(routes) < 3 or any(":" not in r for r in routes):
+            raise AdminError("--cluster lists every node's route address as host:port, at least three "
+                             "(JetStream needs a majority to stay writable)")
+        cluster = Cluster(routes, port=args.cluster_port)
     print(render(NatsConfig(Names(args.namespace), issuer=args.issuer, store_dir=args.store_dir, port=args.port,
-                            http_port=args.http_port, server_name=args.server_name)), end="")
+                            http_port=args.http_port, server_name=args.server_name, cluster=cluster)), end="")
     return 0

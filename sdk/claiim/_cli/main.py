@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--database-url", help="use this existing PostgreSQL database")
     up.add_argument("--no-demo", action="store_true", help="do not load the demo bundle")
     up.add_argument("--ui-port", type=int, default=8480, help="the admin web UI's port on 127.0.0.1 (0: any free)")
+    up.add_argument("--nats-cluster", type=int, choices=(1, 3, 5), default=1, metavar="N",
+                    help="start N nats-server nodes as a cluster (3 or 5; client ports from --nats-port up), "
+                         "every stream with N replicas")
 
     serve = sub.add_parser("serve", help="run services against existing servers (settings from env)")
     serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "ocsf", "auth", "admin", "all"])
@@ -211,7 +214,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from claiim._embedded import UpOptions, main_up
 
         main_up(UpOptions(args.data_dir, args.nats_port, args.nats_url, args.database_url,
-                          demo=not args.no_demo, ui_port=args.ui_port))
+                          demo=not args.no_demo, ui_port=args.ui_port, nats_cluster=args.nats_cluster))
         return 0
     if args.command == "serve":
         from claiim._cli.serve import serve

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import msgspec
 from claiim_core.checkpoint import CheckpointError, Verifier
 from claiim_core.names import Names
 from nats.js import JetStreamContext
@@ -43,8 +44,25 @@ async def stream_messages(js: JetStreamContext, names: Names, kind: str, *, star
     stream, subject = ((names.decisions_stream, names.decisions_wildcard) if kind == "decision"
                        else (names.control_stream, names.control_wildcard))
     async for msg in read_subject(js, stream, subject, start_seq=start_seq, start_time=start_time):
-        chron_id = (msg.headers or {}).get("Nats-Msg-Id", "")
-        yield Message(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data, chron_id)
+        yield Message(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data, _chron_id(msg.data))
+
+
+class _Ids(msgspec.Struct):
+    chron_id: str = ""
+    event_id: str = ""
+
+
+_ids = msgspec.json.Decoder(_Ids)
+
+
+def _chron_id(data: bytes) -> str:
+    """The chron id an event names (a decision's ``chron_id``, a control event's ``event_id``; its
+    ``Nats-Msg-Id`` may be derived from a request id instead), or "" when it does not decode."""
+    try:
+        ids = _ids.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+    return ids.chron_id or ids.event_id
 
 
 async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifier: Verifier,

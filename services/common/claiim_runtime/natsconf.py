@@ -46,7 +46,7 @@ def rights(names: Names) -> dict[str, Rights]:
     ns = names.namespace
     d, c, p, o = names.decisions_stream, names.control_stream, names.proofs_stream, names.ocsf_stream
     api = "$JS.API"
-    create_streams = [f"{api}.STREAM.CREATE.{s}" for s in (d, c, p, o)]
+    create_streams = [f"{api}.STREAM.{op}.{s}" for s in (d, c, p, o) for op in ("CREATE", "INFO")]
 
     def ordered(stream: str) -> list[str]:  # an ordered push consumer, as the registry follower uses
         return [f"{api}.STREAM.INFO.{stream}", f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
@@ -87,6 +87,22 @@ def rights(names: Names) -> dict[str, Rights]:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """The cluster block of one node. ``routes`` are every node's route address (``host:port``,
+    this node's own included: a server skips the route to itself). Routes log in as the user
+    ``route``: with ``password`` None the file names ``$CLUSTER_NATS_PASSWORD`` and reads each
+    route's URL, password included, from ``$NATS_ROUTE_1``... (nats-server substitutes no
+    variable inside a string)."""
+
+    routes: tuple[str, ...]
+    port: int = 6222
+    host: str | None = None
+    """The route listener's address (None: the server's ``host``)."""
+    name: str = "claiim"
+    password: str | None = None
+
+
+@dataclass(frozen=True)
 class NatsConfig:
     """One nats-server's configuration. ``passwords`` of None writes ``$<USER>_NATS_PASSWORD``
     variables (nats-server reads them from its environment); ``issuer`` is the public account key
@@ -101,6 +117,11 @@ class NatsConfig:
     http_port: int | None = None
     server_name: str = "claiim-nats-1"
     sync_always: bool = True
+    cluster: Cluster | None = None
+    """Routes to the other nodes of a NATS cluster (None: a single server)."""
+
+
+CLUSTER_PASSWORD_VARIABLE = "CLUSTER_NATS_PASSWORD"
 
 
 def password_variable(user: str) -> str:
@@ -126,7 +147,7 @@ def render(cfg: NatsConfig) -> str:
         lines += ["# nats-server reads the passwords from its environment (`claiim keygen nats-password` makes one):",
                   "#   " + " ".join(f"${password_variable(u)}" for u in SERVICE_USERS)]
     lines += [
-        f"server_name: {json.dumps(cfg.server_name)}",
+        f"server_name: {_value(cfg.server_name)}",
         f"host: {json.dumps(cfg.host)}",
         f"port: {cfg.port}",
     ]
@@ -141,7 +162,10 @@ def render(cfg: NatsConfig) -> str:
     if cfg.sync_always:
         lines.append("  # fsync before every PubAck: an acknowledged decision survives a power cut (README)")
         lines.append("  sync_interval: always")
-    lines += ["}", "", "accounts {", "  SYS: {", "    users: [", _user(cfg, "sys", "      "), "    ]", "  }", "}",
+    lines += ["}", ""]
+    if cfg.cluster is not None:
+        lines += _cluster(cfg.cluster, cfg.host)
+    lines += [ "accounts {", "  SYS: {", "    users: [", _user(cfg, "sys", "      "), "    ]", "  }", "}",
               "system_account: SYS", "", "authorization {",
               "  # also how long the auth service may take to answer a callout", "  timeout: 2", "  users: ["]
     lines += [_user(cfg, user, "    ") for user in SERVICE_USERS if user != "sys"]
@@ -159,6 +183,30 @@ def render(cfg: NatsConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cluster(cluster: Cluster, host: str) -> list[str]:
+    if cluster.password is None:
+        password = f"${CLUSTER_PASSWORD_VARIABLE}"
+        routes = [f"$NATS_ROUTE_{i}" for i in range(1, len(cluster.routes) + 1)]
+        comment = ["  # Each $NATS_ROUTE_<n> is nats-route://route:<the cluster password>@<node n's route address>:",
+                   "  #   " + ", ".join(cluster.routes)]
+    else:
+        password = json.dumps(cluster.password)
+        routes = [json.dumps(f"nats-route://route:{cluster.password}@{route}") for route in cluster.routes]
+        comment = []
+    return [
+        "# Routes to the other nodes; they log in as `route`, so nobody else can join the cluster.",
+        "cluster {",
+        f"  name: {json.dumps(cluster.name)}",
+        f"  host: {json.dumps(cluster.host or host)}",
+        f"  port: {cluster.port}",
+        f"  authorization {{ user: route, password: {password}, timeout: 2 }}",
+        *comment,
+        f"  routes: [{', '.join(routes)}]",
+        "}",
+        "",
+    ]
 
 
 def _user(cfg: NatsConfig, user: str, indent: str) -> str:

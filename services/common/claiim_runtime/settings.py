@@ -2,7 +2,8 @@
 
 | variable              | default                  | meaning                                            |
 |-----------------------|--------------------------|----------------------------------------------------|
-| CLAIIM_URL            | nats://127.0.0.1:4222    | NATS server URL                                    |
+| CLAIIM_URL            | nats://127.0.0.1:4222    | NATS server URL(s), comma-separated for a cluster  |
+| CLAIIM_STREAM_REPLICAS| 1                        | copies of every stream (3 on a 3-node cluster)     |
 | CLAIIM_DATABASE_URL   | (none)                   | PostgreSQL URL for Chron                           |
 | CLAIIM_NAMESPACE      | claiim                   | prefix of every subject and stream                 |
 | CLAIIM_TOKEN_SECRET   | (none, required)         | key of the token hashes (HMAC-SHA256)              |
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLAIIM_", frozen=True, extra="ignore")
 
     url: str = "nats://127.0.0.1:4222"
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     connect_wait: float = Field(default=30.0, gt=0)
     database_url: str | None = None
     namespace: str = "claiim"

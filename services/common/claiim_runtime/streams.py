@@ -10,9 +10,13 @@ import nats
 from claiim_core.names import Names
 from claiim_core.urls import nats_servers
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError, ServiceUnavailableError
+
+from claiim_runtime.settings import ConfigError
 
 DUPLICATE_WINDOW_S = 120.0
 log = logging.getLogger("claiim.nats")
@@ -43,13 +47,20 @@ async def connect(url: str, name: str, first_wait: float = 30.0, inbox_prefix: s
                               f"within {first_wait:g} s{last}") from None
 
 
-async def ensure_streams(js: JetStreamContext, names: Names) -> None:
+async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1, wait: float = 20.0) -> None:
     """Create claiim's streams if they do not exist (idempotent): decisions, control events,
-    Chron's proofs feed (leaf batches and signed checkpoints) and the OCSF rendering of decisions.
+    Chron's proofs feed (leaf batches and signed checkpoints) and the OCSF rendering of decisions,
+    each with ``replicas`` copies (3 on a NATS cluster: a majority of nodes must store a message
+    before its PubAck).
 
     Retention is unlimited: Chron can always be rebuilt from the streams, and its checkpoints and
-    leaves checked against them (docs/chron.md says what a rebuild needs).
+    leaves checked against them (docs/chron.md says what a rebuild needs). An existing stream with
+    other limits (an operator's choice) is kept as it is, but not with other replicas than asked:
+    raises :class:`StreamReplicasError`. A JetStream that is not ready yet (a cluster electing its
+    first leader) gets ``wait`` seconds.
     """
+    loop = asyncio.get_running_loop()
+    until = loop.time() + wait
     for stream, subjects in (
         (names.decisions_stream, [names.decisions_wildcard]),
         (names.control_stream, [names.control_wildcard]),
@@ -59,11 +70,37 @@ async def ensure_streams(js: JetStreamContext, names: Names) -> None:
         config = StreamConfig(
             name=stream, subjects=subjects, retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE, discard=DiscardPolicy.OLD,
-            duplicate_window=DUPLICATE_WINDOW_S, allow_direct=True,
+            duplicate_window=DUPLICATE_WINDOW_S, allow_direct=True, num_replicas=replicas,
         )
-        try:
-            await js.add_stream(config)
-        except BadRequestError as e:
-            # An existing stream with other limits (an operator's choice) is kept as it is.
-            if e.err_code != 10058:  # stream name already in use with a different configuration
-                raise
+        while True:
+            try:
+                await js.add_stream(config)
+            except (ServiceUnavailableError, NatsTimeoutError, NoRespondersError) as e:
+                if loop.time() > until:
+                    raise ConnectionError(f"JetStream did not become ready within {wait:g} s: {e!r}") from None
+                log.info("JetStream not ready (%r); trying again", e)
+                await asyncio.sleep(0.5)
+                continue
+            except APIError as e:
+                await _check_existing(js, e, stream, replicas)
+            break
+
+
+async def _check_existing(js: JetStreamContext, e: APIError, stream: str, replicas: int) -> None:
+    """Raise unless ``e`` says the stream exists, with other limits but the replicas asked for."""
+    if e.err_code == 10074:  # insufficient resources: fewer servers than replicas
+        raise StreamReplicasError(
+            f"cannot create stream {stream} with {replicas} replicas: the NATS server is not a cluster of "
+            f"{replicas} or more nodes (set CLAIIM_STREAM_REPLICAS to the copies it can hold)") from None
+    if e.err_code != 10058:  # stream name already in use with a different configuration
+        raise e
+    existing = (await js.stream_info(stream)).config.num_replicas or 1
+    if existing != replicas:
+        raise StreamReplicasError(
+            f"stream {stream} exists with {existing} replica(s) but CLAIIM_STREAM_REPLICAS asks for {replicas}: "
+            f"set CLAIIM_STREAM_REPLICAS={existing}, or change the stream's replicas first "
+            f"(`nats stream edit {stream} --replicas {replicas}` as a JetStream admin)") from None
+
+
+class StreamReplicasError(ConfigError):
+    """A stream cannot have, or does not have, the replicas the settings ask for."""

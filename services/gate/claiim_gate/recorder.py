@@ -127,7 +127,7 @@ class AckPipeline:
 def _stored(msg: Msg) -> Stored:
     """What a PubAck says: stored (where, and whether as a duplicate), or what went wrong."""
     if msg.headers and msg.headers.get("Status") == "503":
-        return Stored("no stream takes this subject (503)")
+        return Stored("JetStream has no stream leader for this subject (503): a cluster electing one, or no stream")
     try:
         ack = _ack.decode(msg.data)
     except (msgspec.DecodeError, msgspec.ValidationError):
