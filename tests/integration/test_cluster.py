@@ -4,6 +4,7 @@ streams with three replicas, a gate that keeps answering when a node dies, and r
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import secrets
 import signal
@@ -138,7 +139,7 @@ async def test_the_deployed_cluster_keeps_answering_and_recording_when_a_node_di
                     killed_at = time.monotonic()
                 try:
                     reply = await gate.check(action="deploy:staging", target="api-v2")
-                except Exception as e:  # noqa: BLE001 - any error is a failure, listed below
+                except Exception as e:  # any error is a failure, listed below
                     errors.append(e)
                     continue
                 replies.append(reply)
@@ -147,7 +148,7 @@ async def test_the_deployed_cluster_keeps_answering_and_recording_when_a_node_di
         assert killed_at and not errors, errors
         assert all((r.outcome, bool(r.chron_id)) in {("ALLOW", True), ("DENY", False)} for r in replies)
         assert all(r.reason.startswith("chron:unavailable") for r in replies if not r.chron_id)
-        pause = max(b - a for a, b in zip(recorded_at, recorded_at[1:], strict=False))
+        pause = max(b - a for a, b in itertools.pairwise(recorded_at))
         assert recorded_at[-1] > killed_at and pause < 15, f"no recorded answer for {pause:.2f} s"
         assert running.chron is not None
         ids = [r.chron_id for r in replies if r.chron_id]
@@ -166,9 +167,9 @@ async def test_a_node_without_the_route_password_cannot_join(tmp_path: Path, dep
     text = (tmp_path / "n1.conf").read_text()
     listen = text.split("cluster {", 1)[1].split("port: ", 1)[1].split("\n", 1)[0]
     log = tmp_path / "intruder.log"
-    intruder = subprocess.Popen([nats_server_binary(), "-p", str(free_port()), "-a", "127.0.0.1", "--cluster_name",
-                                 "claiim", "--cluster", f"nats://127.0.0.1:{free_port()}", "--routes",
-                                 f"nats-route://route:wrong@127.0.0.1:{listen}", "-l", str(log)])
+    intruder = await asyncio.create_subprocess_exec(
+        nats_server_binary(), "-p", str(free_port()), "-a", "127.0.0.1", "--cluster_name", "claiim", "--cluster",
+        f"nats://127.0.0.1:{free_port()}", "--routes", f"nats-route://route:wrong@127.0.0.1:{listen}", "-l", str(log))
     try:
         deadline = time.monotonic() + 10
         while "Authorization Violation" not in (log.read_text() if log.exists() else ""):
@@ -177,7 +178,7 @@ async def test_a_node_without_the_route_password_cannot_join(tmp_path: Path, dep
         assert "authentication error" in deployed_cluster.nodes[0].log.read_text()
     finally:
         intruder.terminate()
-        intruder.wait(timeout=10)
+        await asyncio.wait_for(intruder.wait(), 10)
 
 
 async def test_stream_replicas_are_checked_at_start(pg_url: str, deployed_cluster: Cluster,

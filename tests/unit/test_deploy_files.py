@@ -81,7 +81,7 @@ def test_each_service_logs_in_to_nats_as_its_own_user() -> None:
         nats_env = services[node]["environment"]
         assert {password_variable(u) for u in SERVICE_USERS} | {"NATS_ISSUER"} <= set(nats_env)
         ports = services[node]["ports"]
-        assert all(p.startswith("127.0.0.1:") for p in ports), "tokens are NATS passwords: no plain NATS beyond the host"
+        assert all(p.startswith("127.0.0.1:") for p in ports), "tokens are NATS passwords: no plain NATS off the host"
 
 
 NATS_NODES = ("nats-1", "nats-2", "nats-3")

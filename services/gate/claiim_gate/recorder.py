@@ -124,10 +124,13 @@ class AckPipeline:
                     log.exception("failing a publish")
 
 
+NO_LEADER = "JetStream has no stream leader for this subject (503): a cluster electing one, or no stream"
+
+
 def _stored(msg: Msg) -> Stored:
     """What a PubAck says: stored (where, and whether as a duplicate), or what went wrong."""
     if msg.headers and msg.headers.get("Status") == "503":
-        return Stored("JetStream has no stream leader for this subject (503): a cluster electing one, or no stream")
+        return Stored(NO_LEADER)
     try:
         ack = _ack.decode(msg.data)
     except (msgspec.DecodeError, msgspec.ValidationError):
