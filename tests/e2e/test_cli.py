@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from claiim._servers import free_port
 
-from tests.e2e.test_up import CLAIIM, Up, clean_env
+from tests.e2e.upstack import CLAIIM, Up, clean_env
 
 pytestmark = pytest.mark.e2e
 GROUPS = {"org": ["list", "show", "create"], "admin": ["list", "enrol", "revoke"],

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import stat
 import subprocess
 import sys
@@ -18,50 +16,9 @@ from pathlib import Path
 import pytest
 from claiim._servers import free_port
 
+from tests.e2e.upstack import CLAIIM, Up, clean_env
+
 pytestmark = pytest.mark.e2e
-CLAIIM = str(Path(sys.executable).parent / "claiim")
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}
-
-
-class Up:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        self.data_dir = data_dir
-        self.port = port
-        self.process = subprocess.Popen(
-            [CLAIIM, "up", "--data-dir", str(data_dir), "--nats-port", str(port), "--ui-port", str(free_port())],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
-        )
-        self.lines: list[str] = []
-        deadline = time.monotonic() + 90
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith("claiim ready at "):
-                return
-        self.process.kill()
-        raise AssertionError("claiim up never became ready:\n" + "".join(self.lines))
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CLAIIM, "--env-file", str(self.data_dir / "env"), *args], capture_output=True,
-                              text=True, env=clean_env(), timeout=120)
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-
-    @property
-    def tokens(self) -> dict[str, str]:
-        return dict(json.loads((self.data_dir / "demo-tokens.json").read_text()))
 
 
 @pytest.fixture(scope="module")
