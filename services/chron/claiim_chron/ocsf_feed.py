@@ -23,10 +23,10 @@ from claiim_core.ocsf import ocsf_bytes
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.natsconf import OCSF_DURABLE
 from claiim_runtime.stopping import Deadline
+from claiim_runtime.streams import durable_pull, hand_back
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 log = logging.getLogger(__name__)
 _decision = msgspec.json.Decoder(DecisionEvent)
@@ -50,11 +50,7 @@ class OcsfFeed:
         self.rejected = 0
 
     async def start(self) -> None:
-        psub = await self._js.pull_subscribe(
-            "", durable=OCSF_DURABLE, stream=self._names.decisions_stream,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                  max_ack_pending=50_000, ack_wait=ACK_WAIT_S, max_deliver=-1),
-        )
+        psub = await durable_pull(self._js, self._names.decisions_stream, OCSF_DURABLE, ACK_WAIT_S)
         self._psub = psub
         self._task = asyncio.create_task(self._run(psub))
 
@@ -62,11 +58,11 @@ class OcsfFeed:
         """Stop within ``deadline`` (default :data:`STOP_S`), NATS gone or not; what was fetched
         and not published is handed back (nak) for the next feed."""
         deadline = deadline or Deadline(STOP_S)
+        fetched = self._inflight  # before a cancelled batch drops it
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=deadline.left())
-        if self._inflight:
-            await asyncio.wait([asyncio.ensure_future(m.nak()) for m in self._inflight], timeout=deadline.left())
+        await hand_back(fetched, deadline.left())
         if self._psub is not None:
             await deadline.step("OCSF consumer", self._psub.unsubscribe())
 

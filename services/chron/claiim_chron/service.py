@@ -37,12 +37,12 @@ from claiim_core.names import Names
 from claiim_core.schemas import ChronResult, DecisionEvent
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.stopping import Deadline
+from claiim_runtime.streams import durable_pull, hand_back
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from claiim_chron.queries import ChronQueries
 from claiim_chron.rows import Check, Parked, Row, to_row
@@ -123,11 +123,7 @@ class ChronService:
         await self._feed()
         for kind, stream in (("decision", self._names.decisions_stream),
                              ("control", self._names.control_stream)):
-            psub = await self._js.pull_subscribe(
-                "", durable=self._names.chron_durable, stream=stream,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                      max_ack_pending=50_000, ack_wait=ACK_WAIT_S, max_deliver=-1),
-            )
+            psub = await durable_pull(self._js, stream, self._names.chron_durable, ACK_WAIT_S)
             self._psubs.append(psub)
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, psub)))
         self._tasks.append(asyncio.create_task(self._checkpoints()))
@@ -144,13 +140,12 @@ class ChronService:
         self._stopping.set()
         if self._sub is not None:
             await deadline.step("chron query subscription", self._sub.unsubscribe())
+        fetched = [m for batch in self._inflight.values() for m in batch]  # before a cancelled batch drops them
         for task in self._tasks:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=deadline.left())
-        naks = [asyncio.ensure_future(m.nak()) for batch in self._inflight.values() for m in batch]
-        if naks:
-            await asyncio.wait(naks, timeout=deadline.left())
+        await hand_back(fetched, deadline.left())
         for psub in self._psubs:
             await deadline.step("chron consumer", psub.unsubscribe())
         await deadline.step("proofs feed", self._feed())

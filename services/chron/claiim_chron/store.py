@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK = 0x636C61696D  # "claim": one migrator at a time
 CLOSE_WAIT_S = 2.0
 """How long closing waits for PostgreSQL before dropping its connections."""
+CONNECT_TIMEOUT_S = 5.0
+"""How long a new PostgreSQL connection may take (an unreachable host must not stall a batch for a minute)."""
 _WRITER_LOCK = 0x636C61696E  # one leaf writer per database
 _DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # Plan every statement for its values: asyncpg prepares statements, and PostgreSQL's generic plan of
@@ -86,11 +88,20 @@ _PARK = (
 )
 
 
+def _usable(conn: asyncpg.Connection) -> bool:
+    """Whether the pooled connection ``conn`` is still open: the pool takes a connection that
+    closed (PostgreSQL went away) back, and every call on it then raises InterfaceError."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 def _connection_lost(conn: asyncpg.Connection, error: BaseException | None) -> bool:
     """Whether ``error`` broke the connection (rather than refusing one statement): the server
     closed it, the network failed, or PostgreSQL reported a connection or shutdown error (SQLSTATE
     class 08 or 57)."""
-    if conn.is_closed() or not isinstance(error, asyncpg.PostgresError):
+    if not _usable(conn) or not isinstance(error, asyncpg.PostgresError):
         return True
     return str(getattr(error, "sqlstate", "") or "")[:2] in ("08", "57")
 
@@ -108,7 +119,8 @@ class ChronStore:
         """Connect, migrate, wait for the writer lock (a second Chron waits here as a standby) and
         load the tree."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=4, server_settings=_SESSION)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=4, server_settings=_SESSION,
+                                             timeout=CONNECT_TIMEOUT_S)
         except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot connect to PostgreSQL: {e}") from e
         store = cls(pool)
@@ -262,7 +274,7 @@ class ChronStore:
         :class:`NotWriterError` if a standby took it meanwhile, and reloads the tree.
         """
         async with self._append_lock:  # the decision and control consumers share one writer
-            if self._writer is None or self._writer.is_closed():
+            if self._writer is None or not _usable(self._writer):
                 await self.become_writer(wait=False)
             assert self._writer is not None
             try:

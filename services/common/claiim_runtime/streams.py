@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from urllib.parse import urlsplit
 
@@ -10,10 +11,19 @@ import nats
 from claiim_core.names import Names
 from claiim_core.urls import nats_servers
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import APIError, ServiceUnavailableError
 
 from claiim_runtime.settings import ConfigError
@@ -104,3 +114,28 @@ async def _check_existing(js: JetStreamContext, e: APIError, stream: str, replic
 
 class StreamReplicasError(ConfigError):
     """A stream cannot have, or does not have, the replicas the settings ask for."""
+
+
+async def durable_pull(js: JetStreamContext, stream: str, durable: str,
+                       ack_wait: float) -> JetStreamContext.PullSubscription:
+    """A pull subscription on the durable consumer ``durable`` of ``stream``, which gets every message
+    from the first one, acknowledged one by one, redelivered without limit ``ack_wait`` seconds after
+    a consumer that fetched it went quiet. The consumer is created, or updated when it exists with
+    another ``ack_wait`` (one made by an older claiim), before binding to it."""
+    config = ConsumerConfig(name=durable, durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+                            deliver_policy=DeliverPolicy.ALL, max_ack_pending=50_000, ack_wait=ack_wait,
+                            max_deliver=-1)
+    await js.add_consumer(stream, config)
+    return await js.pull_subscribe_bind(durable=durable, stream=stream)
+
+
+async def hand_back(msgs: list[Msg], seconds: float) -> None:
+    """Nak ``msgs`` (a stopping consumer's fetched but unfinished batch) so that JetStream
+    redelivers them at once rather than after ``ack_wait``; waits at most ``seconds``, and leaves
+    alone what was acked meanwhile."""
+    async def nak(msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+    if msgs:
+        await asyncio.wait([asyncio.ensure_future(nak(m)) for m in msgs], timeout=seconds)
