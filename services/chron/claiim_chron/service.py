@@ -96,6 +96,8 @@ class ChronService:
         self._dir = checkpoint_dir
         self.last_checkpoint: Checkpoint | None = None
         self.checkpoint_error: str | None = None
+        self._unpublished: tuple[int, str] | None = None
+        """The newest checkpoint (size, note) not yet on the proofs stream: published again until it is."""
         self._fed = 0
         self._feed_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,12 +166,29 @@ class ChronService:
             except Exception as e:  # keep trying: a verifier reports the staleness meanwhile
                 log.error("checkpoint failed: %s", e)
 
+    async def _publish_checkpoint(self) -> None:
+        """Publish the newest checkpoint on the proofs stream if it is not there yet (a stream without a
+        leader, NATS away): it is in PostgreSQL and the mirror already, and is tried again every
+        interval, so that a verifier reading the stream gets it even when no leaf follows."""
+        if self._unpublished is None:
+            return
+        size, note = self._unpublished
+        try:
+            await self._js.publish(self._names.chron_checkpoint, note.encode(), stream=self._names.proofs_stream,
+                                   headers={"Nats-Msg-Id": f"checkpoint-{size}"})
+        except Exception as e:
+            log.error("checkpoint %d not published (trying again): %r", size, e)
+            return
+        if self._unpublished == (size, note):
+            self._unpublished = None
+
     async def checkpoint(self) -> Checkpoint | None:
         """Sign a checkpoint of the tree if it grew since the last one; None if it did not.
 
         Raises :class:`ForkError` (and signs nothing) when the tree does not extend the last
         signed checkpoint.
         """
+        await self._publish_checkpoint()
         frontier = self.store.frontier.copy()
         last = self.last_checkpoint
         if frontier.size == 0 or (last is not None and last.size >= frontier.size):
@@ -188,11 +207,8 @@ class ChronService:
         await self.store.add_checkpoint(checkpoint.size, root, note)
         self.last_checkpoint = checkpoint
         self.checkpoint_error = None
-        try:
-            await self._js.publish(self._names.chron_checkpoint, note.encode(), stream=self._names.proofs_stream,
-                                   headers={"Nats-Msg-Id": f"checkpoint-{checkpoint.size}"})
-        except Exception as e:  # stored in PostgreSQL and mirrored; the next one is published again
-            log.error("checkpoint %d not published: %r", checkpoint.size, e)
+        self._unpublished = (checkpoint.size, note)
+        await self._publish_checkpoint()
         if self._dir is not None:
             await asyncio.to_thread(self._mirror_checkpoint, checkpoint.size, note)
         return checkpoint

@@ -126,7 +126,12 @@ class ChronStore:
         store = cls(pool)
         try:
             await store.migrate()
-            await store.become_writer(wait=True)
+            try:
+                await store.become_writer(wait=False)
+            except NotWriterError:
+                log.warning("another Chron holds the writer lock: standing by until it is free")
+                await store.become_writer(wait=True)
+                log.warning("this Chron holds the writer lock now")
         except BaseException:
             await store.close()
             raise
