@@ -83,7 +83,7 @@ async def seconds_until_stored(db_url: str, ids: list[str], limit: float = 40.0)
         try:
             if await stored(db_url, ids) == len(ids):
                 return time.monotonic() - started
-        except (OSError, asyncpg.PostgresError):
+        except Exception:  # PostgreSQL away, or going away under the query: ask again
             pass
         if time.monotonic() - started > limit:
             pytest.fail(f"Chron did not store {len(ids)} decisions within {limit:g} s")
