@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from claiim._servers import free_port
 
-from tests.e2e.upstack import CLAIIM, Up, clean_env
+from tests.e2e.upstack import CLAIIM, SEED, Up, clean_env
 
 pytestmark = pytest.mark.e2e
 
@@ -32,19 +32,6 @@ def up(data_dir: Path) -> Iterator[Up]:
     yield stack
     if stack.process.poll() is None:
         stack.stop()
-
-
-SEED = """
-from claiim import Gate
-
-gate = Gate(agent_id="deploy-bot", token="{token}")
-result = gate.check(action="deploy:staging", target="api-v2")
-# result.outcome == "ALLOW"; result.chron_id == "chr_01j..."
-print(result.outcome, result.chron_id)
-result = gate.check(action="deploy:production", target="api-v2")
-# result.outcome == "DENY"; result.reason == "policy:no-prod-v1 -- action not in allow list"
-print(result.outcome, result.chron_id, result.reason)
-"""
 
 
 def test_up_writes_env_and_private_tokens(up: Up) -> None:

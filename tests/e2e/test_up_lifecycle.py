@@ -20,7 +20,7 @@ import pytest
 from claiim import AsyncGate, CheckResult
 from claiim._servers import free_port, port_free
 
-from tests.e2e.upstack import Up, clean_env, servers_of
+from tests.e2e.upstack import SEED, Up, clean_env, servers_of
 
 pytestmark = pytest.mark.e2e
 STOP_S = 10
@@ -77,17 +77,6 @@ def test_a_killed_claiim_up_is_taken_over_by_the_next(tmp_path: Path) -> None:
     servers = servers_of(data_dir)
     assert second.stop() == 0
     assert not wait_gone(servers, 1)
-
-
-SEED = """
-from claiim import Gate
-
-gate = Gate(agent_id="deploy-bot", token="{token}")
-result = gate.check(action="deploy:staging", target="api-v2")
-print(result.outcome, result.chron_id)
-result = gate.check(action="deploy:production", target="api-v2")
-print(result.outcome, result.chron_id, result.reason)
-"""
 
 
 def test_a_three_node_cluster_runs_the_seed_example_and_the_rehearsal(tmp_path: Path) -> None:

@@ -14,6 +14,18 @@ import psutil
 from claiim._servers import free_port
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")
+SEED = """
+from claiim import Gate
+
+gate = Gate(agent_id="deploy-bot", token="{token}")
+result = gate.check(action="deploy:staging", target="api-v2")
+# result.outcome == "ALLOW"; result.chron_id == "chr_01j..."
+print(result.outcome, result.chron_id)
+result = gate.check(action="deploy:production", target="api-v2")
+# result.outcome == "DENY"; result.reason == "policy:no-prod-v1 -- action not in allow list"
+print(result.outcome, result.chron_id, result.reason)
+"""
+"""The seed example of DESIGN.md, verbatim but for the token, printing what it gets."""
 
 
 def clean_env() -> dict[str, str]:

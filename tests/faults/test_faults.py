@@ -9,6 +9,7 @@ test-output/fault-scenarios.md). CLAIIM_FAULT_AGENTS and CLAIIM_FAULT_RATE chang
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,31 +36,31 @@ DRAIN_LIMIT_S = 60.0
 Fault = Callable[[Deployment], Awaitable[None]]
 
 
-@pytest.fixture
-async def single(tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployment = await Deployment.start(tmp_path / "d")
+@contextlib.asynccontextmanager
+async def deployed(root: Path, nats_nodes: int = 1, standby: bool = False) -> AsyncIterator[Deployment]:
+    deployment = await Deployment.start(root, nats_nodes, standby)
     try:
         yield deployment
     finally:
         await asyncio.to_thread(deployment.stop_all)
+
+
+@pytest.fixture
+async def single(tmp_path: Path) -> AsyncIterator[Deployment]:
+    async with deployed(tmp_path / "d") as deployment:
+        yield deployment
 
 
 @pytest.fixture
 async def with_standby(tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployment = await Deployment.start(tmp_path / "d", standby=True)
-    try:
+    async with deployed(tmp_path / "d", standby=True) as deployment:
         yield deployment
-    finally:
-        await asyncio.to_thread(deployment.stop_all)
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployment = await Deployment.start(tmp_path / "d", nats_nodes=3)
-    try:
+    async with deployed(tmp_path / "d", nats_nodes=3) as deployment:
         yield deployment
-    finally:
-        await asyncio.to_thread(deployment.stop_all)
 
 
 async def run(name: str, deployment: Deployment, fault: Fault, *, rate: float | None = None,
