@@ -27,9 +27,8 @@ from claiim_core.urls import nats_servers
 from claiim_runtime.natsconf import MAINTENANCE_USER, Cluster
 from claiim_runtime.settings import Settings
 from nats.aio.client import Client
-from pydantic import SecretStr
 
-from tests.conftest import new_settings
+from tests.conftest import new_settings, settings_env
 from tests.pgproc import OwnPostgres
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")
@@ -40,17 +39,6 @@ SERVICES = {"gate-1": ("gate",), "gate-2": ("gate",), "control": ("control", "au
 """The processes of a deployment and what each serves (a standby, ``chron-2``, is started on demand)."""
 STANDING_BY = b"standing by until it is free"
 """What a Chron standby says while it waits on the writer lock."""
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as the CLAIIM_* variables `claiim serve` reads."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        env[f"CLAIIM_{name.upper()}"] = text
-    return env
 
 
 @dataclass

@@ -1,0 +1,75 @@
+"""`claiim serve` processes exit 0 within 2 s of SIGTERM while NATS goes away at the same moment (the OCSF
+feed used to wait in its fetch for ever, Chron to exit 1 when its last checkpoint could not be published)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from claiim._servers import NatsCredentials, ensure_database, free_port, start_nats
+from claiim_core.names import Names
+
+from tests.conftest import needs_nats_auth, new_settings, settings_env
+
+pytestmark = [pytest.mark.e2e, needs_nats_auth]
+CLAIIM = str(Path(sys.executable).parent / "claiim")
+SERVICES = ("chron", "ocsf", "gate", "control")
+STOP_S = 2.0
+
+
+def serve(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([CLAIIM, "--env-file", "/nonexistent", "serve", service], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def wait_serving(process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 45
+    while b"claiim serving" not in log.read_bytes():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_every_service_exits_0_within_2_s_of_sigterm_as_nats_goes_away(pg_url: str, tmp_path: Path,
+                                                                              round_: int) -> None:
+    """Chron, the OCSF feed, the gate and control as separate processes; their nats-server is killed and each gets
+    SIGTERM at the same moment: each exits 0 within 2 s (+0.5 s for the process itself)."""
+    namespace = f"s{secrets.token_hex(4)}"
+    credentials = NatsCredentials.generate()
+    server = start_nats(free_port(), tmp_path / "nats", credentials=credentials, names=Names(namespace))
+    try:
+        settings = new_settings(server.url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), namespace,
+                                credentials)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings_env(settings)}
+        logs = {s: tmp_path / f"{s}.log" for s in SERVICES}
+        processes = {s: serve(s, env, logs[s]) for s in SERVICES}
+        try:
+            for s, process in processes.items():
+                wait_serving(process, logs[s])
+            server.process.send_signal(signal.SIGKILL)
+            started = time.monotonic()
+            for process in processes.values():
+                process.send_signal(signal.SIGTERM)
+            results = {}
+            for s, process in processes.items():
+                try:
+                    code = process.wait(timeout=max(0.1, started + STOP_S + 5 - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    code = None
+                results[s] = (code, round(time.monotonic() - started, 2))
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+        slow = {s: r for s, r in results.items() if r[0] != 0 or r[1] > STOP_S + 0.5}
+        assert not slow, (slow, {s: logs[s].read_text()[-1500:] for s in slow})
+    finally:
+        server.stop()
