@@ -5,6 +5,7 @@ PostgreSQL are gone."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import signal
 import time
@@ -18,14 +19,17 @@ from claiim._embedded import demo_bundle
 from claiim._servers import NatsCredentials, ensure_database, free_port, new_password, start_nats
 from claiim._services import STOP_S, RunningServices, start_services
 from claiim_chron.service import ACK_WAIT_S
+from claiim_chron.verify import evidence_from_stream
 from claiim_core.names import Names
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
 
-from tests.conftest import backend, connect_as, needs_nats_auth, new_settings
+from tests.conftest import Stack, backend, connect_as, needs_nats_auth, new_settings
 from tests.pgproc import OwnPostgres
 
 pytestmark = [pytest.mark.integration, needs_nats_auth]
+DEMO_EVENTS = 9
+"""Control events of the demo bundle, each a leaf."""
 HEAL_S = 5.0
 """The promise: Chron stores what waited within this long of PostgreSQL accepting connections again."""
 
@@ -200,3 +204,52 @@ async def test_every_stop_is_bounded_when_its_servers_are_gone(parts: tuple[Sett
     await running.stop()
     took = time.monotonic() - started
     assert took < STOP_S + 0.3, f"stopping took {took:.2f} s"
+
+
+async def fed(stack: Stack) -> list[str]:
+    """The chron ids the proofs feed names, in leaf order, as far as its batches are contiguous."""
+    nc = await connect_as(stack.settings)
+    try:
+        evidence = await evidence_from_stream(nc.jetstream(), stack.settings.names)
+    finally:
+        await nc.close()
+    ids: list[str] = []
+    for first, leaves in sorted(evidence.batches, key=lambda b: b[0]):
+        if first > len(ids):
+            break
+        ids.extend(chron_id for chron_id, _ in leaves[len(ids) - first:])
+    return ids
+
+
+async def feed_reaches(stack: Stack, size: int, within: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + within
+    while len(ids := await fed(stack)) < size:
+        assert time.monotonic() < deadline, f"the proofs feed names {len(ids)} of {size} leaves after {within} s"
+        await asyncio.sleep(0.1)
+    return ids
+
+
+async def test_the_proofs_feed_heals_a_lost_tail(stack: Stack) -> None:
+    """A feed message the stream no longer has (deleted here; a failover can lose what a leader acknowledged):
+    Chron's next append expects it and is refused, Chron reads where the feed really is and publishes the lost
+    leaves again, so the feed stays contiguous and names every leaf once."""
+    chron = stack.running.chron
+    assert chron is not None
+    names = stack.settings.names
+    async with AsyncGate("deploy-bot", stack.tokens["deploy-bot"], stack.settings.url,
+                         namespace=stack.settings.namespace) as gate:
+        for i in range(5):
+            await gate.check(action="deploy:staging", target=f"api-{i}")
+        await feed_reaches(stack, DEMO_EVENTS + 5)
+        nc = await connect_as(stack.settings)
+        try:
+            last = await nc.jetstream().get_last_msg(names.proofs_stream, names.chron_leaves)
+            lost = len(json.loads(last.data or b"{}")["leaves"])
+            await nc.jetstream().delete_msg(names.proofs_stream, last.seq or 0)
+        finally:
+            await nc.close()
+        assert len(await fed(stack)) == chron.store.frontier.size - lost
+        for i in range(5):
+            await gate.check(action="deploy:staging", target=f"web-{i}")
+        ids = await feed_reaches(stack, DEMO_EVENTS + 10)
+    assert len(ids) == len(set(ids)) == chron.store.frontier.size == DEMO_EVENTS + 10

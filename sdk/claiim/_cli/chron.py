@@ -24,7 +24,7 @@ import asyncpg
 import msgspec
 from claiim_chron.rebuild import Message, rebuild, stream_messages
 from claiim_chron.rows import StreamAuthenticator
-from claiim_chron.verify import Evidence, evidence_from_stream, verify_log
+from claiim_chron.verify import Evidence, IncompleteRead, evidence_from_stream, verify_log
 from claiim_core.checkpoint import CheckpointError, Verifier
 from claiim_core.eventauth import (
     AuthError,
@@ -311,6 +311,8 @@ async def verify(args: argparse.Namespace) -> int:
         nc = await _connect()
         try:
             evidence = await evidence_from_stream(nc.jetstream(), _names())
+        except IncompleteRead as e:
+            raise AdminError(str(e)) from None
         finally:
             await nc.close()
         source = f"the {_names().proofs_stream} stream"

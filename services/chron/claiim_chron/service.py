@@ -43,6 +43,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
 
 from claiim_chron.queries import ChronQueries
 from claiim_chron.rows import Check, Parked, Row, to_row
@@ -59,6 +60,8 @@ PROGRESS_S = 2.0
 STOP_S = 1.5
 """The longest a stop takes, NATS and PostgreSQL gone or not."""
 PENDING_TIMEOUT_S = 2.0
+WRONG_LAST_SEQUENCE = (10071, 10164)
+"""JetStream's error codes for a ``Nats-Expected-Last-Subject-Sequence`` that does not hold."""
 FEED_CHUNK = 1000
 """Most leaves in one proofs-feed message (about 100 KB)."""
 
@@ -98,7 +101,10 @@ class ChronService:
         self.checkpoint_error: str | None = None
         self._unpublished: tuple[int, str] | None = None
         """The newest checkpoint (size, note) not yet on the proofs stream: published again until it is."""
-        self._fed = 0
+        self._fed: int | None = None
+        """The first leaf not in the proofs feed (None: not read from the stream yet)."""
+        self._feed_seq = 0
+        """The stream sequence of the feed's last message."""
         self._feed_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._psubs: list[JetStreamContext.PullSubscription] = []
@@ -121,7 +127,6 @@ class ChronService:
             except CheckpointError as e:  # the stored note is not ours: a verifier will say so too
                 log.critical("the newest stored checkpoint does not verify with this key: %s", e)
                 self.checkpoint_error = f"stored checkpoint {latest[0].size} does not verify: {e}"
-        self._fed = await self._feed_position()
         await self._feed()
         for kind, stream in (("decision", self._names.decisions_stream),
                              ("control", self._names.control_stream)):
@@ -167,20 +172,37 @@ class ChronService:
                 log.error("checkpoint failed: %s", e)
 
     async def _publish_checkpoint(self) -> None:
-        """Publish the newest checkpoint on the proofs stream if it is not there yet (a stream without a
-        leader, NATS away): it is in PostgreSQL and the mirror already, and is tried again every
-        interval, so that a verifier reading the stream gets it even when no leaf follows."""
+        """Publish the newest checkpoint on the proofs stream unless the stream has it (or a newer one)
+        already. It is in PostgreSQL and the mirror already; when the stream cannot take it (no
+        leader, NATS away) it is tried again every interval, so that a verifier reading the stream
+        gets it even when no leaf follows. Appended only after the checkpoint the stream's leader
+        says is last (``Nats-Expected-Last-Subject-Sequence``): no duplicate, whatever came back."""
         if self._unpublished is None:
             return
         size, note = self._unpublished
         try:
+            try:
+                last = await self._js.get_last_msg(self._names.proofs_stream, self._names.chron_checkpoint)
+                if self._signed_size(last.data) >= size:
+                    self._unpublished = None
+                    return
+                last_seq = last.seq or 0
+            except NotFoundError:
+                last_seq = 0
             await self._js.publish(self._names.chron_checkpoint, note.encode(), stream=self._names.proofs_stream,
-                                   headers={"Nats-Msg-Id": f"checkpoint-{size}"})
+                                   headers={"Nats-Expected-Last-Subject-Sequence": str(last_seq)})
         except Exception as e:
             log.error("checkpoint %d not published (trying again): %r", size, e)
             return
         if self._unpublished == (size, note):
             self._unpublished = None
+
+    def _signed_size(self, note: bytes | None) -> int:
+        """The tree size of a checkpoint note this Chron's key signed, 0 for anything else."""
+        try:
+            return self._verifier.open((note or b"").decode()).size
+        except (CheckpointError, UnicodeDecodeError):
+            return 0
 
     async def checkpoint(self) -> Checkpoint | None:
         """Sign a checkpoint of the tree if it grew since the last one; None if it did not.
@@ -223,34 +245,55 @@ class ChronService:
 
     # -- the proofs feed ---------------------------------------------------------------------
 
-    async def _feed_position(self) -> int:
-        """The first leaf index not yet in the proofs feed."""
+    async def _feed_position(self) -> tuple[int, int]:
+        """The first leaf index not yet in the proofs feed, and the stream sequence of the feed's
+        last message (0 when the feed is empty), as the stream's leader has them."""
         try:
             last = await self._js.get_last_msg(self._names.proofs_stream, self._names.chron_leaves)
-        except Exception:  # nats-py raises NotFoundError, or APIError on older servers: an empty feed
-            return 0
+        except NotFoundError:
+            return 0, 0
         batch = json.loads(last.data or b"{}")
-        return int(batch.get("first", 0)) + len(batch.get("leaves", []))
+        return int(batch.get("first", 0)) + len(batch.get("leaves", [])), last.seq or 0
 
     async def _feed(self, appended: Appended | None = None) -> None:
-        """Publish every committed leaf not yet in the feed, in order, in chunks."""
+        """Publish every committed leaf not yet in the feed, in order, in chunks.
+
+        Each message is appended only if the feed's last message is the one this Chron appended
+        before (``Nats-Expected-Last-Subject-Sequence``). When it is not (a publish whose PubAck was
+        lost did land; a feed message did not survive a failover; another Chron published), the
+        position is read again from the stream and the feed goes on from there, so it stays
+        contiguous: no leaf is skipped and none is published twice."""
         async with self._feed_lock:
+            if self._fed is None:
+                self._fed, self._feed_seq = await self._feed_position()
             size = self.store.frontier.size
             while self._fed < size:
                 if appended is not None and appended.first == self._fed and appended.leaves:
                     leaves = appended.leaves[:FEED_CHUNK]
                 else:
                     leaves = await self.store.leaves(self._fed, min(size, self._fed + FEED_CHUNK))
+                appended = None
                 if not leaves:
                     return
                 body = json.dumps({"first": self._fed, "leaves": [[c, h.hex()] for c, h in leaves]},
                                   separators=(",", ":"))
-                await self._js.publish(self._names.chron_leaves, body.encode(), stream=self._names.proofs_stream,
-                                       headers={"Nats-Msg-Id": f"leaves-{self._fed}"})
+                try:
+                    ack = await self._js.publish(
+                        self._names.chron_leaves, body.encode(), stream=self._names.proofs_stream,
+                        headers={"Nats-Expected-Last-Subject-Sequence": str(self._feed_seq)})
+                except APIError as e:
+                    if e.err_code not in WRONG_LAST_SEQUENCE:
+                        raise
+                    was = self._fed, self._feed_seq
+                    self._fed, self._feed_seq = await self._feed_position()
+                    if (self._fed, self._feed_seq) == was:  # the leader's view lags its own check: later
+                        raise
+                    log.warning("the proofs feed is at leaf %d, not %d: going on from there", self._fed, was[0])
+                    continue
                 if self._dir is not None:
                     await asyncio.to_thread(self._mirror_leaves, body)
                 self._fed += len(leaves)
-                appended = None
+                self._feed_seq = ack.seq
 
     def _mirror_leaves(self, line: str) -> None:
         assert self._dir is not None

@@ -22,6 +22,7 @@ each changed leaf is named:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -311,7 +312,31 @@ async def read_subject(js: JetStreamContext, stream: str, subject: str, *, start
         await psub.unsubscribe()
 
 
+class IncompleteRead(RuntimeError):
+    """The NATS server that served a read of a stream had fewer messages than the stream's leader."""
+
+
+READ_ATTEMPTS = 5
+
+
+async def read_all(js: JetStreamContext, stream: str, subject: str) -> list[Msg]:
+    """Every message of ``subject`` in ``stream``, checked against the count the stream's leader
+    gives. A consumer can be served by a replica that is still catching up after a failover, and
+    skips what that replica lacks: such a read is done again (up to :data:`READ_ATTEMPTS` times, a
+    second apart), then refused with :class:`IncompleteRead` rather than taken as the evidence."""
+    for _ in range(READ_ATTEMPTS):
+        state = (await js.stream_info(stream, subjects_filter=subject)).state
+        want = (state.subjects or {}).get(subject, 0)
+        msgs = [m async for m in read_subject(js, stream, subject)]
+        got = sum(1 for m in msgs if m.metadata.sequence.stream <= state.last_seq)
+        if got >= want:
+            return msgs
+        await asyncio.sleep(1.0)
+    raise IncompleteRead(f"reading {subject} from stream {stream} gave {got} of the {want} messages its leader has, "
+                         f"{READ_ATTEMPTS} times: a replica is catching up; try again")
+
+
 async def evidence_from_stream(js: JetStreamContext, names: Names) -> Evidence:
-    notes = [m.data.decode() async for m in read_subject(js, names.proofs_stream, names.chron_checkpoint)]
-    batches = [parse_batch(m.data) async for m in read_subject(js, names.proofs_stream, names.chron_leaves)]
+    notes = [m.data.decode() for m in await read_all(js, names.proofs_stream, names.chron_checkpoint)]
+    batches = [parse_batch(m.data) for m in await read_all(js, names.proofs_stream, names.chron_leaves)]
     return Evidence(notes, batches)
