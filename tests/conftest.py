@@ -41,7 +41,6 @@ from claiim_core.urls import nats_servers
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
 from nats.aio.client import Client
-from pydantic import SecretStr
 
 
 @pytest.fixture(scope="session")
@@ -173,15 +172,6 @@ async def connect_agent(settings: Settings, agent_id: str, token: str) -> Client
     return await asyncio.wait_for(nats.connect(
         nats_servers(settings.url), user=agent_id, password=token, inbox_prefix=inbox_prefix(token),
         max_reconnect_attempts=0), CONNECT_WAIT_S)
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``settings`` as the CLAIIM_* variables `claiim serve` reads."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"CLAIIM_{name.upper()}"] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-    return env
 
 
 def sealed(settings: Settings, event: DecisionEvent) -> bytes:

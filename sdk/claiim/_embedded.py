@@ -2,8 +2,9 @@
 
 It starts nats-server (JetStream, data in DIR/nats; with ``--nats-cluster 3`` a cluster of three,
 data in DIR/nats-cluster, every stream with three replicas) and PostgreSQL (pgserver, data in
-DIR/pg) unless URLs of existing servers are given, then the gate, control handler and Chron in this
-process with the admin web UI (``--ui-port``, default 8480), applies the demo bundle, and writes:
+DIR/pg) unless URLs of existing servers are given, then control, Chron, the OCSF feed and the auth
+service in this process with the admin web UI (``--ui-port``, default 8480), and the gate as
+``--gate-workers`` processes of its own (:mod:`claiim._workers`), applies the demo bundle, and writes:
 
 - ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_STREAM_REPLICAS``, ``CLAIIM_ADMIN_TOKEN`` (the operator
   token), ``CLAIIM_DATABASE_URL``, ``CLAIIM_NAMESPACE``, ``CLAIIM_UI_URL`` and, with the demo,
@@ -32,7 +33,7 @@ import os
 import secrets
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,7 @@ from claiim._servers import (
     stop_postgres,
 )
 from claiim._services import BACKEND, RunningServices, start_services
+from claiim._workers import GateWorkers, default_workers
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class UpOptions:
     nats_cluster: int = 1
     """How many nats-server nodes to start (1, or a cluster of 3 or 5 on ports ``nats_port`` and up,
     every stream with as many replicas)."""
+    gate_workers: int = field(default_factory=default_workers)
+    """How many gate processes to run (:mod:`claiim._workers`)."""
 
 
 def write_private(path: Path, text: str) -> None:
@@ -149,6 +153,7 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
     nats: list[NatsProcess] = []
     pg: Any = None
     running = None
+    gates: GateWorkers | None = None
     own_nats = NatsCredentials(keys["nats_passwords"], keys["nats_issuer_seed"])
     try:
         if opts.nats_url:
@@ -171,7 +176,7 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
                             ui_port=opts.ui_port, control_key_file=control_key, control_verifiers_file=control_pub,
                             gate_key_file=gate_key, gate_keys_file=gate_key, nats_passwords=passwords,
                             nats_issuer_seed=issuer, stream_replicas=opts.nats_cluster if nats else 1)
-        which: tuple[str, ...] = (*BACKEND, "admin")
+        which: tuple[str, ...] = tuple(s for s in (*BACKEND, "admin") if s != "gate")
         if not issuer:
             which = tuple(s for s in which if s != "auth")
             say(f"warning: no CLAIIM_NATS_ISSUER_SEED for the NATS server at {nats_url}: services connect as that "
@@ -180,6 +185,8 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             running = await start_services(settings, which, instance="embedded")
         except ConfigError as e:
             raise StackError(str(e)) from None
+        gates = GateWorkers(settings, opts.gate_workers)
+        await gates.start()
         _warn_refused(running, data_dir, say)
         assert running.admin is not None
         ui_url = running.admin.url
@@ -201,6 +208,8 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
         say("claiim stopping")
     finally:
         # In order: the services (bounded), then the servers they use.
+        if gates is not None:
+            await gates.stop()
         if running is not None:
             await running.stop()
         for node in nats:

@@ -15,7 +15,7 @@ import pytest
 from claiim._servers import NatsCredentials, ensure_database, free_port, start_nats
 from claiim_core.names import Names
 
-from tests.conftest import needs_nats_auth, new_settings, settings_env
+from tests.conftest import needs_nats_auth, new_settings
 
 pytestmark = [pytest.mark.e2e, needs_nats_auth]
 CLAIIM = str(Path(sys.executable).parent / "claiim")
@@ -47,7 +47,7 @@ async def test_every_service_exits_0_within_2_s_of_sigterm_as_nats_goes_away(pg_
     try:
         settings = new_settings(server.url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), namespace,
                                 credentials)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings_env(settings)}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
         logs = {s: tmp_path / f"{s}.log" for s in SERVICES}
         processes = {s: serve(s, env, logs[s]) for s in SERVICES}
         try:

@@ -28,7 +28,7 @@ from claiim_runtime.natsconf import MAINTENANCE_USER, Cluster
 from claiim_runtime.settings import Settings
 from nats.aio.client import Client
 
-from tests.conftest import new_settings, settings_env
+from tests.conftest import new_settings
 from tests.pgproc import OwnPostgres
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")
@@ -119,7 +119,7 @@ class Deployment:
         log = self.root / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         offset = log.stat().st_size if log.exists() else 0
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings_env(self.settings)}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **self.settings.env()}
         with log.open("ab") as out:
             process = subprocess.Popen([CLAIIM, "--env-file", str(self.root / "none"), "serve", *which],
                                        env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -214,6 +214,6 @@ class Deployment:
 
     def verify(self) -> subprocess.CompletedProcess[str]:
         """`claiim chron verify` against this deployment."""
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings_env(self.settings)}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **self.settings.env()}
         return subprocess.run([CLAIIM, "--env-file", str(self.root / "none"), "chron", "verify"], env=env,
                               capture_output=True, text=True, timeout=120)

@@ -69,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nats-cluster", type=int, choices=(1, 3, 5), default=1, metavar="N",
                     help="start N nats-server nodes as a cluster (3 or 5; client ports from --nats-port up), "
                          "every stream with N replicas")
+    up.add_argument("--gate-workers", type=int, default=None, metavar="N",
+                    help="run the gate as N processes of its own (default: one per two cores, 1 to 4)")
 
     serve = sub.add_parser("serve", help="run services against existing servers (settings from env)")
     serve.add_argument("services", nargs="+", choices=["gate", "control", "chron", "ocsf", "auth", "admin", "all"])
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="run the gate as N processes in its queue group, supervised by this one (default 1: "
+                            "in this process)")
 
     apply = _leaf(sub, "apply", "apply a bundle of skills, policies and agents (idempotent)", org=False)
     apply.add_argument("-f", "--file", type=Path, required=True)
@@ -212,14 +217,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         from claiim._embedded import UpOptions, main_up
+        from claiim._workers import default_workers
 
         main_up(UpOptions(args.data_dir, args.nats_port, args.nats_url, args.database_url,
-                          demo=not args.no_demo, ui_port=args.ui_port, nats_cluster=args.nats_cluster))
+                          demo=not args.no_demo, ui_port=args.ui_port, nats_cluster=args.nats_cluster,
+                          gate_workers=args.gate_workers or default_workers()))
         return 0
     if args.command == "serve":
         from claiim._cli.serve import serve
 
-        return serve(args.services)
+        return serve(args.services, args.workers)
     if args.command == "keygen":
         return keygen(args)
     if args.command == "nats-config":

@@ -1,4 +1,5 @@
-"""``claiim serve gate|control|chron|all``: run services against existing NATS and PostgreSQL."""
+"""``claiim serve gate|control|chron|ocsf|auth|admin|all``: run services against existing NATS and
+PostgreSQL. ``--workers N`` runs the gate as N supervised processes (:mod:`claiim._workers`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import sys
 
 from claiim_runtime.settings import ConfigError, Settings
 
+from claiim._errors import StackError
 from claiim._services import SERVICES, start_services
+from claiim._workers import GateWorkers, supervisor_gone
 
 
-def serve(services: list[str]) -> int:
+def serve(services: list[str], workers: int = 1) -> int:
     which = SERVICES if "all" in services else tuple(dict.fromkeys(services))
+    if workers < 1 or (workers > 1 and "gate" not in which):
+        print("error: --workers N (1 or more) runs N gate processes: serve the gate to use it", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def run() -> None:
@@ -21,16 +27,24 @@ def serve(services: list[str]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        running = await start_services(Settings(), which)
-        print(f"claiim serving {', '.join(which)}", flush=True)
+        watch = asyncio.create_task(supervisor_gone(stop))
+        settings = Settings()
+        gates = GateWorkers(settings, workers) if workers > 1 else None
+        running = await start_services(settings, tuple(s for s in which if s != "gate") if gates else which)
         try:
+            if gates is not None:
+                await gates.start()
+            print(f"claiim serving {', '.join(which)}" + (f" ({workers} gate workers)" if gates else ""), flush=True)
             await stop.wait()
         finally:
+            if gates is not None:
+                await gates.stop()
             await running.stop()
+            watch.cancel()
 
     try:
         asyncio.run(run())
-    except ConfigError as e:
+    except (ConfigError, StackError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

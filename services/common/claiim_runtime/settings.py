@@ -153,6 +153,14 @@ class Settings(BaseSettings):
             raise ConfigError("CLAIIM_DATABASE_URL is not set (postgresql://user@host/db)")
         return self.database_url
 
+    def env(self) -> dict[str, str]:
+        """These settings as the CLAIIM_* variables a ``claiim serve`` process reads them from."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[f"CLAIIM_{name.upper()}"] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return env
+
 
 K = TypeVar("K")
 R = TypeVar("R", ControlKeyring, GateKeyring)

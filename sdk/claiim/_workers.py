@@ -1,0 +1,140 @@
+"""Gate workers: N ``claiim serve gate`` processes in the gate's queue group, supervised.
+
+One Python process decides on one core; the gate scales across cores by running several
+processes that share the check subject's queue group (NATS spreads requests over them). Each
+worker is a plain ``claiim serve gate`` with the supervisor's settings in its environment, so it
+behaves exactly as a gate deployed on its own.
+
+The supervisor starts them and waits until each says it serves; starts a worker again (after
+:data:`RESTART_DELAY_S`) when it exits while the supervisor is not stopping; and stops them with
+SIGTERM, then SIGKILL after :data:`STOP_WAIT_S`. Workers watch their supervisor
+(``CLAIIM_SUPERVISOR_PID``): a worker whose supervisor is gone (killed with SIGKILL) stops by
+itself within a second, so none is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from claiim_runtime.settings import Settings
+
+from claiim._errors import StackError
+
+log = logging.getLogger(__name__)
+
+READY_S = 30.0
+"""How long a worker may take to connect and say it serves."""
+STOP_WAIT_S = 3.0
+"""How long a worker may take to stop after SIGTERM (its own stop is bounded by 2 s)."""
+RESTART_DELAY_S = 1.0
+SERVING = b"claiim serving"
+SUPERVISOR_ENV = "CLAIIM_SUPERVISOR_PID"
+
+
+def default_workers() -> int:
+    """One gate process per two cores, between 1 and 4: the other cores serve NATS, PostgreSQL,
+    Chron and the callers."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+class GateWorkers:
+    def __init__(self, settings: Settings, count: int) -> None:
+        if count < 1:
+            raise ValueError("a gate needs at least one worker")
+        self._env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env(),
+                     SUPERVISOR_ENV: str(os.getpid())}
+        self._count = count
+        self._processes: list[asyncio.subprocess.Process | None] = [None] * count
+        self._watchers: list[asyncio.Task[None]] = []
+        self._relays: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p is not None and p.returncode is None]
+
+    async def start(self) -> None:
+        """Start every worker and wait until each serves; raises :class:`StackError` if one cannot."""
+        try:
+            await asyncio.gather(*(self._start(i) for i in range(self._count)))
+        except BaseException:
+            await self.stop()
+            raise
+        self._watchers = [asyncio.create_task(self._watch(i)) for i in range(self._count)]
+
+    async def _start(self, i: int) -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "claiim", "--env-file", os.devnull, "serve", "gate",
+            env=self._env, stdout=asyncio.subprocess.PIPE)
+        self._processes[i] = process
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), READY_S)
+        except TimeoutError:
+            line = b""
+        if not line.startswith(SERVING):
+            raise StackError(f"gate worker {i + 1} did not start within {READY_S:g} s "
+                             f"(exit code {process.returncode}); its log is above")
+        relay = asyncio.create_task(_relay(process.stdout))
+        self._relays.add(relay)
+        relay.add_done_callback(self._relays.discard)
+
+    async def _watch(self, i: int) -> None:
+        """Start worker ``i`` again whenever it exits while this supervisor runs."""
+        while not self._stopping:
+            process = self._processes[i]
+            assert process is not None
+            code = await process.wait()
+            if self._stopping:
+                return
+            log.warning("gate worker %d (pid %d) exited with code %s: starting it again", i + 1, process.pid, code)
+            await asyncio.sleep(RESTART_DELAY_S)
+            try:
+                await self._start(i)
+            except StackError as e:
+                log.error("%s", e)
+
+    async def stop(self) -> None:
+        """SIGTERM to every worker, SIGKILL to those still running after :data:`STOP_WAIT_S`."""
+        self._stopping = True
+        for task in self._watchers:
+            task.cancel()
+        running = [p for p in self._processes if p is not None and p.returncode is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        waits = [asyncio.create_task(p.wait()) for p in running]
+        if waits:
+            await asyncio.wait(waits, timeout=STOP_WAIT_S)
+        for process in running:
+            if process.returncode is None:
+                log.warning("gate worker pid %d did not stop within %g s: killing it", process.pid, STOP_WAIT_S)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+
+async def _relay(stream: asyncio.StreamReader) -> None:
+    """Copy what a worker prints after it serves to this process's output."""
+    while line := await stream.readline():
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+
+
+async def supervisor_gone(stop: asyncio.Event) -> None:
+    """Set ``stop`` when the supervisor named by ``CLAIIM_SUPERVISOR_PID`` is no longer this
+    process's parent (it died, and this process was handed to another). Returns at once without it."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor:
+        return
+    while not stop.is_set():
+        if os.getppid() != int(supervisor):
+            log.warning("the gate's supervisor (pid %s) is gone: stopping", supervisor)
+            stop.set()
+            return
+        await asyncio.sleep(0.5)
