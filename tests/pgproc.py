@@ -15,6 +15,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
     import pgserver
     from pgserver._commands import pg_ctl
+    from pgserver.utils import ensure_prefix_permissions
 
 
 class OwnPostgres:
@@ -30,6 +31,8 @@ class OwnPostgres:
         self._socket_dir = socket.parent if socket is not None else self.data_dir
 
     def _ctl(self, *args: str) -> None:
+        if self._server.system_user is not None:  # as root, PostgreSQL runs as its own user, who must reach the
+            ensure_prefix_permissions(self.data_dir)  # data: another pytest session makes pytest-of-<user> 0700
         pg_ctl(list(args), pgdata=self.data_dir, user=self._server.system_user, timeout=30)
 
     def stop(self) -> None:

@@ -1,0 +1,103 @@
+"""Where the gate's CPU goes: the gate alone in this process under cProfile, everything else elsewhere.
+
+Run: ``.venv/bin/python bench/gate_profile.py [--inflight 128] [--duration 5] [--top 10]``
+
+It starts its own nats-server and PostgreSQL, runs control, Chron, the OCSF feed and the auth service
+as a ``claiim serve`` process, the gate in this process, and drives it from a spawned process
+(``AsyncGate``, ``deploy-bot`` checking ``deploy:staging``, ``--inflight`` checks in flight). Only the
+measured phase is profiled. Prints decisions/s, the gate's CPU per decision (this process's CPU time
+over the phase, the profiler's overhead included, so compare runs of this script with each other),
+and the top functions by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import multiprocessing as mp
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import stack
+from claiim._admin import AsyncAdmin
+from claiim._embedded import demo_bundle
+from claiim._servers import ensure_database, free_port, start_nats, start_postgres
+from claiim._services import start_services
+from claiim_core.names import Names
+from decision_path import AGENT, async_load, wait_allowed
+
+CLAIIM = str(Path(sys.executable).parent / "claiim")
+
+
+def serve_backend(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Control, Chron, the OCSF feed and the auth service in a process of their own."""
+    with log.open("wb") as out:
+        return subprocess.Popen([CLAIIM, "--env-file", os.devnull, "serve", "control", "chron", "ocsf", "auth"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def main(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory(prefix="claiim-profile-") as tmp, \
+            ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        credentials = stack.credentials()
+        nats_server = start_nats(free_port(), Path(tmp) / "nats", credentials=credentials, names=Names())
+        pg, server_url = await asyncio.to_thread(start_postgres, Path(tmp) / "pg")
+        backend: subprocess.Popen[bytes] | None = None
+        running = None
+        try:
+            settings = stack.settings(nats_server.url, await ensure_database(server_url, "claiim_bench"), credentials)
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
+            log = Path(tmp) / "backend.log"
+            backend = serve_backend(env, log)
+            deadline = time.monotonic() + 60
+            while b"claiim serving" not in log.read_bytes():
+                if backend.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log.read_text())
+                await asyncio.sleep(0.1)
+            running = await start_services(settings, ("gate",), instance="profiled")
+            admin = AsyncAdmin(settings.url, settings.require_admin_token())
+            try:
+                token = (await admin.apply(demo_bundle())).tokens[AGENT]
+            finally:
+                await admin.close()
+            await wait_allowed(settings.url, settings.names.gate_check, token)
+            # warm up (off the profile), then the measured phase
+            await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight, 1.0, 0.5)
+            profile = cProfile.Profile()
+            cpu0 = time.process_time()
+            profile.enable()
+            calls = await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight, args.duration,
+                                               0.0)
+            profile.disable()
+            cpu = time.process_time() - cpu0
+        finally:
+            if running is not None:
+                await running.stop()
+            if backend is not None:
+                backend.terminate()
+                backend.wait(timeout=10)
+            nats_server.stop()
+            await asyncio.to_thread(pg.cleanup)
+    n = len(calls.lat)
+    print(f"{n:,} decisions in {calls.seconds:.1f} s: {calls.rate:,.0f}/s, {calls.errors + calls.not_allowed} "
+          f"errors or non-ALLOW; gate CPU {cpu * 1e6 / max(n, 1):.0f} us per decision (profiled)")
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
+    print(out.getvalue())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inflight", type=int, default=128)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--top", type=int, default=10)
+    asyncio.run(main(parser.parse_args(sys.argv[1:])))
