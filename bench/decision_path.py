@@ -215,6 +215,17 @@ async def wait_allowed(url: str, subject: str, token: str) -> None:
         await nc.close()
 
 
+async def demo_token(settings: Settings) -> str:
+    """Apply the demo bundle and wait until the gate allows the bench request; the agent's token."""
+    admin = AsyncAdmin(settings.url, settings.require_admin_token())
+    try:
+        token = (await admin.apply(demo_bundle())).tokens[AGENT]
+    finally:
+        await admin.close()
+    await wait_allowed(settings.url, settings.names.gate_check, token)
+    return token
+
+
 @dataclass
 class Drain:
     seconds: float
@@ -264,12 +275,7 @@ async def main(args: argparse.Namespace) -> None:
             db_url = await ensure_database(server_url, "claiim_bench")
             settings = stack.settings(nats_server.url, db_url, credentials)
             running = await start_services(settings, instance="bench")
-            admin = AsyncAdmin(settings.url, settings.require_admin_token())
-            try:
-                token = (await admin.apply(demo_bundle())).tokens[AGENT]
-            finally:
-                await admin.close()
-            await wait_allowed(settings.url, settings.names.gate_check, token)
+            token = await demo_token(settings)
             await warm_child
             print(f"stack up in {time.monotonic() - t_start:.1f}s: nats {settings.url}, PostgreSQL (pgserver), "
                   f"gate+control+chron+ocsf+auth in pid {os.getpid()}, chron_batch={settings.chron_batch}; "

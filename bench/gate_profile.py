@@ -27,12 +27,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import stack
-from claiim._admin import AsyncAdmin
-from claiim._embedded import demo_bundle
 from claiim._servers import ensure_database, free_port, start_nats, start_postgres
 from claiim._services import start_services
 from claiim_core.names import Names
-from decision_path import AGENT, async_load, wait_allowed
+from decision_path import async_load, demo_token
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")
 
@@ -64,12 +62,7 @@ async def main(args: argparse.Namespace) -> None:
                     raise RuntimeError(log.read_text())
                 await asyncio.sleep(0.1)
             running = await start_services(settings, ("gate",), instance="profiled")
-            admin = AsyncAdmin(settings.url, settings.require_admin_token())
-            try:
-                token = (await admin.apply(demo_bundle())).tokens[AGENT]
-            finally:
-                await admin.close()
-            await wait_allowed(settings.url, settings.names.gate_check, token)
+            token = await demo_token(settings)
             # warm up (off the profile), then the measured phase
             await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight, 1.0, 0.5)
             profile = cProfile.Profile()
