@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import re
 from collections.abc import Iterable
@@ -213,14 +214,34 @@ def _sig(auth: EventAuth) -> bytes:
 # -- decisions -----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 keyed with ``secret`` and fed the domain: copied per event, not keyed again."""
+    return hmac.new(secret, DECISION_DOMAIN, "sha256")
+
+
+def _mac(secret: bytes, unsigned: bytes) -> bytes:
+    h = _keyed(secret).copy()
+    h.update(unsigned)
+    return h.digest()
+
+
 def _decision_mac(secret: bytes, unsigned: DecisionEvent) -> bytes:
-    return hmac.digest(secret, DECISION_DOMAIN + canonical_bytes(unsigned), "sha256")
+    return _mac(secret, canonical_bytes(unsigned))
+
+
+_NO_AUTH = b'"auth":null'
 
 
 def seal_decision(event: DecisionEvent, key: GateKey) -> bytes:
-    """The canonical bytes of ``event`` with the gate's MAC."""
-    mac = _decision_mac(key.secret, event)
-    return canonical_bytes(replace(event, auth=EventAuth(alg="hmac-sha256", key=key.id, sig=_b64(mac))))
+    """The canonical bytes of ``event`` with the gate's MAC.
+
+    The MAC covers the canonical bytes with ``auth`` null; the sealed bytes are the same bytes with
+    that one member filled in. The member is found by its bytes: inside a JSON string every quote
+    is escaped, so ``"auth":null`` occurs only as the event's own member."""
+    unsigned = canonical_bytes(event if event.auth is None else replace(event, auth=None))
+    auth = EventAuth(alg="hmac-sha256", key=key.id, sig=_b64(_mac(key.secret, unsigned)))
+    return unsigned.replace(_NO_AUTH, b'"auth":' + canonical_bytes(auth), 1)
 
 
 def check_decision(event: DecisionEvent, keyring: GateKeyring, seq: int | None = None) -> str:

@@ -4,6 +4,7 @@ subject, another place in the stream or a revoked key breaks."""
 from __future__ import annotations
 
 import base64
+import hmac
 import secrets
 
 import msgspec
@@ -11,6 +12,7 @@ import pytest
 from claiim_core.canonical import canonical_bytes
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import (
+    DECISION_DOMAIN,
     AuthError,
     ControlKeyring,
     GateKey,
@@ -192,3 +194,21 @@ def test_the_mac_is_over_the_domain_and_canonical_bytes_with_auth_null() -> None
     assert EventAuth(alg="hmac-sha256", key="k", sig="s") == msgspec.json.decode(
         msgspec.json.encode(EventAuth(alg="hmac-sha256", key="k", sig="s")), type=EventAuth)
     assert secrets.compare_digest(canonical_bytes(event), seal_decision(decision(), KEY))
+
+
+NASTY = st.text(alphabet=st.sampled_from(['"', "\\", ":", "a", "u", "t", "h", "n", "l", "{", "}", ",", "é", "\x00"]),
+                max_size=24) | st.just('"auth":null') | st.just('\\"auth\\":null')
+
+
+@given(action=NASTY, anchor=NASTY, agent=NASTY, context=st.dictionaries(NASTY, NASTY, max_size=3),
+       request_id=st.none() | NASTY)
+def test_sealed_bytes_are_the_event_with_its_mac_whatever_its_strings_hold(
+        action: str, anchor: str, agent: str, context: dict[str, str], request_id: str | None) -> None:
+    """Sealing fills in the event's own ``auth`` member: the result is the canonical encoding of the event with
+    the MAC of its unsigned canonical bytes, even when its strings spell ``"auth":null``."""
+    event = decision(action=action, anchor=anchor, agent_id=agent, context=context, request_id=request_id)
+    mac = hmac.digest(KEY.secret, DECISION_DOMAIN + canonical_bytes(event), "sha256")
+    want = canonical_bytes(replace(event, auth=EventAuth(alg="hmac-sha256", key=KEY.id,
+                                                         sig=base64.b64encode(mac).decode())))
+    assert seal_decision(event, KEY) == want
+    check_decision(msgspec.json.decode(want, type=DecisionEvent), RING)
