@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
 import os
+import pstats
 import random
 import secrets
 import statistics
@@ -116,7 +118,7 @@ CONTROL_KEYS = ControlKeyring([Trusted(Signer.from_seed("bench-control", secrets
 
 
 async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[bytes], signer: Signer,
-                       with_ocsf: bool) -> tuple[float, list[float]]:
+                       with_ocsf: bool, profile: cProfile.Profile | None = None) -> tuple[float, list[float]]:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_streams(js, names)
@@ -148,6 +150,8 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
     chron.checkpoint = timed_checkpoint  # type: ignore[method-assign]
     ocsf = OcsfFeed(js, names, BATCH, GATE_KEYS) if with_ocsf else None
     started = time.perf_counter()
+    if profile is not None:
+        profile.enable()
     await chron.start()
     if ocsf is not None:
         await ocsf.start()
@@ -158,6 +162,8 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
             raise RuntimeError(f"Chron parked {chron.parked} decisions")
         await asyncio.sleep(0.01)
     took = time.perf_counter() - started
+    if profile is not None:
+        profile.disable()
     if ocsf is not None:
         await ocsf.stop()
     await chron.stop()
@@ -207,7 +213,7 @@ async def proofs_at_scale(db_url: str, n: int) -> None:
         await store.close()
 
 
-async def main(backlog: int, proof_leaves: int) -> None:
+async def main(backlog: int, proof_leaves: int, top: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as d:
         server = start_nats(free_port(), Path(d) / "nats")
@@ -222,7 +228,11 @@ async def main(backlog: int, proof_leaves: int) -> None:
             names = Names("bench")
             signer = Signer.from_seed("bench", secrets.token_bytes(32))
             chron_db = await ensure_database(server_url, "chron")
-            took, intervals = await chron_ingest(server.url, chron_db, names, data, signer, with_ocsf=False)
+            profile = cProfile.Profile() if top else None
+            took, intervals = await chron_ingest(server.url, chron_db, names, data, signer, with_ocsf=False,
+                                                 profile=profile)
+            if profile is not None:
+                pstats.Stats(profile).sort_stats("tottime").print_stats(top)
             print(f"  (2) Chron with the Merkle log: {backlog / took:,.0f} leaves/s ({took:.1f} s) = "
                   f"{plain / took:.2f} of the plain insert rate")
             print(f"      checkpoints while draining: {len(intervals)}, intervals "
@@ -252,5 +262,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--proof-leaves", type=int, default=1_000_000)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="profile (2) and print its top N functions by own time (slows it down)")
     args = parser.parse_args()
-    asyncio.run(main(args.backlog, args.proof_leaves))
+    asyncio.run(main(args.backlog, args.proof_leaves, args.profile))

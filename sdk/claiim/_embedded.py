@@ -31,7 +31,6 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,6 +43,7 @@ from claiim_core.eventauth import GateKey
 from claiim_core.names import Names
 from claiim_runtime.natsconf import Cluster
 from claiim_runtime.settings import ConfigError, Settings
+from claiim_runtime.stopping import run_until_signalled
 
 from claiim._admin import AsyncAdmin
 from claiim._errors import StackError
@@ -290,11 +290,4 @@ async def load_demo(url: str, admin_token: str, data_dir: Path, say: Any) -> Non
 
 
 def main_up(opts: UpOptions) -> None:
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_up(opts, stop, lambda line: print(line, flush=True))
-
-    asyncio.run(runner())
+    run_until_signalled(lambda stop: run_up(opts, stop, lambda line: print(line, flush=True)))

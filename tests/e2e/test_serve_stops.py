@@ -73,3 +73,34 @@ async def test_every_service_exits_0_within_2_s_of_sigterm_as_nats_goes_away(pg_
         assert not slow, (slow, {s: logs[s].read_text()[-1500:] for s in slow})
     finally:
         server.stop()
+
+
+def keep_signalling(process: subprocess.Popen[bytes], seconds: float) -> int | None:
+    """SIGTERM every 2 ms until ``process`` exits (or ``seconds`` pass); its exit code."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.002)
+    return process.wait(timeout=1)
+
+
+async def test_a_repeated_sigterm_does_not_turn_a_clean_stop_into_death_by_signal(pg_url: str, tmp_path: Path) -> None:
+    """A supervisor that repeats its SIGTERM while a service stops (every 2 ms until it has exited): exit 0."""
+    namespace = f"s{secrets.token_hex(4)}"
+    credentials = NatsCredentials.generate()
+    server = start_nats(free_port(), tmp_path / "nats", credentials=credentials, names=Names(namespace))
+    try:
+        settings = new_settings(server.url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), namespace,
+                                credentials)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
+        log = tmp_path / "gate.log"
+        process = serve("gate", env, log)
+        try:
+            wait_serving(process, log)
+            assert keep_signalling(process, STOP_S + 5) == 0, log.read_text()[-2000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    finally:
+        server.stop()

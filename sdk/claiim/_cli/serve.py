@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
 from claiim_runtime.settings import ConfigError, Settings
+from claiim_runtime.stopping import run_until_signalled
 
 from claiim._errors import StackError
 from claiim._services import SERVICES, start_services
@@ -22,11 +22,7 @@ def serve(services: list[str], workers: int = 1) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def run(stop: asyncio.Event) -> None:
         watch = asyncio.create_task(supervisor_gone(stop))
         settings = Settings()
         gates = GateWorkers(settings, workers) if workers > 1 else None
@@ -43,7 +39,7 @@ def serve(services: list[str], workers: int = 1) -> int:
             watch.cancel()
 
     try:
-        asyncio.run(run())
+        run_until_signalled(run)
     except (ConfigError, StackError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

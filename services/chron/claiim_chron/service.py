@@ -127,7 +127,10 @@ class ChronService:
             except CheckpointError as e:  # the stored note is not ours: a verifier will say so too
                 log.critical("the newest stored checkpoint does not verify with this key: %s", e)
                 self.checkpoint_error = f"stored checkpoint {latest[0].size} does not verify: {e}"
-        await self._feed()
+        try:
+            await self._feed()
+        except Exception as e:  # NATS not ready yet: the feed catches up with the first batch stored
+            log.warning("proofs feed not published yet: %r", e)
         for kind, stream in (("decision", self._names.decisions_stream),
                              ("control", self._names.control_stream)):
             psub = await durable_pull(self._js, stream, self._names.chron_durable, ACK_WAIT_S)

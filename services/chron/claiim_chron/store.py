@@ -82,10 +82,17 @@ class StoredCheckpoint:
     root: bytes
     note: str
     signed_at: datetime
+_HIGH = ("SELECT greatest((SELECT max(stream_seq) FROM chron_events WHERE stream = $1), "
+         "(SELECT max(stream_seq) FROM chron_parked WHERE stream = $1), 0)")
 _PARK = (
     "INSERT INTO chron_parked (stream, stream_seq, subject, data, error) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
 )
+
+
+def _positions(rows: list[Row], parked: list[Parked]) -> list[tuple[str, int]]:
+    """The ``(stream, stream sequence)`` of every message of a batch."""
+    return [(cast(str, r[_STREAM]), cast(int, r[_SEQ])) for r in rows] + [(p.stream, p.stream_seq) for p in parked]
 
 
 def _usable(conn: asyncpg.Connection) -> bool:
@@ -113,6 +120,8 @@ class ChronStore:
         self._append_lock = asyncio.Lock()
         self.frontier = Frontier()
         """The tree as committed: its size and right edge (writer only)."""
+        self._high: dict[str, int] = {}
+        """Per stream, the highest stream sequence stored or parked (writer only; read when first needed)."""
 
     @classmethod
     async def open(cls, url: str) -> ChronStore:
@@ -198,6 +207,7 @@ class ChronStore:
         except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot load the Merkle tree: {e}") from e
         self.frontier = Frontier.at(size, nodes)
+        self._high = {}
 
     async def _rebuild_nodes(self, conn: asyncpg.Connection, size: int) -> None:
         log.warning("storing the Merkle subtrees of %d leaves", size)
@@ -291,28 +301,57 @@ class ChronStore:
                 raise
 
     async def _append(self, conn: asyncpg.Connection, rows: list[Row], parked: list[Parked]) -> Appended:
+        """Store a batch. When every message of it lies past what is stored of its stream (the common
+        case: new messages in stream order) no redelivery can be among them, and the unique chron id
+        alone catches a replay: the rows go in without a query first, and a batch that hits the
+        constraint is stored again the careful way (:meth:`_fresh`)."""
         try:
-            async with conn.transaction():
-                fresh, replayed = await self._fresh(conn, rows)
-                parked = [*parked, *replayed]
-                frontier = self.frontier.copy()
-                first = frontier.size
-                leaves: list[tuple[str, bytes]] = []
-                full: list[Row] = []
-                nodes: list[tuple[int, int, bytes]] = []
-                for r in fresh:
-                    h = leaf_hash(cast(bytes, r[_EVENT]))
-                    full.append((*r, frontier.size, h))
-                    nodes += [n for n in frontier.append(h) if n[0] > 0]
-                    leaves.append((str(r[_ID]), h))
-                if full:
-                    await conn.execute(_INSERT, *[list(col) for col in zip(*full, strict=True)])
-                    await self._insert_nodes(conn, nodes)
-                for p in parked:
-                    await conn.execute(_PARK, p.stream, p.stream_seq, p.subject, p.data, p.error)
+            if await self._past_stored(conn, rows, parked):
+                try:
+                    return await self._store(conn, rows, parked, checked=False)
+                except asyncpg.UniqueViolationError:
+                    pass  # a replayed chron id (or a replay within the batch): the careful way
+            return await self._store(conn, rows, parked, checked=True)
         except _DRIVER_ERRORS as e:
             raise StoreError(f"batch not stored: {e}") from e
+
+    async def _past_stored(self, conn: asyncpg.Connection, rows: list[Row], parked: list[Parked]) -> bool:
+        """Whether every message of the batch has a higher stream sequence than any stored or parked of
+        its stream."""
+        lowest: dict[str, int] = {}
+        for stream, seq in _positions(rows, parked):
+            lowest[stream] = min(seq, lowest.get(stream, seq))
+        for stream, seq in lowest.items():
+            if stream not in self._high:
+                self._high[stream] = await conn.fetchval(_HIGH, stream)
+            if seq <= self._high[stream]:
+                return False
+        return True
+
+    async def _store(self, conn: asyncpg.Connection, rows: list[Row], parked: list[Parked], *,
+                     checked: bool) -> Appended:
+        async with conn.transaction():
+            fresh, replayed = await self._fresh(conn, rows) if checked else (rows, [])
+            parked = [*parked, *replayed]
+            frontier = self.frontier.copy()
+            first = frontier.size
+            leaves: list[tuple[str, bytes]] = []
+            full: list[Row] = []
+            nodes: list[tuple[int, int, bytes]] = []
+            for r in fresh:
+                h = leaf_hash(cast(bytes, r[_EVENT]))
+                full.append((*r, frontier.size, h))
+                nodes += [n for n in frontier.append(h) if n[0] > 0]
+                leaves.append((str(r[_ID]), h))
+            if full:
+                await conn.execute(_INSERT, *[list(col) for col in zip(*full, strict=True)])
+                await self._insert_nodes(conn, nodes)
+            for p in parked:
+                await conn.execute(_PARK, p.stream, p.stream_seq, p.subject, p.data, p.error)
         self.frontier = frontier
+        for stream, seq in _positions(rows, parked):
+            if stream in self._high:
+                self._high[stream] = max(seq, self._high[stream])
         return Appended(first, leaves, len(rows) - len(fresh) - len(replayed), replayed)
 
     @staticmethod
