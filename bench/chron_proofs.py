@@ -6,9 +6,9 @@ It starts its own nats-server and PostgreSQL (pgserver) in a temporary directory
 one run:
 
   (1) plain: the backlog's rows inserted with asyncpg into a table with the same columns and
-      unique indexes as ``chron_events``, 256 rows per transaction (multi-array ``unnest``), no
+      unique indexes as ``chron_events``, 1,000 rows per transaction (multi-array ``unnest``), no
       NATS, no Merkle tree: the floor for storing these rows;
-  (2) chron: the real Chron (``ChronService``: JetStream pull consumer, batches of 256, each
+  (2) chron: the real Chron (``ChronService``: JetStream pull consumer, batches of 1,000, each
       decision's gate MAC verified, leaf hashes, stored subtrees, proofs feed, checkpoints every 5 s)
       draining a backlog of the same decisions (authenticated by a gate key) published to the
       decision stream beforehand; also the intervals between the
@@ -62,7 +62,7 @@ from claiim_core.schemas import DecisionEvent
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.streams import ensure_streams
 
-BATCH = 256
+BATCH = 1000
 PLAIN_TABLE = """
 CREATE TABLE plain_events (
     id bigserial PRIMARY KEY, chron_id text NOT NULL UNIQUE, kind text NOT NULL, stream text NOT NULL,
@@ -148,7 +148,7 @@ async def chron_ingest(nats_url: str, db_url: str, names: Names, data: list[byte
         return result
 
     chron.checkpoint = timed_checkpoint  # type: ignore[method-assign]
-    ocsf = OcsfFeed(js, names, BATCH, GATE_KEYS) if with_ocsf else None
+    ocsf = OcsfFeed(nc, names, BATCH, GATE_KEYS) if with_ocsf else None
     started = time.perf_counter()
     if profile is not None:
         profile.enable()

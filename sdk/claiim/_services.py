@@ -122,7 +122,7 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
         if "ocsf" in which:
             assert gate_keys is not None
             nc = await connection("ocsf")
-            running.ocsf = OcsfFeed(nc.jetstream(), names, settings.chron_batch, gate_keys)
+            running.ocsf = OcsfFeed(nc, names, settings.chron_batch, gate_keys)
             await running.ocsf.start()
         if "auth" in which:
             assert control_keys is not None and issuer is not None

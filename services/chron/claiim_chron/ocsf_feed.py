@@ -23,10 +23,9 @@ from claiim_core.ocsf import ocsf_bytes
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.natsconf import OCSF_DURABLE
 from claiim_runtime.stopping import Deadline
-from claiim_runtime.streams import durable_pull, hand_back
+from claiim_runtime.streams import Puller, durable_pull, hand_back
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js import JetStreamContext
 
 log = logging.getLogger(__name__)
 _decision = msgspec.json.Decoder(DecisionEvent)
@@ -38,21 +37,22 @@ STOP_S = 1.5
 
 
 class OcsfFeed:
-    def __init__(self, js: JetStreamContext, names: Names, batch: int, gate_keys: GateKeyring) -> None:
-        self._js = js
+    def __init__(self, nc: Client, names: Names, batch: int, gate_keys: GateKeyring) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self._names = names
         self._batch = batch
         self._gate_keys = gate_keys
         self._task: asyncio.Task[None] | None = None
-        self._psub: JetStreamContext.PullSubscription | None = None
+        self._puller: Puller | None = None
         self._inflight: list[Msg] = []
         self.published = 0
         self.rejected = 0
 
     async def start(self) -> None:
-        psub = await durable_pull(self._js, self._names.decisions_stream, OCSF_DURABLE, ACK_WAIT_S)
-        self._psub = psub
-        self._task = asyncio.create_task(self._run(psub))
+        puller = await durable_pull(self._nc, self._js, self._names.decisions_stream, OCSF_DURABLE, ACK_WAIT_S)
+        self._puller = puller
+        self._task = asyncio.create_task(self._run(puller))
 
     async def stop(self, deadline: Deadline | None = None) -> None:
         """Stop within ``deadline`` (default :data:`STOP_S`), NATS gone or not; what was fetched
@@ -62,16 +62,15 @@ class OcsfFeed:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=deadline.left())
+        if self._puller is not None:
+            await deadline.step("OCSF consumer", self._puller.unsubscribe())
+            fetched += self._puller.take_rest()
         await hand_back(fetched, deadline.left())
-        if self._psub is not None:
-            await deadline.step("OCSF consumer", self._psub.unsubscribe())
 
-    async def _run(self, psub: JetStreamContext.PullSubscription) -> None:
+    async def _run(self, puller: Puller) -> None:
         while True:
             try:
-                msgs = await psub.fetch(self._batch, timeout=1)
-            except (NatsTimeout, TimeoutError):
-                continue
+                msgs = await puller.fetch(self._batch, timeout=1)
             except Exception as e:  # NATS down or reconnecting
                 log.warning("OCSF feed fetch failed: %r", e)
                 await asyncio.sleep(RETRY_DELAY_S)

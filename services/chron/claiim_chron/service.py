@@ -37,11 +37,10 @@ from claiim_core.names import Names
 from claiim_core.schemas import ChronResult, DecisionEvent
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.stopping import Deadline
-from claiim_runtime.streams import durable_pull, hand_back
+from claiim_runtime.streams import Puller, durable_pull, hand_back
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
@@ -107,7 +106,7 @@ class ChronService:
         """The stream sequence of the feed's last message."""
         self._feed_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self._psubs: list[JetStreamContext.PullSubscription] = []
+        self._pullers: list[Puller] = []
         self._sub: Subscription | None = None
         self._stopping = asyncio.Event()
         self._inflight: dict[int, list[Msg]] = {}
@@ -133,9 +132,9 @@ class ChronService:
             log.warning("proofs feed not published yet: %r", e)
         for kind, stream in (("decision", self._names.decisions_stream),
                              ("control", self._names.control_stream)):
-            psub = await durable_pull(self._js, stream, self._names.chron_durable, ACK_WAIT_S)
-            self._psubs.append(psub)
-            self._tasks.append(asyncio.create_task(self._consume(kind, stream, psub)))
+            puller = await durable_pull(self._nc, self._js, stream, self._names.chron_durable, ACK_WAIT_S)
+            self._pullers.append(puller)
+            self._tasks.append(asyncio.create_task(self._consume(kind, stream, puller)))
         self._tasks.append(asyncio.create_task(self._checkpoints()))
         self._sub = await self._nc.subscribe(self._names.chron_query, queue=self._names.chron_queue,
                                              cb=self._on_query)
@@ -155,9 +154,10 @@ class ChronService:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=deadline.left())
+        for puller in self._pullers:
+            await deadline.step("chron consumer", puller.unsubscribe())
+            fetched += puller.take_rest()
         await hand_back(fetched, deadline.left())
-        for psub in self._psubs:
-            await deadline.step("chron consumer", psub.unsubscribe())
         await deadline.step("proofs feed", self._feed())
         await deadline.step("last checkpoint", self.checkpoint())
 
@@ -291,7 +291,7 @@ class ChronService:
                     self._fed, self._feed_seq = await self._feed_position()
                     if (self._fed, self._feed_seq) == was:  # the leader's view lags its own check: later
                         raise
-                    log.warning("the proofs feed is at leaf %d, not %d: going on from there", self._fed, was[0])
+                    log.info("the proofs feed is at leaf %d, not %d: going on from there", self._fed, was[0])
                     continue
                 if self._dir is not None:
                     await asyncio.to_thread(self._mirror_leaves, body)
@@ -304,19 +304,17 @@ class ChronService:
         with (self._dir / "leaves.jsonl").open("a") as f:
             f.write(line + "\n")
 
-    async def _consume(self, kind: str, stream: str, psub: JetStreamContext.PullSubscription) -> None:
+    async def _consume(self, kind: str, stream: str, puller: Puller) -> None:
         while not self._stopping.is_set():
             try:
-                msgs = await psub.fetch(self._batch, timeout=1)
-            except (NatsTimeout, TimeoutError):  # nats-py raises either when a fetch finds nothing
-                continue
+                msgs = await puller.fetch(self._batch, timeout=1)
             except Exception as e:  # NATS down or reconnecting: wait and try again
                 log.warning("chron fetch from %s failed: %r", stream, e)
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
-            if not msgs:  # nats-py can end a fetch with nothing (only status messages)
+            if not msgs:
                 continue
-            self._inflight[id(psub)] = msgs
+            self._inflight[id(puller)] = msgs
             progress = asyncio.create_task(_in_progress(msgs))
             try:
                 await self._store(kind, stream, msgs)
@@ -330,7 +328,7 @@ class ChronService:
                 await self._nak(msgs)
             finally:
                 progress.cancel()
-                self._inflight.pop(id(psub), None)
+                self._inflight.pop(id(puller), None)
 
     async def _store(self, kind: str, stream: str, msgs: list[Msg]) -> None:
         check: Check = self._check_decision

@@ -9,7 +9,7 @@
 | CLAIIM_TOKEN_SECRET   | (none, required)         | key of the token hashes (HMAC-SHA256)              |
 | CLAIIM_ADMIN_TOKEN    | (none, required)         | bootstrap admin token for the admin and Chron APIs |
 | CLAIIM_PUBLISH_TIMEOUT| 2.0 seconds              | how long the gate waits for a PubAck               |
-| CLAIIM_CHRON_BATCH    | 256 messages             | Chron's pull batch size                            |
+| CLAIIM_CHRON_BATCH    | 1000 messages            | Chron's and the OCSF feed's batch size             |
 | CLAIIM_CHECKPOINT_KEY | (none)                   | Chron's signing key, PRIVATE+KEY+NAME+ID+BASE64    |
 | CLAIIM_CHECKPOINT_KEY_FILE | (none)              | ... or a file holding it (one of the two required) |
 | CLAIIM_CHECKPOINT_INTERVAL | 5.0 seconds         | longest time between checkpoints while leaves come |
@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     token_secret: SecretStr | None = None
     admin_token: SecretStr | None = None
     publish_timeout: float = Field(default=2.0, gt=0)
-    chron_batch: int = Field(default=256, ge=1, le=10_000)
+    chron_batch: int = Field(default=1000, ge=1, le=10_000)
     checkpoint_key: SecretStr | None = None
     checkpoint_key_file: Path | None = None
     checkpoint_interval: float = Field(default=5.0, gt=0, le=5.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
 from urllib.parse import urlsplit
 
@@ -12,6 +14,7 @@ from claiim_core.names import Names
 from claiim_core.urls import nats_servers
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -116,17 +119,85 @@ class StreamReplicasError(ConfigError):
     """A stream cannot have, or does not have, the replicas the settings ask for."""
 
 
-async def durable_pull(js: JetStreamContext, stream: str, durable: str,
-                       ack_wait: float) -> JetStreamContext.PullSubscription:
-    """A pull subscription on the durable consumer ``durable`` of ``stream``, which gets every message
+async def durable_pull(nc: Client, js: JetStreamContext, stream: str, durable: str, ack_wait: float) -> Puller:
+    """A :class:`Puller` of the durable consumer ``durable`` of ``stream``, which gets every message
     from the first one, acknowledged one by one, redelivered without limit ``ack_wait`` seconds after
     a consumer that fetched it went quiet. The consumer is created, or updated when it exists with
-    another ``ack_wait`` (one made by an older claiim), before binding to it."""
+    another ``ack_wait`` (one made by an older claiim), first."""
     config = ConsumerConfig(name=durable, durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
                             deliver_policy=DeliverPolicy.ALL, max_ack_pending=50_000, ack_wait=ack_wait,
                             max_deliver=-1)
     await js.add_consumer(stream, config)
-    return await js.pull_subscribe_bind(durable=durable, stream=stream)
+    puller = Puller(nc, stream, durable)
+    await puller.start()
+    return puller
+
+
+class Puller:
+    """Batches from a durable pull consumer: one pull request per batch, every message collected by one
+    subscription callback. (nats-py's ``fetch`` awaits each message with a task and a timer of its own,
+    which cost Chron more than storing the message.)
+
+    :meth:`fetch` first asks for what is there (``no_wait``); when nothing is, it asks again and waits
+    up to ``timeout`` for the first message. Such a request lingers on the server until it has
+    delivered its batch or expires, and what it delivers later is kept for the next fetch."""
+
+    def __init__(self, nc: Client, stream: str, durable: str, api_prefix: str = "$JS.API") -> None:
+        self._nc = nc
+        self._next = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = nc.new_inbox()
+        self._ids = itertools.count()
+        self._ready: list[Msg] = []
+        """Delivered, not yet fetched."""
+        self._current: str | None = None
+        """The reply subject of the request being waited for."""
+        self._need = 1
+        self._wake = asyncio.Event()
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox + ".*", cb=self._on_msg, pending_msgs_limit=200_000,
+                                             pending_bytes_limit=256 * 1024 * 1024)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            self._ready.append(msg)
+            if len(self._ready) >= self._need:
+                self._wake.set()
+        elif status != "100" and msg.subject == self._current:  # 404, 408, 409: the request is over
+            self._wake.set()
+
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+        """Up to ``batch`` messages; none when none came within ``timeout`` seconds."""
+        if not self._ready:
+            await self._pull({"batch": batch, "no_wait": True}, batch, timeout)
+        if not self._ready:
+            await self._pull({"batch": batch, "expires": int(timeout * 1e9)}, 1, timeout)
+        msgs, self._ready = self._ready[:batch], self._ready[batch:]
+        return msgs
+
+    async def _pull(self, request: dict[str, object], need: int, timeout: float) -> None:
+        """Send ``request`` and wait until ``need`` messages are ready or it is over (or ``timeout``)."""
+        reply = f"{self._inbox}.{next(self._ids)}"
+        self._current, self._need = reply, need
+        self._wake.clear()
+        try:
+            await self._nc.publish(self._next, json.dumps(request).encode(), reply=reply)
+            if len(self._ready) < need:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            self._current = None
+
+    def take_rest(self) -> list[Msg]:
+        """What was delivered and not fetched (a stopping consumer hands it back)."""
+        msgs, self._ready = self._ready, []
+        return msgs
+
+    async def unsubscribe(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
 
 
 async def hand_back(msgs: list[Msg], seconds: float) -> None:
