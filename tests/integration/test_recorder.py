@@ -7,7 +7,7 @@ import secrets
 
 import nats
 import pytest
-from claiim_gate.recorder import NO_LEADER, AckPipeline, Stored
+from claiim_runtime.pubacks import NO_LEADER, AckPipeline, Stored
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ from claiim_core.names import Names
 from claiim_core.ocsf import ocsf_bytes
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.natsconf import OCSF_DURABLE
+from claiim_runtime.pubacks import AckPipeline, Stored
 from claiim_runtime.stopping import Deadline
 from claiim_runtime.streams import Puller, durable_pull, hand_back
 from nats.aio.client import Client
@@ -34,12 +35,15 @@ RETRY_DELAY_S = 1.0
 ACK_WAIT_S = 5.0
 """How long JetStream waits for the feed's ack before it redelivers."""
 STOP_S = 1.5
+PUBLISH_TIMEOUT_S = 5.0
+"""How long the feed waits for JetStream to store an OCSF event before the decision is handed back."""
 
 
 class OcsfFeed:
     def __init__(self, nc: Client, names: Names, batch: int, gate_keys: GateKeyring) -> None:
         self._nc = nc
         self._js = nc.jetstream()
+        self._acks = AckPipeline(nc, names.ocsf_stream, PUBLISH_TIMEOUT_S)
         self._names = names
         self._batch = batch
         self._gate_keys = gate_keys
@@ -50,6 +54,7 @@ class OcsfFeed:
         self.rejected = 0
 
     async def start(self) -> None:
+        await self._acks.start()
         puller = await durable_pull(self._nc, self._js, self._names.decisions_stream, OCSF_DURABLE, ACK_WAIT_S)
         self._puller = puller
         self._task = asyncio.create_task(self._run(puller))
@@ -58,7 +63,7 @@ class OcsfFeed:
         """Stop within ``deadline`` (default :data:`STOP_S`), NATS gone or not; what was fetched
         and not published is handed back (nak) for the next feed."""
         deadline = deadline or Deadline(STOP_S)
-        fetched = self._inflight  # before a cancelled batch drops it
+        fetched = [*self._inflight]  # before a cancelled batch drops it
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=deadline.left())
@@ -66,6 +71,7 @@ class OcsfFeed:
             await deadline.step("OCSF consumer", self._puller.unsubscribe())
             fetched += self._puller.take_rest()
         await hand_back(fetched, deadline.left())
+        await deadline.step("OCSF PubAcks", self._acks.stop(wait=0))
 
     async def _run(self, puller: Puller) -> None:
         while True:
@@ -98,12 +104,10 @@ class OcsfFeed:
                 await msg.ack()
             else:
                 events.append((msg, event))
-        try:
-            await asyncio.gather(*(self._js.publish(
-                self._names.ocsf_subject(e.org, e.agent_id, e.outcome), ocsf_bytes(e), stream=self._names.ocsf_stream,
-                headers={"Nats-Msg-Id": e.chron_id}) for _, e in events))
-        except Exception as e:  # some were not acknowledged: all come back, duplicates are dropped by Msg-Id
-            log.warning("OCSF feed publish failed: %r; %d decisions will be redelivered", e, len(events))
+        problems = await self._publish_all([(self._names.ocsf_subject(e.org, e.agent_id, e.outcome), ocsf_bytes(e),
+                                             e.chron_id) for _, e in events])
+        if problems:  # some were not stored: all come back, duplicates are dropped by Msg-Id
+            log.warning("OCSF feed publish failed: %s; %d decisions will be redelivered", problems[0], len(events))
             for msg, _ in events:
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=RETRY_DELAY_S)
@@ -111,3 +115,24 @@ class OcsfFeed:
         for msg, _ in events:
             await msg.ack()
         self.published += len(events)
+
+    async def _publish_all(self, messages: list[tuple[str, bytes, str]]) -> list[str]:
+        """Publish ``(subject, payload, msg id)`` all at once; what went wrong once every PubAck came or
+        failed (within the PubAck timeout)."""
+        problems: list[str] = []
+        left = len(messages)
+        finished = asyncio.Event()
+
+        async def done(stored: Stored) -> None:
+            nonlocal left
+            if stored.problem is not None:
+                problems.append(stored.problem)
+            left -= 1
+            if left == 0:
+                finished.set()
+
+        for subject, payload, msg_id in messages:
+            await self._acks.publish(subject, payload, msg_id, done)
+        if messages:
+            await finished.wait()
+        return problems

@@ -2,7 +2,7 @@
 
 Per request: decide (pure), authenticate the decision event with the gate's key
 (:func:`claiim_core.eventauth.seal_decision`), publish it to JetStream, and reply only when its
-PubAck arrives (:class:`~claiim_gate.recorder.AckPipeline` keeps many in flight without a task or
+PubAck arrives (:class:`~claiim_runtime.pubacks.AckPipeline` keeps many in flight without a task or
 a future per request). If the event cannot be recorded the reply is DENY
 ``chron:unavailable -- ...``; if anything else fails the reply is still a DENY: no request is left
 without an answer. A request id recorded before, by this replica or another, is answered with
@@ -25,6 +25,7 @@ from claiim_core.names import Names
 from claiim_core.policy import deny
 from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
 from claiim_runtime.follower import RegistryFollower
+from claiim_runtime.pubacks import AckPipeline, Stored
 from claiim_runtime.stopping import Deadline
 from msgspec.structs import replace
 from nats.aio.client import Client
@@ -32,7 +33,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from claiim_gate.decide import Moment, decide, event_for
-from claiim_gate.recorder import AckPipeline, Stored
 from claiim_gate.requestids import claims_request_id, fingerprint, msg_id
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
-"""Pipelined JetStream publishing: many decisions in flight, each answered on its PubAck.
+"""Pipelined JetStream publishing: many messages in flight, each finished on its PubAck (the gate's
+decisions, the OCSF feed's events).
 
-Instead of one request (a future, a task) per decision, every decision event is published with
+Instead of one request (a future, a task) per message, every message is published with
 a reply subject under one inbox that this recorder subscribes to. When JetStream's PubAck arrives
 there, the waiting continuation runs. A sweeper fails every publish whose PubAck has not come
 within the timeout, so a lost ack (a NATS restart, a missing stream) turns into an explicit
@@ -87,7 +88,7 @@ class AckPipeline:
             await asyncio.sleep(0.01)
         if self._sweeper is not None:
             self._sweeper.cancel()
-        await self._fail_older_than(float("inf"), "gate stopping")
+        await self._fail_older_than(float("inf"), "stopping")
         if self._sub is not None:
             with contextlib.suppress(Exception):  # NATS gone: nothing to unsubscribe from
                 await asyncio.wait_for(self._sub.unsubscribe(), 0.5)
