@@ -8,7 +8,9 @@ PostgreSQL in a temporary directory), and measures from a spawned process, as th
 ``deploy-bot`` checking ``deploy:staging`` (ALLOW) with ``AsyncGate``:
 
 - one check in flight for ``--seconds``: p50 and p99 latency;
-- 128 checks in flight for ``--seconds``: decisions per second.
+- 128 checks in flight for ``--seconds``: decisions per second;
+- with the most workers: checks sent on schedule at each ``--sustain-rates`` for
+  ``--sustain-seconds``, the time from each reply to its row in Chron (the OCSF feed running).
 
 The baselines are a bare nats-py responder that echoes each request (its own process, its own plain
 nats-server, the same client code and load), and the same responder answering only after JetStream
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -36,6 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import nats
 from claiim import AsyncGate
 from claiim._servers import free_port, start_nats
@@ -89,6 +93,78 @@ def gate_round(url: str, token: str, seconds: float) -> Round:
                     raise RuntimeError(f"the bench check was not allowed: {reply.reason}")
                 return reply
             return await _measure(call, seconds)
+    return asyncio.run(run())
+
+
+@dataclass
+class Sustained:
+    sent: int
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    missing: int
+
+
+def sustained(url: str, token: str, db_url: str, rate: int, seconds: float) -> Sustained:
+    """Once Chron holds everything decided before, checks at ``rate`` per second for ``seconds`` (open loop:
+    sent on schedule, however many are in flight); for each, the time from its reply to its row in
+    ``chron_events`` (polled every 10 ms)."""
+    async def run() -> Sustained:
+        replied: dict[str, float] = {}
+        early: set[str] = set()
+        lat: list[float] = []
+        sending = True
+        conn = await asyncpg.connect(db_url)
+        perf = time.perf_counter
+
+        async def poll() -> None:
+            last = await conn.fetchval("SELECT coalesce(max(leaf_index), -1) FROM chron_events")
+            while sending or replied:
+                rows = await conn.fetch("SELECT leaf_index, chron_id FROM chron_events WHERE leaf_index > $1 "
+                                        "ORDER BY leaf_index", last)
+                now = perf()
+                for row in rows:
+                    last = row["leaf_index"]
+                    if (t := replied.pop(row["chron_id"], None)) is not None:
+                        lat.append(now - t)
+                    else:  # stored before its reply reached the caller
+                        early.add(row["chron_id"])
+                await asyncio.sleep(0.01)
+
+        async with AsyncGate(AGENT, token, url, timeout=10) as gate:
+            async def one() -> None:
+                reply = await gate.check(action=ACTION, target=TARGET)
+                if reply.chron_id in early:
+                    early.discard(reply.chron_id)
+                    lat.append(0.0)
+                elif reply.chron_id:
+                    replied[reply.chron_id] = perf()
+
+            probe = await gate.check(action=ACTION, target=TARGET)  # Chron caught up with what came before
+            deadline = perf() + 120
+            while not await conn.fetchval("SELECT 1 FROM chron_events WHERE chron_id = $1", probe.chron_id):
+                if perf() > deadline:
+                    raise RuntimeError("Chron did not store the probe decision within 120 s")
+                await asyncio.sleep(0.05)
+            poller = asyncio.create_task(poll())
+            tasks: set[asyncio.Task[None]] = set()
+            start = perf()
+            sent = 0
+            while (elapsed := perf() - start) < seconds:
+                for _ in range(int(elapsed * rate) - sent):
+                    task = asyncio.create_task(one())
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    sent += 1
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            took = perf() - start
+            sending = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(poller, 30)
+        await conn.close()
+        return Sustained(sent, sent / took, pct(lat, 50), pct(lat, 99), pct(lat, 100), len(replied))
     return asyncio.run(run())
 
 
@@ -166,6 +242,11 @@ def start_up(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], str
     return up, f"nats://127.0.0.1:{port}", token
 
 
+def env_of(data_dir: Path) -> dict[str, str]:
+    """The variables ``claiim up`` wrote to DIR/env."""
+    return dict(line.split("=", 1) for line in (data_dir / "env").read_text().splitlines() if "=" in line)
+
+
 def stop_up(up: subprocess.Popen[bytes]) -> None:
     os.killpg(up.pid, signal.SIGINT)
     try:
@@ -183,6 +264,7 @@ def median(rounds: list[Round]) -> Round:
 def main(args: argparse.Namespace) -> None:
     spawn = mp.get_context("spawn")
     results: dict[str, Round] = {}
+    held: dict[int, Sustained] = {}
     with tempfile.TemporaryDirectory(prefix="claiim-perf-") as tmp, \
             ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
         for durable, name in ((False, "bare nats-py echo"), (True, "echo after a JetStream PubAck")):
@@ -202,6 +284,10 @@ def main(args: argparse.Namespace) -> None:
             try:
                 results[f"claiim gate, {workers} worker(s)"] = median(
                     [pool.submit(gate_round, url, token, args.seconds).result() for _ in range(args.rounds)])
+                if args.sustain_seconds and workers == args.workers[-1]:
+                    db_url = env_of(Path(tmp) / f"up-{workers}")["CLAIIM_DATABASE_URL"]
+                    for rate in args.sustain_rates:
+                        held[rate] = pool.submit(sustained, url, token, db_url, rate, args.sustain_seconds).result()
             finally:
                 stop_up(up)
         cedar = [r for r in (pool.submit(cedar_round, args.seconds).result() for _ in range(args.rounds)) if r]
@@ -214,6 +300,12 @@ def main(args: argparse.Namespace) -> None:
     print("-" * len(head))
     for name, r in results.items():
         print(f"{name:<42} {r.p50_ms:>18.3f} {r.p99_ms:>8.3f} {r.rate:>17,.0f} {r.rate / echo_rate:>7.2f}")
+    if held:
+        print(f"\ndecision reply -> row in chron_events, {args.workers[-1]} gate worker(s), OCSF feed running, "
+              f"{args.sustain_seconds:g} s at each rate")
+        print(f"{'asked /s':>9} {'sent /s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'no row':>7}")
+        for rate, h in held.items():
+            print(f"{rate:>9,} {h.rate:>9,.0f} {h.p50_ms:>8.1f} {h.p99_ms:>8.1f} {h.max_ms:>8.1f} {h.missing:>7}")
 
 
 if __name__ == "__main__":
@@ -221,4 +313,7 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sustain-rates", type=lambda s: [int(x) for x in s.split(",")], default=[2000, 5000],
+                        help="checks per second held for --sustain-seconds, timing each reply to its Chron row")
+    parser.add_argument("--sustain-seconds", type=float, default=60.0, help="0: skip")
     main(parser.parse_args(sys.argv[1:]))

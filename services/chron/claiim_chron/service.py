@@ -8,9 +8,10 @@ control event must have been accepted by Chron's registry follower (signed by a 
 key, in its place in the stream). Anything else, and a stored chron id at a new stream position
 (a replay), is parked, counted, logged at CRITICAL, and keeps Chron "not ready" until an operator
 acknowledges it (``claiim chron parked``). If the transaction fails, the batch is nak'ed and
-comes back; rows already stored are skipped, so redelivery never writes twice. After the commit
-the new leaves (chron id and leaf hash) go to the proofs feed (``<ns>.chron.leaves``), which lets
-a verifier outside the database name any leaf that was changed later.
+comes back; rows already stored are skipped, so redelivery never writes twice. After the commit a
+task of its own publishes the new leaves (chron id and leaf hash) to the proofs feed
+(``<ns>.chron.leaves``), beside ingest rather than in its way; the feed lets a verifier outside
+the database name any leaf that was changed later.
 
 At most every ``checkpoint_interval`` seconds while leaves arrive, and at shutdown, Chron signs
 a checkpoint of the tree, after checking that the tree extends its previous checkpoint (it
@@ -61,6 +62,8 @@ STOP_S = 1.5
 PENDING_TIMEOUT_S = 2.0
 WRONG_LAST_SEQUENCE = (10071, 10164)
 """JetStream's error codes for a ``Nats-Expected-Last-Subject-Sequence`` that does not hold."""
+UNFED_BATCHES = 100
+"""Most stored batches kept in memory for the proofs feed."""
 FEED_CHUNK = 1000
 """Most leaves in one proofs-feed message (about 100 KB)."""
 
@@ -105,6 +108,9 @@ class ChronService:
         self._feed_seq = 0
         """The stream sequence of the feed's last message."""
         self._feed_lock = asyncio.Lock()
+        self._unfed: list[Appended] = []
+        """Batches stored since the feed last caught up: their leaves, without reading them back."""
+        self._feed_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pullers: list[Puller] = []
         self._sub: Subscription | None = None
@@ -136,6 +142,7 @@ class ChronService:
             self._pullers.append(puller)
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, puller)))
         self._tasks.append(asyncio.create_task(self._checkpoints()))
+        self._tasks.append(asyncio.create_task(self._feeder()))
         self._sub = await self._nc.subscribe(self._names.chron_query, queue=self._names.chron_queue,
                                              cb=self._on_query)
 
@@ -258,7 +265,31 @@ class ChronService:
         batch = json.loads(last.data or b"{}")
         return int(batch.get("first", 0)) + len(batch.get("leaves", [])), last.seq or 0
 
-    async def _feed(self, appended: Appended | None = None) -> None:
+    async def _feeder(self) -> None:
+        """Publish the proofs feed beside ingest, not in its way: the consumers only say that leaves were
+        stored; a failed publish is tried again a second later."""
+        while not self._stopping.is_set():
+            await self._feed_wanted.wait()
+            self._feed_wanted.clear()
+            try:
+                await self._feed()
+            except Exception as e:  # stored and acked; the feed catches up
+                log.warning("proofs feed behind at leaf %s: %r", self._fed, e)
+                await asyncio.sleep(RETRY_DELAY_S)
+                self._feed_wanted.set()
+
+    def _stored_leaves(self, start: int, stop: int) -> list[tuple[str, bytes]] | None:
+        """Leaves ``[start, stop)`` from the batches stored since the feed caught up, if all are there."""
+        self._unfed = [b for b in self._unfed if b.first + len(b.leaves) > start]
+        leaves: list[tuple[str, bytes]] = []
+        for b in self._unfed:
+            at = start + len(leaves)
+            if at >= stop or b.first > at:
+                break
+            leaves += b.leaves[at - b.first:stop - b.first]
+        return leaves if start + len(leaves) == stop else None
+
+    async def _feed(self) -> None:
         """Publish every committed leaf not yet in the feed, in order, in chunks.
 
         Each message is appended only if the feed's last message is the one this Chron appended
@@ -271,11 +302,8 @@ class ChronService:
                 self._fed, self._feed_seq = await self._feed_position()
             size = self.store.frontier.size
             while self._fed < size:
-                if appended is not None and appended.first == self._fed and appended.leaves:
-                    leaves = appended.leaves[:FEED_CHUNK]
-                else:
-                    leaves = await self.store.leaves(self._fed, min(size, self._fed + FEED_CHUNK))
-                appended = None
+                stop = min(size, self._fed + FEED_CHUNK)
+                leaves = self._stored_leaves(self._fed, stop) or await self.store.leaves(self._fed, stop)
                 if not leaves:
                     return
                 body = json.dumps({"first": self._fed, "leaves": [[c, h.hex()] for c, h in leaves]},
@@ -367,10 +395,10 @@ class ChronService:
                 log.error("parked undecodable message %s seq %s: %s", p.stream, p.stream_seq, p.error)
         if appended.duplicates:
             log.info("skipped %d messages already stored (redelivery)", appended.duplicates)
-        try:
-            await self._feed(appended)
-        except Exception as e:  # stored and acked; the feed catches up with the next batch
-            log.warning("proofs feed behind at leaf %d: %r", self._fed, e)
+        if appended.leaves:
+            self._unfed.append(appended)
+            del self._unfed[:-UNFED_BATCHES]  # a feed long behind reads its leaves back from PostgreSQL
+            self._feed_wanted.set()
 
     def _check_decision(self, event: DecisionEvent | ControlEvent, subject: str, seq: int) -> None:
         assert isinstance(event, DecisionEvent)
