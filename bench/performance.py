@@ -9,7 +9,7 @@ PostgreSQL in a temporary directory), and measures from a spawned process, as th
 
 - one check in flight for ``--seconds``: p50 and p99 latency;
 - 128 checks in flight for ``--seconds``: decisions per second;
-- with the most workers: checks sent on schedule at each ``--sustain-rates`` for
+- with ``--sustain-workers`` (``claiim up``'s default): checks sent on schedule at each ``--sustain-rates`` for
   ``--sustain-seconds``, the time from each reply to its row in Chron (the OCSF feed running).
 
 The baselines are a bare nats-py responder that echoes each request (its own process, its own plain
@@ -43,6 +43,7 @@ import asyncpg
 import nats
 from claiim import AsyncGate
 from claiim._servers import free_port, start_nats
+from claiim._workers import default_workers
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")
 AGENT, ACTION, TARGET = "deploy-bot", "deploy:staging", "api-v2"
@@ -173,6 +174,15 @@ def echo_round(url: str, seconds: float) -> Round:
         nc = await nats.connect(url)
         payload = json.dumps({"agent_id": AGENT, "action": ACTION, "target": TARGET}).encode()
         try:
+            deadline = time.monotonic() + 30
+            while True:  # until the responder (another process) has subscribed
+                try:
+                    await nc.request(ECHO_SUBJECT, payload, timeout=1)
+                    break
+                except nats.errors.NoRespondersError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
             return await _measure(lambda: nc.request(ECHO_SUBJECT, payload, timeout=10), seconds)
         finally:
             await nc.close()
@@ -272,7 +282,6 @@ def main(args: argparse.Namespace) -> None:
             echo = spawn.Process(target=echo_server, args=(plain.url, durable), daemon=True)
             echo.start()
             try:
-                time.sleep(1.0)
                 results[name] = median([pool.submit(echo_round, plain.url, args.seconds).result()
                                         for _ in range(args.rounds)])
             finally:
@@ -284,7 +293,7 @@ def main(args: argparse.Namespace) -> None:
             try:
                 results[f"claiim gate, {workers} worker(s)"] = median(
                     [pool.submit(gate_round, url, token, args.seconds).result() for _ in range(args.rounds)])
-                if args.sustain_seconds and workers == args.workers[-1]:
+                if args.sustain_seconds and workers == args.sustain_workers:
                     db_url = env_of(Path(tmp) / f"up-{workers}")["CLAIIM_DATABASE_URL"]
                     for rate in args.sustain_rates:
                         held[rate] = pool.submit(sustained, url, token, db_url, rate, args.sustain_seconds).result()
@@ -301,7 +310,7 @@ def main(args: argparse.Namespace) -> None:
     for name, r in results.items():
         print(f"{name:<42} {r.p50_ms:>18.3f} {r.p99_ms:>8.3f} {r.rate:>17,.0f} {r.rate / echo_rate:>7.2f}")
     if held:
-        print(f"\ndecision reply -> row in chron_events, {args.workers[-1]} gate worker(s), OCSF feed running, "
+        print(f"\ndecision reply -> row in chron_events, {args.sustain_workers} gate worker(s), OCSF feed running, "
               f"{args.sustain_seconds:g} s at each rate")
         print(f"{'asked /s':>9} {'sent /s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'no row':>7}")
         for rate, h in held.items():
@@ -316,4 +325,7 @@ if __name__ == "__main__":
     parser.add_argument("--sustain-rates", type=lambda s: [int(x) for x in s.split(",")], default=[2000, 5000],
                         help="checks per second held for --sustain-seconds, timing each reply to its Chron row")
     parser.add_argument("--sustain-seconds", type=float, default=60.0, help="0: skip")
+    parser.add_argument("--sustain-workers", type=int, default=default_workers(),
+                        help="the gate workers of the stack the rates are held on (one of --workers; default: claiim "
+                             "up's default for this machine)")
     main(parser.parse_args(sys.argv[1:]))

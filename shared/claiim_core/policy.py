@@ -130,15 +130,61 @@ def first_match(patterns: tuple[str, ...], action: str) -> int | None:
     return None
 
 
+def _rule_matches(rule: RuleLike, action: str, target: str) -> bool:
+    if isinstance(rule, str):
+        return matches(rule, action)
+    return matches(rule.action, action) and target_matches(rule.target, target)
+
+
 def first_rule(rules: tuple[RuleLike, ...], action: str, target: str) -> int | None:
-    """The index of the first rule matching ``action`` on ``target``."""
-    for i, rule in enumerate(rules):
-        if isinstance(rule, str):
-            if matches(rule, action):
-                return i
-        elif matches(rule.action, action) and target_matches(rule.target, target):
+    """The index of the first rule matching ``action`` on ``target``. Long rule lists are looked up
+    through an index of their exact actions (:class:`_RuleIndex`): the cost of a decision hardly
+    grows with rules that name other actions."""
+    if len(rules) < INDEX_FROM:
+        return next((i for i, rule in enumerate(rules) if _rule_matches(rule, action, target)), None)
+    index = _rule_index(rules)
+    first = next((i for i in index.exact.get(action, ()) if _rule_matches(rules[i], action, target)), None)
+    for i in index.wild:
+        if first is not None and i > first:
+            break
+        if _rule_matches(rules[i], action, target):
             return i
-    return None
+    return first
+
+
+INDEX_FROM = 16
+"""Rule lists at least this long are looked up through an index."""
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleIndex:
+    exact: dict[str, tuple[int, ...]]
+    """Per action, the rules whose action pattern is that action (no ``*``), in order."""
+    wild: tuple[int, ...]
+    """The rules whose action pattern has a ``*``, in order."""
+
+
+_indexes: dict[int, tuple[tuple[RuleLike, ...], _RuleIndex]] = {}
+"""Rule lists by identity (policies are immutable and live in the registry), at most 1,024."""
+
+
+def _rule_index(rules: tuple[RuleLike, ...]) -> _RuleIndex:
+    cached = _indexes.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    exact: dict[str, list[int]] = {}
+    wild: list[int] = []
+    for i, rule in enumerate(rules):
+        pattern = rule if isinstance(rule, str) else rule.action
+        if "*" in pattern:
+            wild.append(i)
+        else:
+            exact.setdefault(pattern, []).append(i)
+    index = _RuleIndex({a: tuple(ix) for a, ix in exact.items()}, tuple(wild))
+    if len(_indexes) >= 1024:
+        _indexes.pop(next(iter(_indexes)))
+    _indexes[id(rules)] = (rules, index)
+    return index
 
 
 def rule_text(rule: RuleLike) -> str:

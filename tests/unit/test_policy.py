@@ -6,9 +6,18 @@ import copy
 import dataclasses
 
 import pytest
-from claiim_core.document import PolicyDocument
+from claiim_core.document import PolicyDocument, Rule, RuleLike
 from claiim_core.events import ControlEvent
-from claiim_core.policy import Verdict, check_pattern, evaluate, first_match, matches, parse_ref
+from claiim_core.policy import (
+    Verdict,
+    check_pattern,
+    evaluate,
+    first_match,
+    first_rule,
+    matches,
+    parse_ref,
+    target_matches,
+)
 from claiim_core.registry import Registry
 from claiim_core.schemas import CheckRequest
 from hypothesis import given
@@ -360,3 +369,20 @@ def test_evaluation_is_deterministic(agent_id: str, token: str, action: str) -> 
     assert evaluate(copy.deepcopy(registry), request, SECRET) == first
     assert registry == before
     assert first.outcome == "DENY" or (agent_id, token) == ("deploy-bot", DEPLOY_TOKEN)
+
+
+RULE_ACTIONS = st.sampled_from(["deploy:staging", "deploy:production", "deploy:*", "*:production", "health:check",
+                                "ops:a", "ops:*", "*"])
+RULE_TARGETS = st.none() | st.sampled_from(["prod-*", "prod-db", "*", "api-?"])
+
+
+@given(rules=st.lists(st.one_of(RULE_ACTIONS, st.builds(Rule, action=RULE_ACTIONS, target=RULE_TARGETS)),
+                      max_size=60),
+       action=st.sampled_from(["deploy:staging", "deploy:production", "health:check", "ops:a", "ops:b", "x:y"]),
+       target=st.sampled_from(["prod-db", "prod-web", "api-1", ""]))
+def test_the_rule_index_finds_the_first_matching_rule(rules: list[RuleLike], action: str, target: str) -> None:
+    """Long rule lists are looked up through an index: it finds the same rule as trying every rule in order."""
+    in_order = next((i for i, rule in enumerate(rules)
+                     if (matches(rule, action) if isinstance(rule, str)
+                         else matches(rule.action, action) and target_matches(rule.target, target))), None)
+    assert first_rule(tuple(rules), action, target) == in_order
