@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from claiim._servers import NatsCredentials, ensure_database, free_port, start_nats
+from claiim._servers import NatsCredentials, NatsProcess, ensure_database, free_port, start_nats
 from claiim_core.names import Names
 
 from tests.conftest import needs_nats_auth, new_settings
@@ -36,43 +37,49 @@ def wait_serving(process: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("round_", range(3))
-async def test_every_service_exits_0_within_2_s_of_sigterm_as_nats_goes_away(pg_url: str, tmp_path: Path,
-                                                                              round_: int) -> None:
-    """Chron, the OCSF feed, the gate and control as separate processes; their nats-server is killed and each gets
-    SIGTERM at the same moment: each exits 0 within 2 s (+0.5 s for the process itself)."""
+@pytest.fixture
+async def served(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[NatsProcess, dict[str, str]]]:
+    """A nats-server of this test's own, and the environment of `claiim serve` processes on it."""
     namespace = f"s{secrets.token_hex(4)}"
     credentials = NatsCredentials.generate()
     server = start_nats(free_port(), tmp_path / "nats", credentials=credentials, names=Names(namespace))
     try:
         settings = new_settings(server.url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), namespace,
                                 credentials)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
-        logs = {s: tmp_path / f"{s}.log" for s in SERVICES}
-        processes = {s: serve(s, env, logs[s]) for s in SERVICES}
-        try:
-            for s, process in processes.items():
-                wait_serving(process, logs[s])
-            server.process.send_signal(signal.SIGKILL)
-            started = time.monotonic()
-            for process in processes.values():
-                process.send_signal(signal.SIGTERM)
-            results = {}
-            for s, process in processes.items():
-                try:
-                    code = process.wait(timeout=max(0.1, started + STOP_S + 5 - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    code = None
-                results[s] = (code, round(time.monotonic() - started, 2))
-        finally:
-            for process in processes.values():
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(timeout=10)
-        slow = {s: r for s, r in results.items() if r[0] != 0 or r[1] > STOP_S + 0.5}
-        assert not slow, (slow, {s: logs[s].read_text()[-1500:] for s in slow})
+        yield server, {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_every_service_exits_0_within_2_s_of_sigterm_as_nats_goes_away(
+        served: tuple[NatsProcess, dict[str, str]], tmp_path: Path, round_: int) -> None:
+    """Chron, the OCSF feed, the gate and control as separate processes; their nats-server is killed and each gets
+    SIGTERM at the same moment: each exits 0 within 2 s (+0.5 s for the process itself)."""
+    server, env = served
+    logs = {s: tmp_path / f"{s}.log" for s in SERVICES}
+    processes = {s: serve(s, env, logs[s]) for s in SERVICES}
+    try:
+        for s, process in processes.items():
+            wait_serving(process, logs[s])
+        server.process.send_signal(signal.SIGKILL)
+        started = time.monotonic()
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        results = {}
+        for s, process in processes.items():
+            try:
+                code = process.wait(timeout=max(0.1, started + STOP_S + 5 - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                code = None
+            results[s] = (code, round(time.monotonic() - started, 2))
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    slow = {s: r for s, r in results.items() if r[0] != 0 or r[1] > STOP_S + 0.5}
+    assert not slow, (slow, {s: logs[s].read_text()[-1500:] for s in slow})
 
 
 def keep_signalling(process: subprocess.Popen[bytes], seconds: float) -> int | None:
@@ -84,23 +91,16 @@ def keep_signalling(process: subprocess.Popen[bytes], seconds: float) -> int | N
     return process.wait(timeout=1)
 
 
-async def test_a_repeated_sigterm_does_not_turn_a_clean_stop_into_death_by_signal(pg_url: str, tmp_path: Path) -> None:
+async def test_a_repeated_sigterm_does_not_turn_a_clean_stop_into_death_by_signal(
+        served: tuple[NatsProcess, dict[str, str]], tmp_path: Path) -> None:
     """A supervisor that repeats its SIGTERM while a service stops (every 2 ms until it has exited): exit 0."""
-    namespace = f"s{secrets.token_hex(4)}"
-    credentials = NatsCredentials.generate()
-    server = start_nats(free_port(), tmp_path / "nats", credentials=credentials, names=Names(namespace))
+    _, env = served
+    log = tmp_path / "gate.log"
+    process = serve("gate", env, log)
     try:
-        settings = new_settings(server.url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), namespace,
-                                credentials)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
-        log = tmp_path / "gate.log"
-        process = serve("gate", env, log)
-        try:
-            wait_serving(process, log)
-            assert keep_signalling(process, STOP_S + 5) == 0, log.read_text()[-2000:]
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
+        wait_serving(process, log)
+        assert keep_signalling(process, STOP_S + 5) == 0, log.read_text()[-2000:]
     finally:
-        server.stop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
