@@ -29,6 +29,7 @@ from pathlib import Path
 import stack
 from claiim._servers import ensure_database, free_port, start_nats, start_postgres
 from claiim._services import start_services
+from claiim._workers import serve_env
 from claiim_core.names import Names
 from decision_path import async_load, demo_token
 
@@ -53,7 +54,7 @@ async def main(args: argparse.Namespace) -> None:
         running = None
         try:
             settings = stack.settings(nats_server.url, await ensure_database(server_url, "claiim_bench"), credentials)
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
+            env = serve_env(settings)
             log = Path(tmp) / "backend.log"
             backend = serve_backend(env, log)
             deadline = time.monotonic() + 60

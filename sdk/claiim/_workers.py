@@ -36,6 +36,12 @@ SERVING = b"claiim serving"
 SUPERVISOR_ENV = "CLAIIM_SUPERVISOR_PID"
 
 
+def serve_env(settings: Settings) -> dict[str, str]:
+    """The environment of a ``claiim serve`` process run with ``settings``: this process's, without
+    its CLAIIM_* variables, plus the settings'."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
+
+
 def default_workers() -> int:
     """One gate process per two cores, between 1 and 4: the other cores serve NATS, PostgreSQL,
     Chron and the callers."""
@@ -46,8 +52,7 @@ class GateWorkers:
     def __init__(self, settings: Settings, count: int) -> None:
         if count < 1:
             raise ValueError("a gate needs at least one worker")
-        self._env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env(),
-                     SUPERVISOR_ENV: str(os.getpid())}
+        self._env = {**serve_env(settings), SUPERVISOR_ENV: str(os.getpid())}
         self._count = count
         self._processes: list[asyncio.subprocess.Process | None] = [None] * count
         self._watchers: list[asyncio.Task[None]] = []
@@ -78,6 +83,9 @@ class GateWorkers:
         except TimeoutError:
             line = b""
         if not line.startswith(SERVING):
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
             raise StackError(f"gate worker {i + 1} did not start within {READY_S:g} s "
                              f"(exit code {process.returncode}); its log is above")
         relay = asyncio.create_task(_relay(process.stdout))

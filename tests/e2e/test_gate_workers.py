@@ -19,6 +19,7 @@ from claiim import AsyncGate
 from claiim._admin import AsyncAdmin
 from claiim._embedded import demo_bundle
 from claiim._services import start_services
+from claiim._workers import serve_env
 from claiim_chron.verify import read_subject
 from claiim_runtime.settings import Settings
 
@@ -49,7 +50,7 @@ async def tokens(stack_settings: Settings) -> AsyncIterator[dict[str, str]]:
 @pytest.fixture
 def supervisor(stack_settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     log = tmp_path / "gate.log"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **stack_settings.env()}
+    env = serve_env(stack_settings)
     with log.open("wb") as out:
         process = subprocess.Popen([CLAIIM, "--env-file", os.devnull, "serve", "gate", "--workers", str(WORKERS)],
                                    env=env, stdout=out, stderr=subprocess.STDOUT)

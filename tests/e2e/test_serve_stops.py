@@ -3,7 +3,6 @@ feed used to wait in its fetch for ever, Chron to exit 1 when its last checkpoin
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from claiim._servers import NatsCredentials, NatsProcess, ensure_database, free_port, start_nats
+from claiim._workers import serve_env
 from claiim_core.names import Names
 
 from tests.conftest import needs_nats_auth, new_settings
@@ -46,7 +46,7 @@ async def served(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[NatsProcess
     try:
         settings = new_settings(server.url, await ensure_database(pg_url, f"t_{secrets.token_hex(6)}"), namespace,
                                 credentials)
-        yield server, {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **settings.env()}
+        yield server, serve_env(settings)
     finally:
         server.stop()
 

@@ -8,7 +8,6 @@ Every wait is bounded; every process signalled is one this module started (by it
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import nats
 from claiim import AsyncAdmin
 from claiim._embedded import demo_bundle
 from claiim._servers import NatsCredentials, NatsProcess, ensure_database, free_port, new_password, start_nats
+from claiim._workers import serve_env
 from claiim_core.names import Names, service_inbox
 from claiim_core.urls import nats_servers
 from claiim_runtime.natsconf import MAINTENANCE_USER, Cluster
@@ -119,7 +119,7 @@ class Deployment:
         log = self.root / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         offset = log.stat().st_size if log.exists() else 0
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **self.settings.env()}
+        env = serve_env(self.settings)
         with log.open("ab") as out:
             process = subprocess.Popen([CLAIIM, "--env-file", str(self.root / "none"), "serve", *which],
                                        env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -214,6 +214,6 @@ class Deployment:
 
     def verify(self) -> subprocess.CompletedProcess[str]:
         """`claiim chron verify` against this deployment."""
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIIM_")}, **self.settings.env()}
+        env = serve_env(self.settings)
         return subprocess.run([CLAIIM, "--env-file", str(self.root / "none"), "chron", "verify"], env=env,
                               capture_output=True, text=True, timeout=120)

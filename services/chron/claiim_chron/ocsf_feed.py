@@ -42,7 +42,6 @@ PUBLISH_TIMEOUT_S = 5.0
 class OcsfFeed:
     def __init__(self, nc: Client, names: Names, batch: int, gate_keys: GateKeyring) -> None:
         self._nc = nc
-        self._js = nc.jetstream()
         self._acks = AckPipeline(nc, names.ocsf_stream, PUBLISH_TIMEOUT_S)
         self._names = names
         self._batch = batch
@@ -55,7 +54,7 @@ class OcsfFeed:
 
     async def start(self) -> None:
         await self._acks.start()
-        puller = await durable_pull(self._nc, self._js, self._names.decisions_stream, OCSF_DURABLE, ACK_WAIT_S)
+        puller = await durable_pull(self._nc, self._names.decisions_stream, OCSF_DURABLE, ACK_WAIT_S)
         self._puller = puller
         self._task = asyncio.create_task(self._run(puller))
 

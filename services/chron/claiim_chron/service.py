@@ -138,7 +138,7 @@ class ChronService:
             log.warning("proofs feed not published yet: %r", e)
         for kind, stream in (("decision", self._names.decisions_stream),
                              ("control", self._names.control_stream)):
-            puller = await durable_pull(self._nc, self._js, stream, self._names.chron_durable, ACK_WAIT_S)
+            puller = await durable_pull(self._nc, stream, self._names.chron_durable, ACK_WAIT_S)
             self._pullers.append(puller)
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, puller)))
         self._tasks.append(asyncio.create_task(self._checkpoints()))

@@ -119,7 +119,7 @@ class StreamReplicasError(ConfigError):
     """A stream cannot have, or does not have, the replicas the settings ask for."""
 
 
-async def durable_pull(nc: Client, js: JetStreamContext, stream: str, durable: str, ack_wait: float) -> Puller:
+async def durable_pull(nc: Client, stream: str, durable: str, ack_wait: float) -> Puller:
     """A :class:`Puller` of the durable consumer ``durable`` of ``stream``, which gets every message
     from the first one, acknowledged one by one, redelivered without limit ``ack_wait`` seconds after
     a consumer that fetched it went quiet. The consumer is created, or updated when it exists with
@@ -127,7 +127,7 @@ async def durable_pull(nc: Client, js: JetStreamContext, stream: str, durable: s
     config = ConsumerConfig(name=durable, durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
                             deliver_policy=DeliverPolicy.ALL, max_ack_pending=50_000, ack_wait=ack_wait,
                             max_deliver=-1)
-    await js.add_consumer(stream, config)
+    await nc.jetstream().add_consumer(stream, config)
     puller = Puller(nc, stream, durable)
     await puller.start()
     return puller
