@@ -44,16 +44,12 @@ class NotWriterError(StoreError):
     """Another Chron holds the writer lock: this one is a standby until it gets the lock."""
 
 
-_TYPES = ("text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
-          "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea", "int8", "bytea")
 _COLUMNS = (*ROW_COLUMNS, "leaf_index", "leaf_hash")
 _ID, _STREAM, _SEQ, _SUBJECT, _EVENT = (ROW_COLUMNS.index(c)
                                         for c in ("chron_id", "stream", "stream_seq", "subject", "event"))
-_ARRAYS = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
-_INSERT = (
-    f"INSERT INTO chron_events ({', '.join(_COLUMNS)}) SELECT * FROM unnest({_ARRAYS})"
-)
-_INSERT_NODES = "INSERT INTO chron_tree (level, idx, hash) SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[])"
+_NODE_COLUMNS = ("level", "idx", "hash")
+_INSERT_NODES = ("INSERT INTO chron_tree (level, idx, hash) SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[]) "
+                 "ON CONFLICT DO NOTHING")
 # What is already stored of a batch: rows of the same chron id or stream position, and parked
 # messages of the same position (NULL chron id).
 _STORED = ("SELECT stream, stream_seq, chron_id, leaf_index FROM chron_events WHERE chron_id = ANY($1::text[]) "
@@ -217,17 +213,15 @@ class ChronStore:
             async for row in conn.cursor("SELECT leaf_hash FROM chron_events ORDER BY leaf_index"):
                 batch += [n for n in frontier.append(bytes(row["leaf_hash"])) if n[0] > 0]
                 if len(batch) >= 10_000:
-                    await self._insert_nodes(conn, batch, skip_existing=True)
+                    await self._insert_missing_nodes(conn, batch)
                     batch = []
-            await self._insert_nodes(conn, batch, skip_existing=True)
+            await self._insert_missing_nodes(conn, batch)
 
     @staticmethod
-    async def _insert_nodes(conn: asyncpg.Connection, nodes: list[tuple[int, int, bytes]],
-                            skip_existing: bool = False) -> None:
+    async def _insert_missing_nodes(conn: asyncpg.Connection, nodes: list[tuple[int, int, bytes]]) -> None:
         if nodes:
             levels, idxs, hashes = (list(c) for c in zip(*nodes, strict=True))
-            sql = _INSERT_NODES + (" ON CONFLICT DO NOTHING" if skip_existing else "")
-            await conn.execute(sql, levels, idxs, hashes)
+            await conn.execute(_INSERT_NODES, levels, idxs, hashes)
 
     @staticmethod
     async def _fetch_nodes(conn: asyncpg.Connection, wanted: Iterable[Node]) -> dict[Node, bytes]:
@@ -343,9 +337,10 @@ class ChronStore:
                 full.append((*r, frontier.size, h))
                 nodes += [n for n in frontier.append(h) if n[0] > 0]
                 leaves.append((str(r[_ID]), h))
-            if full:
-                await conn.execute(_INSERT, *[list(col) for col in zip(*full, strict=True)])
-                await self._insert_nodes(conn, nodes)
+            if full:  # binary COPY: no per-value array encoding, as an INSERT of arrays has
+                await conn.copy_records_to_table("chron_events", records=full, columns=_COLUMNS)
+                if nodes:
+                    await conn.copy_records_to_table("chron_tree", records=nodes, columns=_NODE_COLUMNS)
             for p in parked:
                 await conn.execute(_PARK, p.stream, p.stream_seq, p.subject, p.data, p.error)
         self.frontier = frontier
