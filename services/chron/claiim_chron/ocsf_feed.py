@@ -24,7 +24,7 @@ from claiim_core.schemas import DecisionEvent
 from claiim_runtime.natsconf import OCSF_DURABLE
 from claiim_runtime.pubacks import AckPipeline, Stored
 from claiim_runtime.stopping import Deadline
-from claiim_runtime.streams import Puller, durable_pull, hand_back
+from claiim_runtime.streams import Puller, durable_pull, hand_back, stream_seq
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -93,11 +93,11 @@ class OcsfFeed:
         for msg in msgs:
             try:
                 event = _decision.decode(msg.data)
-                open_decision(event, msg.subject, msg.metadata.sequence.stream, self._gate_keys, self._names)
+                open_decision(event, msg.subject, stream_seq(msg), self._gate_keys, self._names)
             except AuthError as e:
                 self.rejected += 1
                 log.critical("decision at seq %s on %s is not authentic, not published as OCSF: %s",
-                             msg.metadata.sequence.stream, msg.subject, e)
+                             stream_seq(msg), msg.subject, e)
                 await msg.ack()
             except (msgspec.DecodeError, msgspec.ValidationError):
                 await msg.ack()

@@ -38,7 +38,7 @@ from claiim_core.names import Names
 from claiim_core.schemas import ChronResult, DecisionEvent
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.stopping import Deadline
-from claiim_runtime.streams import Puller, durable_pull, hand_back
+from claiim_runtime.streams import Puller, durable_pull, hand_back, stream_seq
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -68,11 +68,12 @@ FEED_CHUNK = 1000
 """Most leaves in one proofs-feed message (about 100 KB)."""
 
 
-async def _in_progress(msgs: list[Msg]) -> None:
-    """Tell JetStream, every few seconds, that a batch is still being stored (no redelivery)."""
+async def _in_progress(msgs: list[Msg], puller: Puller) -> None:
+    """Tell JetStream, every few seconds, that a batch is still being stored, and the next one waiting
+    (no redelivery)."""
     while True:
         await asyncio.sleep(PROGRESS_S)
-        for msg in msgs:
+        for msg in [*msgs, *puller.waiting()]:
             with contextlib.suppress(Exception):
                 await msg.in_progress()
 
@@ -343,7 +344,7 @@ class ChronService:
             if not msgs:
                 continue
             self._inflight[id(puller)] = msgs
-            progress = asyncio.create_task(_in_progress(msgs))
+            progress = asyncio.create_task(_in_progress(msgs, puller))
             try:
                 await self._store(kind, stream, msgs)
             except NotWriterError:  # a standby took over while PostgreSQL was away: become the standby
@@ -363,7 +364,7 @@ class ChronService:
         if kind == "control":
             check = self._check_control
             try:  # the follower decides which control messages are authentic, in stream order
-                await self._follower.wait_for(max(m.metadata.sequence.stream for m in msgs))
+                await self._follower.wait_for(max(stream_seq(m) for m in msgs))
             except TimeoutError:
                 log.warning("the registry follower is behind the control batch; %d messages will be redelivered",
                             len(msgs))
@@ -372,7 +373,7 @@ class ChronService:
         rows: list[Row] = []
         parked: list[Parked] = []
         for msg in msgs:
-            item = to_row(kind, stream, msg.metadata.sequence.stream, msg.subject, msg.data, check)
+            item = to_row(kind, stream, stream_seq(msg), msg.subject, msg.data, check)
             if isinstance(item, Parked):
                 parked.append(item)
             else:

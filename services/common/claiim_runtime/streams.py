@@ -140,7 +140,9 @@ class Puller:
 
     :meth:`fetch` first asks for what is there (``no_wait``); when nothing is, it asks again and waits
     up to ``timeout`` for the first message. Such a request lingers on the server until it has
-    delivered its batch or expires, and what it delivers later is kept for the next fetch."""
+    delivered its batch or expires, and what it delivers later is kept for the next fetch. A fetch
+    that returns messages asks for the next batch at once, without waiting for it: it arrives while
+    the caller stores this one (:meth:`waiting` lists what has arrived)."""
 
     def __init__(self, nc: Client, stream: str, durable: str, api_prefix: str = "$JS.API") -> None:
         self._nc = nc
@@ -175,7 +177,14 @@ class Puller:
         if not self._ready:
             await self._pull({"batch": batch, "expires": int(timeout * 1e9)}, 1, timeout)
         msgs, self._ready = self._ready[:batch], self._ready[batch:]
+        if msgs and len(self._ready) < batch:
+            await self._nc.publish(self._next, json.dumps({"batch": batch, "no_wait": True}).encode(),
+                                   reply=f"{self._inbox}.{next(self._ids)}")
         return msgs
+
+    def waiting(self) -> list[Msg]:
+        """What was delivered and not fetched yet."""
+        return list(self._ready)
 
     async def _pull(self, request: dict[str, object], need: int, timeout: float) -> None:
         """Send ``request`` and wait until ``need`` messages are ready or it is over (or ``timeout``)."""
@@ -198,6 +207,17 @@ class Puller:
     async def unsubscribe(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
+
+
+def stream_seq(msg: Msg) -> int:
+    """The stream sequence of a message a JetStream consumer delivered, read from its reply subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...``, or the longer form with a domain
+    and an account hash) without nats-py's ``metadata``, which also builds a datetime and two
+    dataclasses per message."""
+    tokens = (msg.reply or "").split(".")
+    if not (len(tokens) == 9 or len(tokens) >= 11) or tokens[0] != "$JS" or tokens[1] != "ACK":
+        raise ValueError(f"not a JetStream delivery: reply subject {msg.reply!r}")
+    return int(tokens[5] if len(tokens) == 9 else tokens[7])
 
 
 async def hand_back(msgs: list[Msg], seconds: float) -> None:
