@@ -2,9 +2,10 @@
 
 It starts nats-server (JetStream, data in DIR/nats; with ``--nats-cluster 3`` a cluster of three,
 data in DIR/nats-cluster, every stream with three replicas) and PostgreSQL (pgserver, data in
-DIR/pg) unless URLs of existing servers are given, then control, Chron, the OCSF feed and the auth
-service in this process with the admin web UI (``--ui-port``, default 8480), and the gate as
-``--gate-workers`` processes of its own (:mod:`claiim._workers`), applies the demo bundle, and writes:
+DIR/pg) unless URLs of existing servers are given, then control, Chron and the auth service in
+this process with the admin web UI (``--ui-port``, default 8480), the gate as ``--gate-workers``
+processes of its own and the OCSF feed as one more (:mod:`claiim._workers`), applies the demo
+bundle, and writes:
 
 - ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_STREAM_REPLICAS``, ``CLAIIM_ADMIN_TOKEN`` (the operator
   token), ``CLAIIM_DATABASE_URL``, ``CLAIIM_NAMESPACE``, ``CLAIIM_UI_URL`` and, with the demo,
@@ -59,7 +60,7 @@ from claiim._servers import (
     stop_postgres,
 )
 from claiim._services import BACKEND, RunningServices, start_services
-from claiim._workers import GateWorkers, default_workers
+from claiim._workers import Workers, default_workers
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
     nats: list[NatsProcess] = []
     pg: Any = None
     running = None
-    gates: GateWorkers | None = None
+    workers: list[Workers] = []
     own_nats = NatsCredentials(keys["nats_passwords"], keys["nats_issuer_seed"])
     try:
         if opts.nats_url:
@@ -176,7 +177,7 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
                             ui_port=opts.ui_port, control_key_file=control_key, control_verifiers_file=control_pub,
                             gate_key_file=gate_key, gate_keys_file=gate_key, nats_passwords=passwords,
                             nats_issuer_seed=issuer, stream_replicas=opts.nats_cluster if nats else 1)
-        which: tuple[str, ...] = tuple(s for s in (*BACKEND, "admin") if s != "gate")
+        which: tuple[str, ...] = tuple(s for s in (*BACKEND, "admin") if s not in ("gate", "ocsf"))
         if not issuer:
             which = tuple(s for s in which if s != "auth")
             say(f"warning: no CLAIIM_NATS_ISSUER_SEED for the NATS server at {nats_url}: services connect as that "
@@ -185,8 +186,9 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             running = await start_services(settings, which, instance="embedded")
         except ConfigError as e:
             raise StackError(str(e)) from None
-        gates = GateWorkers(settings, opts.gate_workers)
-        await gates.start()
+        for service, count in (("gate", opts.gate_workers), ("ocsf", 1)):
+            workers.append(Workers(settings, service, count))
+            await workers[-1].start()
         _warn_refused(running, data_dir, say)
         assert running.admin is not None
         ui_url = running.admin.url
@@ -208,8 +210,8 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
         say("claiim stopping")
     finally:
         # In order: the services (bounded), then the servers they use.
-        if gates is not None:
-            await gates.stop()
+        for group in reversed(workers):
+            await group.stop()
         if running is not None:
             await running.stop()
         for node in nats:

@@ -1,9 +1,11 @@
-"""Gate workers: N ``claiim serve gate`` processes in the gate's queue group, supervised.
+"""Service processes: N ``claiim serve <service>`` processes, supervised.
 
-One Python process decides on one core; the gate scales across cores by running several
-processes that share the check subject's queue group (NATS spreads requests over them). Each
-worker is a plain ``claiim serve gate`` with the supervisor's settings in its environment, so it
-behaves exactly as a gate deployed on its own.
+One Python process works on one core. The gate scales across cores by running several processes
+that share the check subject's queue group (NATS spreads requests over them); ``claiim up`` also
+runs the OCSF feed in a process of its own, so that rendering and publishing every decision
+again does not take Chron's time. Each worker is a plain ``claiim serve <service>`` with the
+supervisor's settings in its environment, so it behaves exactly as the service deployed on its
+own.
 
 The supervisor starts them and waits until each says it serves; starts a worker again (after
 :data:`RESTART_DELAY_S`) when it exits while the supervisor is not stopping; and stops them with
@@ -48,10 +50,11 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
-class GateWorkers:
-    def __init__(self, settings: Settings, count: int) -> None:
+class Workers:
+    def __init__(self, settings: Settings, service: str, count: int) -> None:
         if count < 1:
-            raise ValueError("a gate needs at least one worker")
+            raise ValueError(f"the {service} needs at least one worker")
+        self._service = service
         self._env = {**serve_env(settings), SUPERVISOR_ENV: str(os.getpid())}
         self._count = count
         self._processes: list[asyncio.subprocess.Process | None] = [None] * count
@@ -74,7 +77,7 @@ class GateWorkers:
 
     async def _start(self, i: int) -> None:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "claiim", "--env-file", os.devnull, "serve", "gate",
+            sys.executable, "-m", "claiim", "--env-file", os.devnull, "serve", self._service,
             env=self._env, stdout=asyncio.subprocess.PIPE)
         self._processes[i] = process
         assert process.stdout is not None
@@ -86,7 +89,7 @@ class GateWorkers:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-            raise StackError(f"gate worker {i + 1} did not start within {READY_S:g} s "
+            raise StackError(f"{self._service} worker {i + 1} did not start within {READY_S:g} s "
                              f"(exit code {process.returncode}); its log is above")
         relay = asyncio.create_task(_relay(process.stdout))
         self._relays.add(relay)
@@ -100,7 +103,8 @@ class GateWorkers:
             code = await process.wait()
             if self._stopping:
                 return
-            log.warning("gate worker %d (pid %d) exited with code %s: starting it again", i + 1, process.pid, code)
+            log.warning("%s worker %d (pid %d) exited with code %s: starting it again", self._service, i + 1,
+                        process.pid, code)
             await asyncio.sleep(RESTART_DELAY_S)
             try:
                 await self._start(i)
@@ -121,7 +125,8 @@ class GateWorkers:
             await asyncio.wait(waits, timeout=STOP_WAIT_S)
         for process in running:
             if process.returncode is None:
-                log.warning("gate worker pid %d did not stop within %g s: killing it", process.pid, STOP_WAIT_S)
+                log.warning("%s worker pid %d did not stop within %g s: killing it", self._service, process.pid,
+                            STOP_WAIT_S)
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
@@ -142,7 +147,7 @@ async def supervisor_gone(stop: asyncio.Event) -> None:
         return
     while not stop.is_set():
         if os.getppid() != int(supervisor):
-            log.warning("the gate's supervisor (pid %s) is gone: stopping", supervisor)
+            log.warning("the supervisor (pid %s) is gone: stopping", supervisor)
             stop.set()
             return
         await asyncio.sleep(0.5)

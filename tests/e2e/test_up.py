@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import subprocess
@@ -14,8 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from claiim import AsyncGate
 from claiim._servers import free_port
+from claiim_core.names import Names
+from claiim_runtime.settings import Settings
+from nats.js.api import DeliverPolicy
 
+from tests.conftest import connect_as
 from tests.e2e.upstack import CLAIIM, SEED, Up, clean_env
 
 pytestmark = pytest.mark.e2e
@@ -82,6 +88,33 @@ def test_seed_example_runs_verbatim_and_lands_in_chron(up: Up) -> None:
     header = listed.stdout.splitlines()[0].split()
     assert header == ["CHRON_ID", "OCCURRED_AT", "OUTCOME", "AGENT_ID", "ANCHOR", "ACTION", "TARGET", "POLICY",
                       "SKILL"]
+
+
+def test_the_ocsf_feed_process_publishes_each_decision(up: Up) -> None:
+    """`claiim up` runs the OCSF feed as a process of its own: a decision reaches the OCSF stream, read as the
+    SIEM's NATS user."""
+    env = up.env
+    settings = Settings(url=env["CLAIIM_URL"], namespace=env["CLAIIM_NAMESPACE"],
+                        nats_passwords=",".join(f"{user}={password}" for user, password in json.loads(
+                            (up.data_dir / "secrets.json").read_text())["nats_passwords"].items()))
+
+    async def ocsf_uid() -> tuple[str, str]:
+        async with AsyncGate("deploy-bot", up.tokens["deploy-bot"], settings.url) as gate:
+            chron_id = (await gate.check("deploy:production", "api-v2")).chron_id
+        nc = await connect_as(settings, "siem")
+        try:
+            sub = await nc.jetstream().subscribe(f"{settings.namespace}.ocsf.demo.deploy-bot.deny",
+                                                 stream=Names(settings.namespace).ocsf_stream, ordered_consumer=True,
+                                                 deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+            while True:
+                event = json.loads((await sub.next_msg(timeout=10)).data)
+                if event["metadata"]["uid"] == chron_id:
+                    return chron_id, str(event["disposition"])
+        finally:
+            await nc.close()
+
+    chron_id, disposition = asyncio.run(ocsf_uid())
+    assert chron_id.startswith("chr_") and disposition == "Blocked"
 
 
 def test_rehearsal_passes(up: Up) -> None:

@@ -12,7 +12,7 @@ from claiim_runtime.stopping import run_until_signalled
 
 from claiim._errors import StackError
 from claiim._services import SERVICES, start_services
-from claiim._workers import GateWorkers, supervisor_gone
+from claiim._workers import Workers, supervisor_gone
 
 
 def serve(services: list[str], workers: int = 1) -> int:
@@ -25,7 +25,7 @@ def serve(services: list[str], workers: int = 1) -> int:
     async def run(stop: asyncio.Event) -> None:
         watch = asyncio.create_task(supervisor_gone(stop))
         settings = Settings()
-        gates = GateWorkers(settings, workers) if workers > 1 else None
+        gates = Workers(settings, "gate", workers) if workers > 1 else None
         running = await start_services(settings, tuple(s for s in which if s != "gate") if gates else which)
         try:
             if gates is not None:
