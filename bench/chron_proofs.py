@@ -6,8 +6,9 @@ It starts its own nats-server and PostgreSQL (pgserver) in a temporary directory
 one run:
 
   (1) plain: the backlog's rows inserted with asyncpg into a table with the same columns and
-      unique indexes as ``chron_events``, 1,000 rows per transaction (multi-array ``unnest``), no
-      NATS, no Merkle tree: the floor for storing these rows;
+      unique indexes as ``chron_events``, 1,000 rows per transaction, no NATS, no Merkle tree: the
+      floor for storing these rows, three ways (``executemany`` of one INSERT, the baseline of the
+      ratios; one INSERT of ``unnest`` arrays; a binary COPY);
   (2) chron: the real Chron (``ChronService``: JetStream pull consumer, batches of 1,000, each
       decision's gate MAC verified, leaf hashes, stored subtrees, proofs feed, checkpoints every 5 s)
       draining a backlog of the same decisions (authenticated by a gate key) published to the
@@ -17,7 +18,8 @@ one run:
   (3) verify: ``verify_log`` over the whole database of (2), against the proofs stream, every
       decision's MAC checked with the gate keyring;
   (4) proofs: a log of ``--proof-leaves`` leaves written with ``ChronStore.append`` (10,000 per
-      transaction), then inclusion proofs of 1,000 random leaves and 100 consistency proofs,
+      transaction), verified whole as ``claiim chron verify`` does (against a signed checkpoint of
+      it and its proofs feed; no keyring), then inclusion proofs of 1,000 random leaves and 100 consistency proofs,
       each read from PostgreSQL and verified: time per proof.
 """
 
@@ -44,7 +46,7 @@ from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.rows import ROW_COLUMNS, Row, StreamAuthenticator, decision_row
 from claiim_chron.service import ChronService
 from claiim_chron.store import ChronStore
-from claiim_chron.verify import evidence_from_stream, verify_log
+from claiim_chron.verify import Evidence, evidence_from_stream, verify_log
 from claiim_core.canonical import canonical_bytes
 from claiim_core.checkpoint import Checkpoint, Signer
 from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, Trusted, seal_decision
@@ -95,18 +97,32 @@ def ms(values: list[float]) -> str:
             f"max {values[-1] * 1000:.2f} ms")
 
 
-async def plain_inserts(db_url: str, rows: list[Row]) -> float:
+PLAIN_METHODS = ("executemany", "unnest", "copy")
+
+
+async def plain_inserts(db_url: str, rows: list[Row], method: str) -> float:
+    """Seconds to store ``rows`` in a fresh table of Chron's shape, 1,000 rows per transaction, by
+    ``method``: ``executemany`` of one INSERT, one INSERT of ``unnest`` arrays, or a binary COPY."""
     conn = await asyncpg.connect(db_url)
     try:
+        await conn.execute("DROP TABLE IF EXISTS plain_events")
         await conn.execute(PLAIN_TABLE)
+        columns = ", ".join(ROW_COLUMNS)
         types = ["text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
                  "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea"]
         arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
-        sql = f"INSERT INTO plain_events ({', '.join(ROW_COLUMNS)}) SELECT * FROM unnest({arrays})"
+        unnest = f"INSERT INTO plain_events ({columns}) SELECT * FROM unnest({arrays})"
+        values = f"INSERT INTO plain_events ({columns}) VALUES ({', '.join(f'${i}' for i in range(1, 21))})"
         started = time.perf_counter()
         for k in range(0, len(rows), BATCH):
+            batch = rows[k:k + BATCH]
             async with conn.transaction():
-                await conn.execute(sql, *[list(c) for c in zip(*rows[k:k + BATCH], strict=True)])
+                if method == "executemany":
+                    await conn.executemany(values, batch)
+                elif method == "unnest":
+                    await conn.execute(unnest, *[list(c) for c in zip(*batch, strict=True)])
+                else:
+                    await conn.copy_records_to_table("plain_events", records=batch, columns=ROW_COLUMNS)
         return time.perf_counter() - started
     finally:
         await conn.close()
@@ -179,14 +195,26 @@ async def proofs_at_scale(db_url: str, n: int) -> None:
     try:
         started = time.perf_counter()
         step = 10_000
+        feed: list[tuple[str, bytes]] = []
         for k in range(0, n, step):
             rows = [decision_row("BENCH", i + 1, "bench.decision", canonical_bytes(decision(i)))
                     for i in range(k, min(n, k + step))]
-            await store.append(rows, [])
+            feed += (await store.append(rows, [])).leaves
         took = time.perf_counter() - started
         size = store.frontier.size
         root = store.frontier.root()
         print(f"  wrote a log of {size:,} leaves with ChronStore.append in {took:.1f} s ({size / took:,.0f} leaves/s)")
+        signer = Signer.from_seed("bench-large", secrets.token_bytes(32))
+        note = signer.sign(Checkpoint("bench-large", size, root, rfc3339(time.time_ns() // 1000)))
+        conn = await asyncpg.connect(db_url)
+        try:
+            report = await verify_log(conn, signer.verifier, Evidence([note], [(0, feed)]), max_age=1e9)
+        finally:
+            await conn.close()
+        assert report.ok, report.lines()
+        print(f"  (4) chron verify at {size:,} leaves against a signed checkpoint and the feed: {report.seconds:.1f} s "
+              f"({report.leaves / report.seconds:,.0f} leaves/s)")
+        del feed
         rng = random.Random(6962)
         times = []
         for _ in range(1000):
@@ -223,8 +251,11 @@ async def main(backlog: int, proof_leaves: int, top: int) -> None:
             print(f"cpus={os.cpu_count()}; backlog {backlog:,} decisions, batches of {BATCH}")
             data = [seal_decision(decision(i), GATE_KEY) for i in range(backlog)]
             rows = [decision_row("BENCH_DECISIONS", i + 1, "bench.decision", payload) for i, payload in enumerate(data)]
-            plain = await plain_inserts(await ensure_database(server_url, "plain"), rows)
-            print(f"  (1) plain asyncpg inserts: {backlog / plain:,.0f} rows/s ({plain:.1f} s)")
+            plain_db = await ensure_database(server_url, "plain")
+            plains = {m: await plain_inserts(plain_db, rows, m) for m in PLAIN_METHODS}
+            for m, t in plains.items():
+                print(f"  (1) plain asyncpg {m}: {backlog / t:,.0f} rows/s ({t:.1f} s)")
+            plain = plains["executemany"]
             names = Names("bench")
             signer = Signer.from_seed("bench", secrets.token_bytes(32))
             chron_db = await ensure_database(server_url, "chron")
@@ -234,13 +265,13 @@ async def main(backlog: int, proof_leaves: int, top: int) -> None:
             if profile is not None:
                 pstats.Stats(profile).sort_stats("tottime").print_stats(top)
             print(f"  (2) Chron with the Merkle log: {backlog / took:,.0f} leaves/s ({took:.1f} s) = "
-                  f"{plain / took:.2f} of the plain insert rate")
+                  f"{plain / took:.2f} of the plain executemany rate")
             print(f"      checkpoints while draining: {len(intervals)}, intervals "
                   f"{', '.join(f'{x:.2f}' for x in intervals)} s")
             took2, _ = await chron_ingest(server.url, await ensure_database(server_url, "chron2"), Names("bench2"),
                                           data, signer, with_ocsf=True)
             print(f"  (2') the same with the OCSF feed in the same process: {backlog / took2:,.0f} leaves/s "
-                  f"({took2:.1f} s) = {plain / took2:.2f} of the plain insert rate")
+                  f"({took2:.1f} s) = {plain / took2:.2f} of the plain executemany rate")
             nc = await nats.connect(server.url)
             evidence = await evidence_from_stream(nc.jetstream(), names)
             await nc.close()
