@@ -20,7 +20,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
 COPY sdk ./sdk
-RUN pip install . && cd / && rm -rf /src
+RUN pip install . ./services && cd / && rm -rf /src
 
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/claiim \
         --shell /usr/sbin/nologin claiim

@@ -41,7 +41,6 @@ from typing import Any
 
 import asyncpg
 import nats
-from claiim._servers import ensure_database, free_port, start_nats, start_postgres
 from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.rows import ROW_COLUMNS, Row, StreamAuthenticator, decision_row
 from claiim_chron.service import ChronService
@@ -63,6 +62,7 @@ from claiim_core.names import Names
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.streams import ensure_streams
+from claiim_server.servers import ensure_database, free_port, start_nats, start_postgres
 
 BATCH = 1000
 PLAIN_TABLE = """

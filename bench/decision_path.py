@@ -38,15 +38,14 @@ import asyncpg
 import msgspec
 import nats
 import stack
-from claiim import AsyncGate, Gate
-from claiim._admin import AsyncAdmin
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, ensure_database, free_port, start_nats, start_postgres
-from claiim._services import RunningServices, start_services
+from claiim import AsyncAdmin, AsyncGate, Gate
 from claiim_core.names import Names
 from claiim_core.schemas import CheckRequest
 from claiim_core.tokens import inbox_prefix
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import RunningServices, start_services
+from claiim_server.servers import NatsCredentials, ensure_database, free_port, start_nats, start_postgres
+from claiim_server.stack import demo_bundle
 
 AGENT = "deploy-bot"
 ACTION = "deploy:staging"

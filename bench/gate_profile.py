@@ -27,10 +27,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import stack
-from claiim._servers import ensure_database, free_port, start_nats, start_postgres
-from claiim._services import start_services
-from claiim._workers import serve_env
 from claiim_core.names import Names
+from claiim_server.bootstrap import start_services
+from claiim_server.servers import ensure_database, free_port, start_nats, start_postgres
+from claiim_server.workers import serve_env
 from decision_path import async_load, demo_token
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")

@@ -45,10 +45,7 @@ from typing import Any
 
 import msgspec
 import nats
-from claiim._admin import AsyncAdmin
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, free_port, new_password, start_nats
-from claiim._services import RunningServices, start_services
+from claiim import AsyncAdmin
 from claiim_core.canonical import canonical_bytes
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import GateKey, seal_decision
@@ -59,6 +56,9 @@ from claiim_gate.service import GateService
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import RunningServices, start_services
+from claiim_server.servers import NatsCredentials, free_port, new_password, start_nats
+from claiim_server.stack import demo_bundle
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig

@@ -42,8 +42,8 @@ from pathlib import Path
 import asyncpg
 import nats
 from claiim import AsyncGate
-from claiim._servers import free_port, start_nats
-from claiim._workers import default_workers
+from claiim_server.servers import free_port, start_nats
+from claiim_server.workers import default_workers
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")
 AGENT, ACTION, TARGET = "deploy-bot", "deploy:staging", "api-v2"

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import nats
-from claiim._servers import free_port, start_nats
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import ControlKeyring, Trusted, seal_control
 from claiim_core.events import (
@@ -32,6 +31,7 @@ from claiim_core.events import (
 from claiim_core.names import Names
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.streams import ensure_streams
+from claiim_server.servers import free_port, start_nats
 
 
 def events(n: int) -> list[ControlEvent]:

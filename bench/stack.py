@@ -8,12 +8,12 @@ import secrets
 from typing import Any
 
 import nats
-from claiim._servers import NatsCredentials, new_password
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import GateKey
 from claiim_core.names import service_inbox
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
+from claiim_server.servers import NatsCredentials, new_password
 from nats.aio.client import Client
 
 

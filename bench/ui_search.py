@@ -33,8 +33,6 @@ import aiohttp
 import asyncpg
 import stack
 from claiim import AsyncAdmin
-from claiim._servers import ensure_database, free_port, start_nats, start_postgres
-from claiim._services import start_services
 from claiim_chron.rows import decision_row
 from claiim_chron.store import ChronStore
 from claiim_core.canonical import canonical_bytes
@@ -43,6 +41,8 @@ from claiim_core.ids import chron_id, rfc3339
 from claiim_core.names import Names
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
+from claiim_server.servers import ensure_database, free_port, start_nats, start_postgres
 from playwright.async_api import async_playwright
 
 START_MS = 1_764_000_000_000

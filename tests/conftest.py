@@ -28,10 +28,7 @@ from typing import Any
 import nats
 import pytest
 from claiim import AsyncAdmin, AsyncGate
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, ensure_database, free_port, new_password, start_nats, start_postgres
-from claiim._services import BACKEND, RunningServices, start_services
-from claiim._transport import NatsTransport
+from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import GateKey, seal_decision
 from claiim_core.names import Names, service_inbox
@@ -40,6 +37,9 @@ from claiim_core.tokens import inbox_prefix
 from claiim_core.urls import nats_servers
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import BACKEND, RunningServices, start_services
+from claiim_server.servers import NatsCredentials, ensure_database, free_port, new_password, start_nats, start_postgres
+from claiim_server.stack import demo_bundle
 from nats.aio.client import Client
 
 

@@ -11,16 +11,15 @@
 """
 
 from claiim._admin import Admin, AsyncAdmin
-from claiim._errors import (
+from claiim._gate import AsyncGate, CheckResult, Gate
+from claiim.errors import (
     AdminError,
     ClaiimError,
     GateUnavailableError,
     ProtocolError,
-    StackError,
     UnauthorizedError,
 )
-from claiim._gate import AsyncGate, CheckResult, Gate
-from claiim._transport import Transport
+from claiim.transport import Transport
 
 __all__ = [
     "Admin",
@@ -32,7 +31,6 @@ __all__ = [
     "Gate",
     "GateUnavailableError",
     "ProtocolError",
-    "StackError",
     "Transport",
     "UnauthorizedError",
 ]

@@ -40,8 +40,8 @@ from claiim_core.schemas import (
     SkillVersionInfo,
 )
 
-from claiim._errors import AdminError, ProtocolError, UnauthorizedError
-from claiim._transport import NatsTransport, Transport, resolve_url
+from claiim.errors import AdminError, ProtocolError, UnauthorizedError
+from claiim.transport import NatsTransport, Transport, resolve_url
 
 _encode = msgspec.json.Encoder().encode
 

@@ -17,8 +17,8 @@ import msgspec
 from claiim_core.names import Names
 from claiim_core.schemas import CheckRequest, DecisionReply
 
-from claiim._errors import GateUnavailableError, ProtocolError, UnauthorizedError
-from claiim._transport import NatsTransport, Transport, resolve_url
+from claiim.errors import GateUnavailableError, ProtocolError, UnauthorizedError
+from claiim.transport import NatsTransport, Transport, resolve_url
 
 T = TypeVar("T")
 ATTEMPT_S = 2.5

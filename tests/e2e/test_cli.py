@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from claiim._servers import free_port
+from claiim_server.servers import free_port
 
 from tests.e2e.upstack import CLAIIM, Up, clean_env
 

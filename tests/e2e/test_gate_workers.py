@@ -15,13 +15,12 @@ from pathlib import Path
 import msgspec
 import psutil
 import pytest
-from claiim import AsyncGate
-from claiim._admin import AsyncAdmin
-from claiim._embedded import demo_bundle
-from claiim._services import start_services
-from claiim._workers import serve_env
+from claiim import AsyncAdmin, AsyncGate
 from claiim_chron.verify import read_subject
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
+from claiim_server.stack import demo_bundle
+from claiim_server.workers import serve_env
 
 from tests.conftest import connect_as, needs_nats_auth, with_auth
 

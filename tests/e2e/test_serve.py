@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from claiim import AsyncAdmin, AsyncGate
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, ensure_database, free_port, start_nats
 from claiim_core.checkpoint import Signer
 from claiim_core.names import Names
+from claiim_server.servers import NatsCredentials, ensure_database, free_port, start_nats
+from claiim_server.stack import demo_bundle
 
 from tests.conftest import AUTH_ON
 

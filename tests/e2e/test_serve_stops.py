@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from claiim._servers import NatsCredentials, NatsProcess, ensure_database, free_port, start_nats
-from claiim._workers import serve_env
 from claiim_core.names import Names
+from claiim_server.servers import NatsCredentials, NatsProcess, ensure_database, free_port, start_nats
+from claiim_server.workers import serve_env
 
 from tests.conftest import needs_nats_auth, new_settings
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import msgspec
 import pytest
 from claiim import AsyncAdmin, AsyncGate, UnauthorizedError
-from claiim._embedded import DEMO_ADMINS, demo_bundle
-from claiim._servers import NatsCredentials, ensure_database
-from claiim._services import RunningServices, start_services
-from claiim._transport import NatsTransport
+from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Signer
 from claiim_core.names import Names
 from claiim_core.proofs import InclusionProof, check_inclusion
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import RunningServices, start_services
+from claiim_server.servers import NatsCredentials, ensure_database
+from claiim_server.stack import DEMO_ADMINS, demo_bundle
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.conftest import AUTH_ON, backend, connect_as, new_settings, secured_nats

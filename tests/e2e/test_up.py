@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from claiim import AsyncGate
-from claiim._servers import free_port
 from claiim_core.names import Names
 from claiim_runtime.settings import Settings
+from claiim_server.servers import free_port
 from nats.js.api import DeliverPolicy
 
 from tests.conftest import connect_as

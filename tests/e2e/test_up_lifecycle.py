@@ -18,7 +18,7 @@ import asyncpg
 import psutil
 import pytest
 from claiim import AsyncGate, CheckResult
-from claiim._servers import free_port, port_free
+from claiim_server.servers import free_port, port_free
 
 from tests.e2e.upstack import SEED, Up, clean_env, servers_of
 

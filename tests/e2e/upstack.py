@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
-from claiim._servers import free_port
+from claiim_server.servers import free_port
 
 CLAIIM = str(Path(sys.executable).parent / "claiim")
 SEED = """

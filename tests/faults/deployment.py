@@ -19,13 +19,13 @@ from pathlib import Path
 import asyncpg
 import nats
 from claiim import AsyncAdmin
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, NatsProcess, ensure_database, free_port, new_password, start_nats
-from claiim._workers import serve_env
 from claiim_core.names import Names, service_inbox
 from claiim_core.urls import nats_servers
 from claiim_runtime.natsconf import MAINTENANCE_USER, Cluster
 from claiim_runtime.settings import Settings
+from claiim_server.servers import NatsCredentials, NatsProcess, ensure_database, free_port, new_password, start_nats
+from claiim_server.stack import demo_bundle
+from claiim_server.workers import serve_env
 from nats.aio.client import Client
 
 from tests.conftest import new_settings

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from claiim import AsyncGate
-from claiim._errors import ClaiimError
+from claiim.errors import ClaiimError
 
 ACTIONS = {"deploy-bot": ("deploy:staging", "deploy:production"), "review-bot": ("pr:comment", "pr:merge")}
 """An action the demo policies allow, and one they deny, for each demo agent."""

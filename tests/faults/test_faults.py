@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from claiim._services import STOP_S
+from claiim_server.bootstrap import STOP_S
 from nats.js.api import DiscardPolicy
 
 from tests.conftest import needs_nats_auth

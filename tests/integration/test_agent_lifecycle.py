@@ -7,9 +7,9 @@ import time
 
 import pytest
 from claiim import AdminError, AsyncGate, UnauthorizedError
-from claiim._services import start_services
-from claiim._transport import NatsTransport
+from claiim.transport import NatsTransport
 from claiim_runtime.follower import RegistryFollower
+from claiim_server.bootstrap import start_services
 
 from tests.conftest import AUTH_ON, Stack
 

@@ -7,9 +7,9 @@ import asyncio
 import asyncpg
 import msgspec
 import pytest
-from claiim._services import start_services
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
 
 from tests.conftest import Stack, connect_as, sealed
 

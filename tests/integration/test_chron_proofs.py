@@ -22,9 +22,6 @@ import asyncpg
 import msgspec
 import pytest
 from claiim import AsyncAdmin, AsyncGate
-from claiim._embedded import demo_bundle
-from claiim._servers import ensure_database, with_database
-from claiim._services import start_services
 from claiim_chron.rebuild import rebuild
 from claiim_chron.rows import StreamAuthenticator
 from claiim_chron.service import ChronService, ForkError
@@ -36,6 +33,9 @@ from claiim_core.ids import rfc3339
 from claiim_core.names import Names
 from claiim_core.proofs import ConsistencyProof, InclusionProof, ProofError, check_consistency, check_inclusion
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
+from claiim_server.servers import ensure_database, with_database
+from claiim_server.stack import demo_bundle
 
 from tests.conftest import backend, connect_as, new_settings, secured_nats, with_auth
 

@@ -16,9 +16,9 @@ from typing import Any
 import asyncpg
 import pytest
 from claiim import Admin, AdminError, AsyncAdmin
-from claiim._services import start_services
 from claiim_core.schemas import ChronRecord, ChronStatus, DecisionEvent
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
 
 from tests.conftest import Stack, connect_as, sealed, with_auth
 from tests.integration.test_chron import wait_count

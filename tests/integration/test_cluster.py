@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 from claiim import AsyncAdmin, AsyncGate
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, ensure_database, free_port, nats_server_binary
-from claiim._services import start_services
 from claiim_auth.nkeys import KeyPair
 from claiim_runtime.natsconf import CLUSTER_PASSWORD_VARIABLE, password_variable
 from claiim_runtime.settings import Settings
 from claiim_runtime.streams import StreamReplicasError
+from claiim_server.bootstrap import start_services
+from claiim_server.servers import NatsCredentials, ensure_database, free_port, nats_server_binary
+from claiim_server.stack import demo_bundle
 
 from tests.conftest import connect_as, needs_nats_auth, new_settings
 

@@ -8,14 +8,14 @@ import copy
 import msgspec
 import pytest
 from claiim import AdminError, AsyncAdmin, AsyncGate
-from claiim._embedded import demo_bundle
-from claiim._services import start_services
 from claiim_control.service import Refused
 from claiim_core.eventauth import seal_control
 from claiim_core.events import AdminRevoked
 from claiim_core.explain import policy_diff
 from claiim_core.schemas import ApplyReply
 from claiim_runtime.follower import RegistryFollower
+from claiim_server.bootstrap import start_services
+from claiim_server.stack import demo_bundle
 
 from tests.conftest import Stack
 

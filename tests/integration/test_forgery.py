@@ -10,7 +10,6 @@ import secrets
 
 import pytest
 from claiim import AsyncGate
-from claiim._services import start_services
 from claiim_core.canonical import canonical_bytes
 from claiim_core.checkpoint import Signer
 from claiim_core.document import PolicyDocument
@@ -18,6 +17,7 @@ from claiim_core.eventauth import GateKey, seal_control, seal_decision
 from claiim_core.events import AgentUpdated, ControlEvent, PolicyPublished, aggregate, decode_control
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 from claiim import AsyncAdmin, AsyncGate
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, ensure_database, free_port, new_password, start_nats
-from claiim._services import STOP_S, RunningServices, start_services
 from claiim_chron.service import ACK_WAIT_S
 from claiim_chron.verify import evidence_from_stream
 from claiim_core.names import Names
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import STOP_S, RunningServices, start_services
+from claiim_server.servers import NatsCredentials, ensure_database, free_port, new_password, start_nats
+from claiim_server.stack import demo_bundle
 
 from tests.conftest import Stack, backend, connect_as, needs_nats_auth, new_settings
 from tests.pgproc import OwnPostgres

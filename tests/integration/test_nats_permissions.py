@@ -18,13 +18,13 @@ import aiohttp
 import nats
 import pytest
 from claiim import AsyncAdmin, AsyncGate, UnauthorizedError
-from claiim._embedded import demo_bundle
-from claiim._servers import NatsCredentials, ensure_database, free_port, nats_server_binary
-from claiim._services import start_services
 from claiim_auth.nkeys import KeyPair
 from claiim_core.tokens import INBOX_ROOT, inbox_prefix
 from claiim_runtime.natsconf import password_variable
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
+from claiim_server.servers import NatsCredentials, ensure_database, free_port, nats_server_binary
+from claiim_server.stack import demo_bundle
 from nats.aio.client import Client
 
 from tests.conftest import Stack, connect_agent, connect_as, needs_nats_auth, new_settings

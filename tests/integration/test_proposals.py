@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 from claiim import AdminError, AsyncAdmin
-from claiim._embedded import demo_bundle
-from claiim._services import start_services
 from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
+from claiim_server.stack import demo_bundle
 
 from tests.conftest import Stack, backend, gate_via
 

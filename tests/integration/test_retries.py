@@ -10,9 +10,9 @@ import json
 import msgspec
 import pytest
 from claiim import AsyncGate
-from claiim._services import start_services
 from claiim_core.schemas import CheckRequest, DecisionReply
 from claiim_core.tokens import inbox_prefix
+from claiim_server.bootstrap import start_services
 
 from tests.conftest import Stack, connect_agent
 

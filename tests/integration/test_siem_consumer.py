@@ -14,9 +14,9 @@ import msgspec
 import nats
 import pytest
 from claiim import AsyncGate
-from claiim._cli import chron as chron_cli
 from claiim_core.ids import rfc3339
 from claiim_core.schemas import DecisionEvent
+from claiim_server.cli import chron as chron_cli
 
 from tests.conftest import Stack, connect_as
 

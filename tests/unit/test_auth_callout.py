@@ -9,8 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from claiim._embedded import demo_bundle
-from claiim._servers import nats_server_binary, new_password
 from claiim_auth.grants import OPERATOR_NAME, Denied, grant, operator_denied
 from claiim_auth.jwt import AuthRequest, JwtError, Permissions, decode_request, encode, response, user_jwt
 from claiim_auth.nkeys import PREFIX_ACCOUNT, PREFIX_SERVER, PREFIX_USER, KeyPair, NkeyError, crc16, verify
@@ -21,6 +19,8 @@ from claiim_core.registry import Registry
 from claiim_core.schemas import AdminCommand, AgentCommand
 from claiim_core.tokens import format_token, inbox_prefix
 from claiim_runtime.natsconf import SERVICE_USERS, NatsConfig, render, rights
+from claiim_server.servers import nats_server_binary, new_password
+from claiim_server.stack import demo_bundle
 from hypothesis import given
 from hypothesis import strategies as st
 

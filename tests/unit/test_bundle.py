@@ -7,13 +7,13 @@ from itertools import count
 from typing import Any
 
 import pytest
-from claiim._embedded import demo_bundle
 from claiim_core.bundle import BundleError, Plan, PlanContext, parse_bundle, plan_bundle
 from claiim_core.canonical import canonical_bytes
 from claiim_core.events import AgentRegistered, AgentUpdated, PolicyPublished, SkillPublished
 from claiim_core.ids import chron_id
 from claiim_core.registry import Registry
 from claiim_core.tokens import format_token, hash_token
+from claiim_server.stack import demo_bundle
 
 from tests.unit.seed import apply_all
 

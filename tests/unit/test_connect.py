@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from claiim._servers import free_port
 from claiim_runtime.streams import connect
+from claiim_server.servers import free_port
 
 
 async def test_first_connection_to_a_server_that_is_not_there_fails_with_the_address() -> None:

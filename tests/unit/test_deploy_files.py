@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from claiim._cli.keys import nats_config
-from claiim._cli.main import build_parser
-from claiim._servers import nats_server_binary
 from claiim_core.names import Names
 from claiim_runtime.natsconf import SERVICE_USERS, password_variable
 from claiim_runtime.settings import Settings
+from claiim_server.cli.keys import nats_config
+from claiim_server.cli.main import build_parser
+from claiim_server.servers import nats_server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 

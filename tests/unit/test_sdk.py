@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 from claiim import AsyncGate, CheckResult, ClaiimError, Gate, GateUnavailableError, ProtocolError, UnauthorizedError
-from claiim._transport import DEFAULT_URL, resolve_url
+from claiim.transport import DEFAULT_URL, resolve_url
 from claiim_core.schemas import DecisionReply
 
 TOKEN = "clm_sdk-test-token"

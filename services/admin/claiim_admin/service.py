@@ -7,7 +7,7 @@ import time
 from importlib import resources
 
 from aiohttp import web
-from claiim._transport import NatsTransport
+from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Verifier
 from claiim_core.names import Names
 from nats.aio.client import Client

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 from claiim import AdminError, AsyncAdmin, ClaiimError
-from claiim._transport import NatsTransport
+from claiim.transport import NatsTransport
 from claiim_core.names import Names
 
 from claiim_admin.feed import DecisionFeed

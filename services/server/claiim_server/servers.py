@@ -22,11 +22,14 @@ from typing import Any
 
 import asyncpg
 import psutil
+from claiim.errors import ClaiimError
 from claiim_auth.nkeys import PREFIX_ACCOUNT, KeyPair
 from claiim_core.names import Names
 from claiim_runtime.natsconf import SERVICE_USERS, Cluster, NatsConfig, render
 
-from claiim._errors import StackError
+
+class StackError(ClaiimError):
+    """The embedded stack, or a server it starts, cannot start (a port taken, a server that failed)."""
 
 
 def new_password() -> str:

@@ -12,14 +12,14 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from claiim.errors import AdminError
 from claiim_auth.nkeys import PREFIX_ACCOUNT, KeyPair
 from claiim_core.checkpoint import CheckpointError, Signer
 from claiim_core.eventauth import GateKey, KeyFormatError
 from claiim_core.names import Names
 from claiim_runtime.natsconf import Cluster, NatsConfig, render
 
-from claiim._errors import AdminError
-from claiim._servers import new_password
+from claiim_server.servers import new_password
 
 KINDS = {
     "checkpoint": "Chron's checkpoint signing key (CLAIIM_CHECKPOINT_KEY_FILE); prints the verifier key for auditors",

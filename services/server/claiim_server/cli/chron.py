@@ -22,6 +22,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
+from claiim import AsyncAdmin
+from claiim.errors import AdminError
+from claiim.transport import connect_with_token, resolve_url
 from claiim_chron.rebuild import Message, rebuild, stream_messages
 from claiim_chron.rows import StreamAuthenticator
 from claiim_chron.verify import Evidence, IncompleteRead, evidence_from_stream, verify_log
@@ -41,10 +44,7 @@ from claiim_core.proofs import ConsistencyProof, InclusionProof, ProofError, che
 from claiim_core.schemas import DecisionEvent
 from nats.aio.client import Client
 
-from claiim._admin import AsyncAdmin
-from claiim._cli.output import fields, table, to_json
-from claiim._errors import AdminError
-from claiim._transport import connect_with_token, resolve_url
+from claiim_server.cli.output import fields, table, to_json
 
 PROOF_WAIT_S = 12.0
 

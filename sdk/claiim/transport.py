@@ -18,7 +18,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from claiim._errors import GateUnavailableError, UnauthorizedError
+from claiim.errors import GateUnavailableError, UnauthorizedError
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 

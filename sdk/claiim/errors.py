@@ -6,8 +6,7 @@
     ├── GateUnavailableError     the gate could not be reached or did not answer in time
     │   └── UnauthorizedError    NATS refused the token: unknown, rotated or revoked, agent suspended
     ├── ProtocolError            an answer that does not decode
-    ├── AdminError               the admin or Chron API refused a command (the reply says why)
-    └── StackError               the embedded stack cannot start (port taken, server failed)
+    └── AdminError               the admin or Chron API refused a command (the reply says why)
 
 Every error has ``diagnostics()``: a short text the CLI prints instead of a traceback.
 """
@@ -44,7 +43,3 @@ class AdminError(ClaiimError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
-
-
-class StackError(ClaiimError):
-    pass

@@ -2,7 +2,7 @@
 
 Settings come from the environment (``CLAIIM_URL``, ``CLAIIM_ADMIN_TOKEN``, ``CLAIIM_ORG``, ...).
 When a variable is unset and ``./.claiim/env`` (written by ``claiim up``) exists, the CLI reads
-it from there. The admin commands themselves are in :mod:`claiim._cli.commands`.
+it from there. The admin commands themselves are in :mod:`claiim_server.cli.commands`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from claiim.errors import ClaiimError
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
 
-from claiim._cli import chron as chron_cli
-from claiim._cli.chron import add_commands as add_chron_commands
-from claiim._cli.commands import run_admin_command
-from claiim._cli.keys import add_commands as add_key_commands
-from claiim._cli.keys import keygen, nats_config
-from claiim._errors import ClaiimError
+from claiim_server.cli import chron as chron_cli
+from claiim_server.cli.chron import add_commands as add_chron_commands
+from claiim_server.cli.commands import run_admin_command
+from claiim_server.cli.keys import add_commands as add_key_commands
+from claiim_server.cli.keys import keygen, nats_config
 
 DEFAULT_DATA_DIR = Path(".claiim")
 
@@ -216,15 +216,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
-        from claiim._embedded import UpOptions, main_up
-        from claiim._workers import default_workers
+        from claiim_server.stack import UpOptions, main_up
+        from claiim_server.workers import default_workers
 
         main_up(UpOptions(args.data_dir, args.nats_port, args.nats_url, args.database_url,
                           demo=not args.no_demo, ui_port=args.ui_port, nats_cluster=args.nats_cluster,
                           gate_workers=args.gate_workers or default_workers()))
         return 0
     if args.command == "serve":
-        from claiim._cli.serve import serve
+        from claiim_server.cli.serve import serve
 
         return serve(args.services, args.workers)
     if args.command == "keygen":
@@ -238,7 +238,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "chron" and args.subcommand in chron_cli.DIRECT:
         return chron_cli.run_direct(args)
     if args.command == "rehearsal":
-        from claiim._cli.rehearsal import rehearsal
+        from claiim_server.cli.rehearsal import rehearsal
 
         return asyncio.run(rehearsal())
     return asyncio.run(run_admin_command(args))

@@ -17,14 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from claiim import AsyncAdmin, AsyncGate, CheckResult
+from claiim.errors import AdminError, ClaiimError, UnauthorizedError
+from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Verifier
 from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
 from claiim_core.schemas import ChronRecord, DecisionReply
-
-from claiim._admin import AsyncAdmin
-from claiim._errors import AdminError, ClaiimError, UnauthorizedError
-from claiim._gate import AsyncGate, CheckResult
-from claiim._transport import NatsTransport
 
 Check = Callable[[], Awaitable[str]]
 

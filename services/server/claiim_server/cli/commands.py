@@ -13,16 +13,16 @@ from typing import Any
 
 import msgspec
 import yaml
+from claiim import AsyncAdmin
+from claiim.errors import AdminError
 from claiim_core.explain import policy_diff
 from claiim_core.policy import rule_text
 from claiim_core.policytest import DocumentError, parse_policy
 from claiim_core.schemas import ApplyReply, ChronRecord, PolicyVersionInfo, SkillVersionInfo
 from claiim_core.sources import locate, yaml_lines
 
-from claiim._admin import AsyncAdmin
-from claiim._cli import chron
-from claiim._cli.output import fields, table, to_json
-from claiim._errors import AdminError
+from claiim_server.cli import chron
+from claiim_server.cli.output import fields, table, to_json
 
 Handler = Callable[[AsyncAdmin, argparse.Namespace], Awaitable[int]]
 

@@ -1,5 +1,5 @@
 """``claiim serve gate|control|chron|ocsf|auth|admin|all``: run services against existing NATS and
-PostgreSQL. ``--workers N`` runs the gate as N supervised processes (:mod:`claiim._workers`)."""
+PostgreSQL. ``--workers N`` runs the gate as N supervised processes (:mod:`claiim_server.workers`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import sys
 from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.stopping import run_until_signalled
 
-from claiim._errors import StackError
-from claiim._services import SERVICES, start_services
-from claiim._workers import Workers, supervisor_gone
+from claiim_server.bootstrap import SERVICES, start_services
+from claiim_server.servers import StackError
+from claiim_server.workers import Workers, supervisor_gone
 
 
 def serve(services: list[str], workers: int = 1) -> int:

@@ -4,7 +4,7 @@ It starts nats-server (JetStream, data in DIR/nats; with ``--nats-cluster 3`` a 
 data in DIR/nats-cluster, every stream with three replicas) and PostgreSQL (pgserver, data in
 DIR/pg) unless URLs of existing servers are given, then control, Chron and the auth service in
 this process with the admin web UI (``--ui-port``, default 8480), the gate as ``--gate-workers``
-processes of its own and the OCSF feed as one more (:mod:`claiim._workers`), applies the demo
+processes of its own and the OCSF feed as one more (:mod:`claiim_server.workers`), applies the demo
 bundle, and writes:
 
 - ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_STREAM_REPLICAS``, ``CLAIIM_ADMIN_TOKEN`` (the operator
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from claiim import AsyncAdmin
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import GateKey
 from claiim_core.names import Names
@@ -46,11 +47,11 @@ from claiim_runtime.natsconf import Cluster
 from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.stopping import run_until_signalled
 
-from claiim._admin import AsyncAdmin
-from claiim._errors import StackError
-from claiim._servers import (
+from claiim_server.bootstrap import BACKEND, RunningServices, start_services
+from claiim_server.servers import (
     NatsCredentials,
     NatsProcess,
+    StackError,
     ensure_database,
     free_port,
     new_password,
@@ -59,8 +60,7 @@ from claiim._servers import (
     start_postgres,
     stop_postgres,
 )
-from claiim._services import BACKEND, RunningServices, start_services
-from claiim._workers import Workers, default_workers
+from claiim_server.workers import Workers, default_workers
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class UpOptions:
     """How many nats-server nodes to start (1, or a cluster of 3 or 5 on ports ``nats_port`` and up,
     every stream with as many replicas)."""
     gate_workers: int = field(default_factory=default_workers)
-    """How many gate processes to run (:mod:`claiim._workers`)."""
+    """How many gate processes to run (:mod:`claiim_server.workers`)."""
 
 
 def write_private(path: Path, text: str) -> None:
@@ -135,7 +135,7 @@ def load_secrets(data_dir: Path) -> dict[str, Any]:
 
 
 def demo_bundle() -> dict[str, Any]:
-    text = resources.files("claiim._cli").joinpath("demo-bundle.yaml").read_text()
+    text = resources.files("claiim_server.cli").joinpath("demo-bundle.yaml").read_text()
     return dict(yaml.safe_load(text))
 
 

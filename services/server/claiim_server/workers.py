@@ -25,7 +25,7 @@ import sys
 
 from claiim_runtime.settings import Settings
 
-from claiim._errors import StackError
+from claiim_server.servers import StackError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Workers:
 
     async def _start(self, i: int) -> None:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "claiim", "--env-file", os.devnull, "serve", self._service,
+            sys.executable, "-m", "claiim_server", "--env-file", os.devnull, "serve", self._service,
             env=self._env, stdout=asyncio.subprocess.PIPE)
         self._processes[i] = process
         assert process.stdout is not None

@@ -1,5 +1,0 @@
-"""``python -m claiim``: the ``claiim`` command."""
-
-from claiim._cli.main import main
-
-main()
