@@ -40,7 +40,7 @@ from claiim_core.schemas import (
     SkillVersionInfo,
 )
 
-from claiim.errors import AdminError, ProtocolError, UnauthorizedError
+from claiim.errors import ProtocolError, UnauthenticatedError, UnauthorizedError, refusal
 from claiim.transport import NatsTransport, Transport, resolve_url
 
 _encode = msgspec.json.Encoder().encode
@@ -65,7 +65,7 @@ class AsyncAdmin:
                  transport: Transport | None = None) -> None:
         token = admin_token or os.environ.get("CLAIIM_ADMIN_TOKEN")
         if not token:
-            raise AdminError("no admin token: pass admin_token or set CLAIIM_ADMIN_TOKEN")
+            raise UnauthenticatedError("no admin token: pass admin_token or set CLAIIM_ADMIN_TOKEN")
         self._token = token
         self.org = org if org is not None else os.environ.get("CLAIIM_ORG", "")
         self.url = resolve_url(url)
@@ -77,11 +77,11 @@ class AsyncAdmin:
         try:
             data = await self._transport.request(subject, _encode(request), self.timeout)
         except UnauthorizedError as e:
-            raise AdminError(f"unauthorized: not a valid admin token ({e})") from None
+            raise UnauthenticatedError(f"unauthorized: not a valid admin token ({e})") from None
         reply = _decode(data, kind)
         error = getattr(reply, "error", None)
         if error or getattr(reply, "ok", True) is False:
-            raise AdminError(error or "refused", getattr(reply, "problems", None))
+            raise refusal(getattr(reply, "code", ""), error or "refused", getattr(reply, "problems", None))
         return reply
 
     # -- changes

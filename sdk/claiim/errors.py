@@ -3,15 +3,27 @@
 ::
 
     ClaiimError
-    ├── GateUnavailableError     the gate could not be reached or did not answer in time
-    │   └── UnauthorizedError    NATS refused the token: unknown, rotated or revoked, agent suspended
-    ├── ProtocolError            an answer that does not decode
-    └── AdminError               the admin or Chron API refused a command (the reply says why)
+    ├── GateUnavailableError         the gate could not be reached or did not answer in time
+    │   └── UnauthorizedError        NATS refused the token: unknown, rotated or revoked, agent suspended
+    ├── ProtocolError                an answer that does not decode
+    └── AdminError                   the admin or Chron API refused a request; ``code`` says how
+        ├── InvalidRequestError      invalid: malformed, or not acceptable as it is (``problems`` of a bundle)
+        ├── UnauthenticatedError     unauthenticated: not a valid admin token
+        ├── ForbiddenError           forbidden: the principal may not do this
+        ├── NotFoundError            not-found: no such agent, proposal, record, checkpoint
+        ├── ConflictError            conflict: already so, changed concurrently, no longer pending
+        ├── NotCheckpointedError     not-checkpointed: no signed checkpoint covers the record yet
+        ├── ServiceUnavailableError  unavailable: a store the service needs did not answer; try again
+        └── InternalServerError      internal: the service failed (a bug, logged there)
 
-Every error has ``diagnostics()``: a short text the CLI prints instead of a traceback.
+Every :class:`AdminError` has ``code``, one of :class:`claiim_core.codes.Code` (``""`` when the
+service did not send one), so callers can decide on the code rather than on the text. Every error
+has ``diagnostics()``: a short text the CLI prints instead of a traceback.
 """
 
 from __future__ import annotations
+
+from claiim_core.codes import Code
 
 
 class ClaiimError(Exception):
@@ -40,6 +52,50 @@ class ProtocolError(ClaiimError):
 class AdminError(ClaiimError):
     """``problems`` lists each problem of an invalid bundle, with its path in the bundle."""
 
+    code: str = ""
+
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class InvalidRequestError(AdminError):
+    code = Code.INVALID
+
+
+class UnauthenticatedError(AdminError):
+    code = Code.UNAUTHENTICATED
+
+
+class ForbiddenError(AdminError):
+    code = Code.FORBIDDEN
+
+
+class NotFoundError(AdminError):
+    code = Code.NOT_FOUND
+
+
+class ConflictError(AdminError):
+    code = Code.CONFLICT
+
+
+class NotCheckpointedError(AdminError):
+    code = Code.NOT_CHECKPOINTED
+
+
+class ServiceUnavailableError(AdminError):
+    code = Code.UNAVAILABLE
+
+
+class InternalServerError(AdminError):
+    code = Code.INTERNAL
+
+
+BY_CODE: dict[str, type[AdminError]] = {cls.code: cls for cls in (
+    InvalidRequestError, UnauthenticatedError, ForbiddenError, NotFoundError, ConflictError, NotCheckpointedError,
+    ServiceUnavailableError, InternalServerError)}
+
+
+def refusal(code: str, message: str, problems: list[str] | None = None) -> AdminError:
+    """The error of ``code``'s class (:class:`AdminError` itself for a code this SDK does not know)."""
+    return BY_CODE.get(code, AdminError)(message, problems)

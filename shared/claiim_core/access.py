@@ -18,6 +18,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Literal
 
+from claiim_core.codes import Code, Refusal
 from claiim_core.registry import Registry
 from claiim_core.tokens import hash_token, token_org
 
@@ -25,8 +26,10 @@ OPERATOR = "operator"
 Role = Literal["operator", "admin", "auditor"]
 
 
-class AccessError(PermissionError):
+class AccessError(Refusal):
     """The principal may not do this; the message says why without revealing other orgs."""
+
+    default_code = Code.FORBIDDEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,7 @@ def authenticate(registry: Registry, token_secret: bytes, operator_token: str, p
     key = registry.admin_tokens.get(hash_token(token_secret, presented)) if org else None
     # The index is keyed by an HMAC of the token, which a caller cannot steer without the secret.
     if key is None or key[0] != org:
-        raise AccessError("unauthorized: not a valid admin token")
+        raise AccessError("unauthorized: not a valid admin token", Code.UNAUTHENTICATED)
     admin = registry.admins[key]
     return Principal(admin.name, admin.role, admin.org)
 
@@ -60,7 +63,7 @@ def scope(principal: Principal, org: str, *, write: bool) -> str:
     """
     if principal.org is None:
         if not org:
-            raise AccessError("the operator acts in every org: name the org (--org)")
+            raise AccessError("the operator acts in every org: name the org (--org)", Code.INVALID)
         return org
     if org and org != principal.org:
         raise AccessError(f"forbidden: {principal} cannot act in org {org}")

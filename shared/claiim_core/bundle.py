@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from claiim_core.canonical import canonical_bytes
+from claiim_core.codes import Code, Refusal
 from claiim_core.document import PolicyDocument, RuleLike
 from claiim_core.events import (
     AgentRegistered,
@@ -32,6 +33,7 @@ from claiim_core.events import (
 from claiim_core.names import TOKEN_RE
 from claiim_core.policy import NAME_PATTERN, check_pattern, check_rule, parse_ref
 from claiim_core.registry import Registry
+from claiim_core.schemas import Change
 from claiim_core.tokens import Kind, hash_token
 
 Name = Annotated[str, Meta(max_length=63, pattern=rf"^{NAME_PATTERN}\Z")]
@@ -69,11 +71,11 @@ class Bundle(Struct, forbid_unknown_fields=True):
     agents: list[AgentSpec] = []
 
 
-class BundleError(ValueError):
+class BundleError(Refusal):
     """A bundle that cannot be applied; ``problems`` lists each one with where it is."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+        super().__init__("; ".join(problems), Code.INVALID)
         self.problems = problems
 
 
@@ -90,7 +92,8 @@ class Plan:
     """The events a bundle needs, what each entry came to, and the tokens of new agents."""
 
     events: list[ChangeEvent] = field(default_factory=list)
-    changes: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    """One per entry of the bundle; those that are not ``unchanged`` match ``events`` one to one."""
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -124,14 +127,14 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
     problems: list[str] = []
     org = bundle.org
 
-    def emit(event: ChangeEvent, change: str) -> None:
+    def emit(event: ChangeEvent, change: Change) -> None:
         work.apply(work.last_seq, "/".join(aggregate(event)), event)
         plan.events.append(event)
         plan.changes.append(change)
 
     base: dict[str, Any] = {"at": ctx.now, "actor": ctx.actor, "org": org}
     if org not in work.orgs:
-        emit(OrgCreated(event_id=ctx.new_id(), **base), f"created org {org}")
+        emit(OrgCreated(event_id=ctx.new_id(), **base), Change(op="created", kind="org", name=org))
 
     for i, s in enumerate(bundle.skills):
         where = f"skills[{i}] ({s.name})"
@@ -143,13 +146,13 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
         versions = work.skills.get((org, s.name), [])
         version = _next_version(where, s.version, [v.content_hash for v in versions], digest, problems)
         if version is None:
-            plan.changes.append(f"unchanged skill {s.name}-v{s.version or len(versions)}")
+            plan.changes.append(Change(op="unchanged", kind="skill", name=s.name, version=s.version or len(versions)))
             continue
         if version > 0:
             emit(SkillPublished(event_id=ctx.new_id(), name=s.name, version=version,
                                 description=s.description, actions=tuple(s.actions),
                                 content_hash=digest, **base),
-                 f"published skill {s.name}-v{version}")
+                 Change(op="published", kind="skill", name=s.name, version=version))
 
     for i, p in enumerate(bundle.policies):
         where = f"policies[{i}] ({p.name})"
@@ -165,13 +168,14 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
         pversions = work.policies.get((org, p.name), [])
         version = _next_version(where, p.version, [v.content_hash for v in pversions], digest, problems)
         if version is None:
-            plan.changes.append(f"unchanged policy {p.name}-v{p.version or len(pversions)}")
+            plan.changes.append(Change(op="unchanged", kind="policy", name=p.name,
+                                       version=p.version or len(pversions)))
             continue
         if version > 0:
             emit(PolicyPublished(event_id=ctx.new_id(), name=p.name, version=version,
                                  description=p.description, document=doc, content_hash=digest,
                                  **base),
-                 f"published policy {p.name}-v{version}")
+                 Change(op="published", kind="policy", name=p.name, version=version))
 
     for i, a in enumerate(bundle.agents):
         where = f"agents[{i}] ({a.id})"
@@ -196,14 +200,14 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
                                  description=a.description, skills=tuple(a.skills),
                                  policy=a.policy, token_hash=hash_token(ctx.token_secret, token),
                                  **base),
-                 f"registered agent {a.id}")
+                 Change(op="registered", kind="agent", name=a.id))
         elif spec != (existing.anchor, existing.description, existing.skills, existing.policy):
             emit(AgentUpdated(event_id=ctx.new_id(), agent_id=a.id, anchor=a.anchor,
                               description=a.description, skills=tuple(a.skills), policy=a.policy,
                               **base),
-                 f"updated agent {a.id}")
+                 Change(op="updated", kind="agent", name=a.id))
         else:
-            plan.changes.append(f"unchanged agent {a.id}")
+            plan.changes.append(Change(op="unchanged", kind="agent", name=a.id))
 
     if problems:
         raise BundleError(problems)

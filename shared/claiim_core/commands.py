@@ -10,6 +10,7 @@ from typing import Any
 
 from claiim_core.access import OPERATOR
 from claiim_core.bundle import PlanContext
+from claiim_core.codes import Code, Refusal
 from claiim_core.events import (
     AdminEnrolled,
     AdminRevoked,
@@ -26,8 +27,10 @@ from claiim_core.schemas import AdminCommand, AgentCommand
 from claiim_core.tokens import hash_token
 
 
-class CommandError(ValueError):
+class CommandError(Refusal):
     """The command does not apply to the registry as it is; the message says why."""
+
+    default_code = Code.CONFLICT
 
 
 def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
@@ -35,7 +38,7 @@ def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
     """The event for ``cmd`` on an agent of ``org`` and, for rotate-token, the new token."""
     agent = registry.agents.get((org, cmd.agent_id))
     if agent is None:
-        raise CommandError(f"no agent {cmd.agent_id!r} in org {org}")
+        raise CommandError(f"no agent {cmd.agent_id!r} in org {org}", Code.NOT_FOUND)
     base: dict[str, Any] = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org,
             "agent_id": agent.agent_id}
     if cmd.op == "suspend":
@@ -48,7 +51,7 @@ def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
         return AgentReactivated(reason=cmd.reason, **base), None
     if cmd.op == "set-anchor":
         if not cmd.anchor:
-            raise CommandError("set-anchor needs the new anchor")
+            raise CommandError("set-anchor needs the new anchor", Code.INVALID)
         if cmd.anchor == agent.anchor:
             raise CommandError(f"agent {agent.agent_id}'s anchor is already {agent.anchor}")
         return AgentUpdated(anchor=cmd.anchor, description=agent.description, skills=agent.skills,
@@ -65,19 +68,19 @@ def plan_admin_command(registry: Registry, org: str, cmd: AdminCommand,
                        ctx: PlanContext) -> tuple[AdminEnrolled | AdminRevoked, str | None]:
     """Enrol an admin (the reply carries its token, shown once) or revoke one."""
     if org not in registry.orgs:
-        raise CommandError(f"no org {org!r}")
+        raise CommandError(f"no org {org!r}", Code.NOT_FOUND)
     existing = registry.admins.get((org, cmd.name))
     base: dict[str, Any] = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org, "name": cmd.name}
     if cmd.op == "enrol":
         if cmd.name == OPERATOR:
-            raise CommandError(f"{OPERATOR!r} is reserved for the installation's bootstrap token")
+            raise CommandError(f"{OPERATOR!r} is reserved for the installation's bootstrap token", Code.INVALID)
         if existing is not None:
             raise CommandError(f"{cmd.name} is already enrolled in org {org} as {existing.role}; "
                                "revoke first to change the role or the token")
         token = ctx.new_token("admin", org)
         return AdminEnrolled(role=cmd.role, token_hash=hash_token(ctx.token_secret, token), **base), token
     if existing is None:
-        raise CommandError(f"no admin {cmd.name!r} in org {org}")
+        raise CommandError(f"no admin {cmd.name!r} in org {org}", Code.NOT_FOUND)
     others = [a for key, a in registry.admins.items() if key[0] == org and a.role == "admin" and a.name != cmd.name]
     if existing.role == "admin" and not others and ctx.actor != OPERATOR:
         raise CommandError(f"{cmd.name} is the last admin of org {org}; enrol another admin first")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from claiim_core.bundle import content_hash
+from claiim_core.codes import Code, Refusal
 from claiim_core.events import (
     AdminEnrolled,
     AgentReactivated,
@@ -41,8 +42,10 @@ WIDENING = (SkillPublished, PolicyPublished, AgentRegistered, AgentUpdated, Agen
             ApprovalRuleSet)
 
 
-class ProposalError(ValueError):
+class ProposalError(Refusal):
     """The proposal cannot be approved or rejected (the message says why)."""
+
+    default_code = Code.CONFLICT
 
 
 def widens(events: list[ChangeEvent]) -> bool:
@@ -54,7 +57,7 @@ def propose(registry: Registry, org: str, proposer: str, events: list[ChangeEven
             proposal_id: str, now: datetime, names: Names, ttl: timedelta = DEFAULT_TTL) -> ProposalCreated:
     """Store ``events`` (already planned against ``registry``) as a proposal of ``proposer``."""
     if not timedelta(0) < ttl <= MAX_TTL:
-        raise ProposalError(f"a proposal lasts more than 0 and at most {MAX_TTL.days} days")
+        raise ProposalError(f"a proposal lasts more than 0 and at most {MAX_TTL.days} days", Code.INVALID)
     base: dict[str, int] = {}
     for e in events:
         subject = names.control_subject(e.org, *aggregate(e))
@@ -82,7 +85,7 @@ def pending(registry: Registry, org: str, proposal_id: str, now: datetime) -> Pr
     """The open proposal ``proposal_id`` of ``org``; raises :class:`ProposalError` otherwise."""
     p = registry.proposals.get((org, proposal_id))
     if p is None:
-        raise ProposalError(f"no proposal {proposal_id!r} in org {org}")
+        raise ProposalError(f"no proposal {proposal_id!r} in org {org}", Code.NOT_FOUND)
     if p.status != "pending":
         raise ProposalError(f"proposal {proposal_id} is {p.status}" + (f" ({p.reason})" if p.reason else ""))
     if is_expired(p, now):
@@ -102,7 +105,8 @@ def approve(registry: Registry, org: str, proposal_id: str, approver: str, reaso
     """Plan an approval. ``seen_hash``, when given, must be the change hash the approver was shown."""
     p = pending(registry, org, proposal_id, now)
     if approver == p.created.actor:
-        raise ProposalError(f"{approver} proposed {proposal_id} and cannot approve it: another admin must")
+        raise ProposalError(f"{approver} proposed {proposal_id} and cannot approve it: another admin must",
+                            Code.FORBIDDEN)
     if any(who == approver for who, _, _ in p.approvals):
         raise ProposalError(f"{approver} has already approved {proposal_id}")
     if seen_hash and seen_hash != p.created.change_hash:

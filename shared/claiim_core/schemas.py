@@ -232,6 +232,9 @@ class ChronResult(Struct, frozen=True, kw_only=True):
     inclusion: dict[str, Any] | None = None
     consistency: dict[str, Any] | None = None
     status: ChronStatus | None = None
+    ok: bool = True
+    code: str = ""
+    """A :class:`claiim_core.codes.Code` when ``ok`` is false."""
     error: str | None = None
 
 
@@ -246,11 +249,29 @@ class ApplyRequest(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     dry_run: bool = False
 
 
+class Change(Struct, frozen=True, kw_only=True):
+    """What a bundle did, or would do, to one org, skill, policy or agent."""
+
+    op: Literal["created", "published", "registered", "updated", "unchanged"]
+    kind: Literal["org", "skill", "policy", "agent"]
+    name: str
+    version: int = 0
+    """The skill or policy version published, or found unchanged (0 for orgs and agents)."""
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.kind} {self.name}" + (f"-v{self.version}" if self.version else "")
+
+
 class ApplyReply(Struct, frozen=True, kw_only=True):
     """``tokens`` holds the token of each newly registered agent: it is shown once, here."""
 
     ok: bool
+    code: str = ""
+    """A :class:`claiim_core.codes.Code` when ``ok`` is false."""
+    changed: list[Change] = []
+    """Every entry of the bundle, in order, with what it came to."""
     changes: list[str] = []
+    """``changed`` as text (``published policy no-prod-v2``), for people."""
     tokens: dict[str, str] = {}
     proposal_id: str = ""
     """Set when the change waits for approval: nothing is applied yet (tokens work once it is)."""
@@ -314,6 +335,8 @@ class AgentCommandReply(Struct, frozen=True, kw_only=True):
     only: the new token, shown once, here."""
 
     ok: bool
+    code: str = ""
+    """A :class:`claiim_core.codes.Code` when ``ok`` is false."""
     change: str = ""
     token: str | None = None
     proposal_id: str = ""
@@ -421,6 +444,8 @@ class ProposalInfo(Struct, frozen=True, kw_only=True):
 
 class RegistryQueryReply(Struct, frozen=True, kw_only=True):
     ok: bool
+    code: str = ""
+    """A :class:`claiim_core.codes.Code` when ``ok`` is false."""
     error: str | None = None
     principal: str = ""
     """Who asked, for people: ``admin alice of org demo`` or ``operator``."""

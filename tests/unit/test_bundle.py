@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from claiim_core.bundle import BundleError, Plan, PlanContext, parse_bundle, plan_bundle
 from claiim_core.canonical import canonical_bytes
+from claiim_core.codes import Code
 from claiim_core.events import AgentRegistered, AgentUpdated, PolicyPublished, SkillPublished
 from claiim_core.ids import chron_id
 from claiim_core.registry import Registry
+from claiim_core.schemas import Change
 from claiim_core.tokens import format_token, hash_token
 from claiim_server.stack import demo_bundle
 
@@ -63,7 +65,7 @@ def problems_of(registry: Registry, data: dict[str, Any]) -> list[str]:
 def test_demo_bundle_plans_every_entry_and_two_tokens() -> None:
     """On an empty registry the demo bundle creates the org, three skill and three policy versions, two agents."""
     result = plan(Registry(), demo_bundle())
-    assert result.changes == DEMO_CHANGES
+    assert [str(c) for c in result.changes] == DEMO_CHANGES
     assert len(result.events) == len(DEMO_CHANGES)
     assert sorted(result.tokens) == ["deploy-bot", "review-bot"]
     assert len(set(result.tokens.values())) == 2
@@ -100,8 +102,8 @@ def test_applying_then_replanning_gives_no_events() -> None:
     assert again.events == []
     assert again.tokens == {}
     assert again.unchanged
-    assert all(change.startswith("unchanged ") for change in again.changes)
-    assert "unchanged policy review-v2" in again.changes
+    assert all(change.op == "unchanged" for change in again.changes)
+    assert Change(op="unchanged", kind="policy", name="review", version=2) in again.changes
 
 
 def test_unpinned_entries_publish_the_next_version_only_on_change() -> None:
@@ -112,7 +114,7 @@ def test_unpinned_entries_publish_the_next_version_only_on_change() -> None:
     assert plan(registry, same).events == []
     changed = {"org": "demo", "skills": [{"name": "deploy", "actions": ["deploy:staging"]}]}
     result = plan(registry, changed)
-    assert result.changes == ["published skill deploy-v3"]
+    assert result.changes == [Change(op="published", kind="skill", name="deploy", version=3)]
     assert isinstance(result.events[0], SkillPublished) and result.events[0].version == 3
 
 
@@ -121,7 +123,7 @@ def test_changed_agent_is_updated_without_a_new_token() -> None:
     data = demo_bundle()
     data["agents"][0]["anchor"] = "s.emp2"
     result = plan(demo_registry(), data)
-    assert result.changes[-2:] == ["updated agent deploy-bot", "unchanged agent review-bot"]
+    assert [str(c) for c in result.changes[-2:]] == ["updated agent deploy-bot", "unchanged agent review-bot"]
     assert [type(e) for e in result.events] == [AgentUpdated]
     assert result.tokens == {}
 
@@ -196,7 +198,7 @@ def test_an_agent_id_of_another_org_is_a_new_agent_here() -> None:
              "policies": [{"name": "p", "skill": "s", "allow": ["a:b"]}],
              "agents": [{"id": "deploy-bot", "anchor": "x", "skills": ["s"], "policy": "p"}]}
     result = plan(registry, other)
-    assert result.changes[-1] == "registered agent deploy-bot"
+    assert result.changes[-1] == Change(op="registered", kind="agent", name="deploy-bot")
     assert result.tokens["deploy-bot"].startswith("clm_other.")
     after = apply_all(registry, result.events)
     assert after.agents[("demo", "deploy-bot")].anchor == "s.emp1"
@@ -233,10 +235,10 @@ def test_references_never_reach_into_another_org() -> None:
     ],
 )
 def test_parse_bundle_rejects_unknown_fields_and_wrong_types(data: Any) -> None:
-    """parse_bundle raises BundleError (a ValueError) with one problem for any shape it does not accept."""
+    """parse_bundle raises BundleError (code ``invalid``) with one problem for any shape it does not accept."""
     with pytest.raises(BundleError) as info:
         parse_bundle(data)
-    assert isinstance(info.value, ValueError)
+    assert info.value.code == Code.INVALID
     assert len(info.value.problems) == 1 and info.value.problems[0]
 
 

@@ -14,6 +14,7 @@ import jinja2
 from aiohttp import web
 from claiim import AdminError, AsyncAdmin, ClaiimError
 from claiim.transport import NatsTransport
+from claiim_core.codes import Code
 from claiim_core.names import Names
 
 from claiim_admin.feed import DecisionFeed
@@ -113,6 +114,11 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+_STATUS: dict[str, int] = {Code.INVALID: 400, Code.UNAUTHENTICATED: 403, Code.FORBIDDEN: 403, Code.NOT_FOUND: 404,
+           Code.CONFLICT: 409, Code.NOT_CHECKPOINTED: 409, Code.UNAVAILABLE: 503, Code.INTERNAL: 500}
+"""The HTTP status of an admin API refusal, by its code (400 for one without a code)."""
+
+
 @web.middleware
 async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
     """An admin API refusal or an unreachable service becomes a message, never a stack trace."""
@@ -123,6 +129,5 @@ async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse
         if request.method == "POST" and session is not None and not request.path.startswith("/api/"):
             session.flash("error", str(e))
             raise back(str((await request.post()).get("back", "/"))) from e
-        status = 403 if isinstance(e, AdminError) and "forbidden" in str(e) else 404 if isinstance(
-            e, AdminError) else 503
+        status = _STATUS.get(e.code, 400) if isinstance(e, AdminError) else 503
         return render(request, "error.html", status=status, message=str(e))

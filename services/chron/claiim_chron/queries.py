@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from claiim_core.access import AccessError, Principal, authenticate, scope
+from claiim_core.codes import Code, Refusal
 from claiim_core.merkle import consistency_ranges, inclusion_ranges, nodes_for, proof_from
 from claiim_core.proofs import ConsistencyProof, InclusionProof
 from claiim_core.schemas import CheckpointInfo, ChronQuery, ChronRecord, ChronResult, ChronStatus, ParkedInfo
@@ -27,7 +28,7 @@ from claiim_chron.store import ChronStore, StoredCheckpoint, StoreError
 _query = msgspec.json.Decoder(ChronQuery)
 
 
-class QueryError(ValueError):
+class QueryError(Refusal):
     """The query cannot be answered as asked; the message says why."""
 
 
@@ -50,7 +51,7 @@ class ChronQueries:
         try:
             q = _query.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            return ChronResult(error=f"malformed query: {e}")
+            return ChronResult(ok=False, code=Code.INVALID, error=f"malformed query: {e}")
         await self._follower.wait_caught_up()
         try:
             principal = authenticate(self._follower.registry, self._secret, self._operator_token, q.admin_token)
@@ -58,8 +59,10 @@ class ChronQueries:
                 return await self._parked(q, principal)
             org = None if principal.org is None and not q.org else scope(principal, q.org, write=False)
             return await self._run(q, org)
-        except (AccessError, QueryError, StoreError) as e:
-            return ChronResult(error=str(e))
+        except Refusal as e:
+            return ChronResult(ok=False, code=e.code, error=str(e))
+        except StoreError as e:
+            return ChronResult(ok=False, code=Code.UNAVAILABLE, error=str(e))
 
     async def _run(self, q: ChronQuery, org: str | None) -> ChronResult:
         if q.op in ("show", "prove") and not q.chron_id:
@@ -90,12 +93,12 @@ class ChronQueries:
     async def _prove(self, chron_id: str, org: str | None) -> ChronResult:
         found = await self._store.leaf(chron_id)
         if found is None or (org is not None and found[0] != org):
-            return ChronResult(error=f"no record {chron_id}")
+            raise QueryError(f"no record {chron_id}", Code.NOT_FOUND)
         _, index, data = found
         latest = await self._store.checkpoints(limit=1, newest_first=True)
         if not latest or latest[0].size <= index:
-            return ChronResult(error=f"{chron_id} is leaf {index}, not yet in a signed checkpoint; the next one "
-                                     f"comes within {self._interval:g} s")
+            raise QueryError(f"{chron_id} is leaf {index}, not yet in a signed checkpoint; the next one comes "
+                             f"within {self._interval:g} s", Code.NOT_CHECKPOINTED)
         cp = latest[0]
         ranges = inclusion_ranges(index, cp.size)
         path = proof_from(ranges, await self._store.nodes(nodes_for(ranges)))
@@ -106,13 +109,14 @@ class ChronQueries:
     async def _consistency(self, first: int, second: int) -> ChronResult:
         checkpoints = {c.size: c for c in await self._store.checkpoints()}
         if not checkpoints:
-            return ChronResult(error="no checkpoint yet")
+            raise QueryError("no checkpoint yet", Code.NOT_CHECKPOINTED)
         second = second or max(checkpoints)
         missing = [s for s in (first, second) if s not in checkpoints]
         if missing:
-            return ChronResult(error=f"no checkpoint of tree size {missing[0]} (see `claiim chron checkpoints`)")
+            raise QueryError(f"no checkpoint of tree size {missing[0]} (see `claiim chron checkpoints`)",
+                             Code.NOT_FOUND)
         if first > second:
-            return ChronResult(error=f"the first tree ({first}) must not be larger than the second ({second})")
+            raise QueryError(f"the first tree ({first}) must not be larger than the second ({second})")
         ranges = consistency_ranges(first, second)
         proof = proof_from(ranges, await self._store.nodes(nodes_for(ranges)))
         bundle = ConsistencyProof(first=checkpoints[first].note, second=checkpoints[second].note,

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import msgspec
 from claiim_core.checkpoint import Checkpoint, CheckpointError, Signer
+from claiim_core.codes import Code
 from claiim_core.eventauth import AuthError, GateKeyring, open_decision
 from claiim_core.events import ControlEvent
 from claiim_core.ids import rfc3339
@@ -432,7 +433,7 @@ class ChronService:
             result = await self.queries.answer(msg.data)
         except Exception as e:
             log.exception("chron query failed")
-            result = ChronResult(error=f"internal error: {type(e).__name__}")
+            result = ChronResult(ok=False, code=Code.INTERNAL, error=f"internal error: {type(e).__name__}")
         await msg.respond(_encode(result))
 
     async def pending(self) -> int:

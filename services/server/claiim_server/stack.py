@@ -285,7 +285,7 @@ async def load_demo(url: str, admin_token: str, data_dir: Path, say: Any) -> Non
         saved = json.loads(path.read_text()) if path.exists() else {}
         if new:
             write_private(path, json.dumps(saved | new, indent=2) + "\n")
-    say("demo bundle: " + ("; ".join(c for c in reply.changes if not c.startswith("unchanged"))
+    say("demo bundle: " + ("; ".join(str(c) for c in reply.changed if c.op != "unchanged")
                            or "unchanged"))
     say(f"demo agents: tokens in {tokens_path}; demo admins {', '.join(n for n, _ in DEMO_ADMINS)}: "
         f"tokens in {admins_path}")

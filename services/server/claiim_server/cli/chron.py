@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 from claiim import AsyncAdmin
-from claiim.errors import AdminError
+from claiim.errors import AdminError, NotCheckpointedError
 from claiim.transport import connect_with_token, resolve_url
 from claiim_chron.rebuild import Message, rebuild, stream_messages
 from claiim_chron.rows import StreamAuthenticator
@@ -274,8 +274,8 @@ async def prove(admin: AsyncAdmin, args: argparse.Namespace) -> int:
         try:
             proof = await admin.chron_prove(args.chron_id)
             break
-        except AdminError as e:
-            if "not yet in a signed checkpoint" not in str(e) or asyncio.get_running_loop().time() > deadline:
+        except NotCheckpointedError:
+            if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.5)
     await asyncio.to_thread(args.output.write_text, json.dumps(proof, indent=1) + "\n")

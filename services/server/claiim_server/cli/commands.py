@@ -57,7 +57,7 @@ def _proposed(proposal_id: str, pending: str) -> list[str]:
 
 def _changes(reply: ApplyReply) -> str:
     lines = list(reply.changes)
-    if all(c.startswith("unchanged") for c in reply.changes):
+    if all(c.op == "unchanged" for c in reply.changed):
         lines.append("nothing to change")
     lines += _proposed(reply.proposal_id, reply.pending)
     valid = " (valid once the proposal is applied)" if reply.proposal_id else ""

@@ -18,11 +18,11 @@ from typing import Any
 
 import msgspec
 from claiim import AsyncAdmin, AsyncGate, CheckResult
-from claiim.errors import AdminError, ClaiimError, UnauthorizedError
+from claiim.errors import AdminError, ClaiimError, ForbiddenError, NotCheckpointedError, UnauthorizedError
 from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Verifier
 from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
-from claiim_core.schemas import ChronRecord, DecisionReply
+from claiim_core.schemas import Change, ChronRecord, DecisionReply
 
 Check = Callable[[], Awaitable[str]]
 
@@ -108,7 +108,7 @@ class Rehearsal:
 
         async def reapply() -> str:
             reply = await self.admin.apply(sample_bundle(self.org, self.agent, ["ship:build", "ship:release"]))
-            assert all(c.startswith("unchanged") for c in reply.changes), reply.changes
+            assert all(c.op == "unchanged" for c in reply.changed), reply.changes
             assert not reply.tokens, "re-apply issued a token"
             return "nothing changed"
 
@@ -139,8 +139,8 @@ class Rehearsal:
 
         async def publish_v2() -> str:
             reply = await self.admin.apply(sample_bundle(self.org, self.agent, ["ship:build", "ship:test"]))
-            assert "published policy careful-v2" in reply.changes, reply.changes
-            return "; ".join(c for c in reply.changes if not c.startswith("unchanged"))
+            assert Change(op="published", kind="policy", name="careful", version=2) in reply.changed, reply.changes
+            return "; ".join(str(c) for c in reply.changed if c.op != "unchanged")
 
         await self.check("provision a fresh org, skill, policy and agent", provision)
         if not self.token:
@@ -207,9 +207,7 @@ class Rehearsal:
             try:
                 bundle = await self.admin.chron_prove(decision.chron_id)
                 break
-            except AdminError as e:
-                if "not yet in a signed checkpoint" not in str(e):
-                    raise
+            except NotCheckpointedError:
                 await asyncio.sleep(0.2)
         else:
             raise AssertionError(f"{decision.chron_id} was not in a signed checkpoint within 12 s")
@@ -230,7 +228,7 @@ class Rehearsal:
             assert not [s for s in await first.skills() if s.name == "two-person"], "applied before approval"
             try:
                 await first.approve(proposed.proposal_id)
-            except AdminError as e:
+            except ForbiddenError as e:
                 assert "cannot approve" in str(e), e
             else:
                 raise AssertionError("the proposer approved their own proposal")
@@ -248,7 +246,7 @@ class Rehearsal:
             assert sorted(a.agent_id for a in await auditor.agents()) == sorted([self.agent, PROBE])
             try:
                 await auditor.suspend(self.agent)
-            except AdminError as e:
+            except ForbiddenError as e:
                 assert "read-only" in str(e), e
                 return str(e)
             raise AssertionError("an auditor suspended an agent")
