@@ -75,11 +75,14 @@ class NatsTransport:
         self._user = user
         self._token = token
         self._nc: Client | None = client
-        """``client``: an open connection to share (the admin UI's); it is used as it is."""
+        """``client``: an open connection to share (the admin UI's); it is used as it is, and its owner
+        closes it."""
+        self._owned = client is None
 
     async def _connection(self) -> Client:
         if self._nc is None or self._nc.is_closed:
             self._nc = await connect_with_token(self.url, self._token, user=self._user, name=self._name)
+            self._owned = True
         return self._nc
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
@@ -99,6 +102,7 @@ class NatsTransport:
         return bytes(msg.data)
 
     async def close(self) -> None:
-        if self._nc is not None and not self._nc.is_closed:
+        """Drain the connection this transport opened; a shared one is left to its owner."""
+        if self._owned and self._nc is not None and not self._nc.is_closed:
             await self._nc.drain()
         self._nc = None

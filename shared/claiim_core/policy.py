@@ -19,7 +19,7 @@ optional description::
 
 A rule without ``target`` applies to every target.
 
-Evaluation order (DESIGN.md): authenticate, agent active, action within the agent's skill
+Evaluation order (README, "The decision"): authenticate, agent active, action within the agent's skill
 versions, deny rules, allow rules, default deny. Deny wins over allow. An explicitly denied
 action gets the reason ``... -- action explicitly denied`` (the seed said "not in allow list";
 naming the deny rule is more useful to whoever reads the log).

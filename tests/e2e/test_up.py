@@ -64,7 +64,7 @@ def test_the_admin_ui_logs_a_demo_admin_in(up: Up) -> None:
 
 
 def test_seed_example_runs_verbatim_and_lands_in_chron(up: Up) -> None:
-    """The DESIGN.md snippet (with the real token) answers ALLOW then DENY, and both are in Chron."""
+    """The seed example (with the real token) answers ALLOW then DENY, and both are in Chron."""
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(SEED).format(token=up.tokens["deploy-bot"])],
                          capture_output=True, text=True, timeout=60,
                          env={**clean_env(), "CLAIIM_URL": f"nats://127.0.0.1:{up.port}"})

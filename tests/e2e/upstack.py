@@ -25,7 +25,7 @@ result = gate.check(action="deploy:production", target="api-v2")
 # result.outcome == "DENY"; result.reason == "policy:no-prod-v1 -- action not in allow list"
 print(result.outcome, result.chron_id, result.reason)
 """
-"""The seed example of DESIGN.md, verbatim but for the token, printing what it gets."""
+"""The seed example of the design (README, "The seed example"), verbatim but for the token, printing what it gets."""
 
 
 def clean_env() -> dict[str, str]:

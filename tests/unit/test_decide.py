@@ -182,7 +182,7 @@ def test_request_like_objects_always_get_a_sound_decision(value: dict[str, Any])
         assert event.outcome == "DENY"
 
 
-# -- known bug: '$' in the validating regexes also matches before a trailing newline -------------
+# -- a trailing newline: the validating patterns end with \Z, not '$' (which also matches before one) ---
 
 
 def test_decision_subject_never_carries_a_newline() -> None:

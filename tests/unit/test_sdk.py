@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 from claiim import AsyncGate, CheckResult, ClaiimError, Gate, GateUnavailableError, ProtocolError, UnauthorizedError
-from claiim.transport import DEFAULT_URL, resolve_url
+from claiim.transport import DEFAULT_URL, NatsTransport, resolve_url
 from claiim_core.schemas import DecisionReply
 
 TOKEN = "clm_sdk-test-token"
@@ -239,3 +239,20 @@ def test_gate_url_uses_the_same_precedence(monkeypatch: pytest.MonkeyPatch) -> N
     assert AsyncGate("a", TOKEN, "nats://arg:1", transport=replying()).url == "nats://arg:1"
     monkeypatch.delenv("CLAIIM_URL")
     assert AsyncGate("a", TOKEN, transport=replying()).url == DEFAULT_URL
+
+
+class _SharedClient:
+    """Stands in for an open nats-py connection that someone else owns."""
+
+    is_closed = False
+    drained = False
+
+    async def drain(self) -> None:
+        self.drained = True
+
+
+async def test_closing_a_transport_leaves_a_shared_connection_to_its_owner() -> None:
+    shared = _SharedClient()
+    transport = NatsTransport("nats://127.0.0.1:1", client=shared)  # type: ignore[arg-type]
+    await transport.close()
+    assert not shared.drained
