@@ -168,3 +168,11 @@ def test_dockerfile_installs_the_package_and_runs_as_non_root() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "pip install ." in text and '"claiim", "serve"' in text
     assert "\nUSER " in text and "USER root" not in text
+
+
+def test_the_settings_page_is_generated_from_the_settings_class() -> None:
+    """docs/settings.md is what scripts/gen-docs writes, and every setting is described."""
+    from claiim_runtime.settings import Settings, settings_document
+
+    assert all(field.description for field in Settings.model_fields.values())
+    assert (ROOT / "docs/settings.md").read_text() == settings_document(), "run scripts/gen-docs"

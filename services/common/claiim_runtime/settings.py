@@ -1,27 +1,7 @@
-"""Settings, read once from the environment into a frozen object.
+"""Settings, read once from the environment (``CLAIIM_<FIELD>``) into a frozen object.
 
-| variable              | default                  | meaning                                            |
-|-----------------------|--------------------------|----------------------------------------------------|
-| CLAIIM_URL            | nats://127.0.0.1:4222    | NATS server URL(s), comma-separated for a cluster  |
-| CLAIIM_STREAM_REPLICAS| 1                        | copies of every stream (3 on a 3-node cluster)     |
-| CLAIIM_DATABASE_URL   | (none)                   | PostgreSQL URL for Chron                           |
-| CLAIIM_NAMESPACE      | claiim                   | prefix of every subject and stream                 |
-| CLAIIM_TOKEN_SECRET   | (none, required)         | key of the token hashes (HMAC-SHA256)              |
-| CLAIIM_ADMIN_TOKEN    | (none, required)         | bootstrap admin token for the admin and Chron APIs |
-| CLAIIM_PUBLISH_TIMEOUT| 2.0 seconds              | how long the gate waits for a PubAck               |
-| CLAIIM_CHRON_BATCH    | 1000 messages            | Chron's and the OCSF feed's batch size             |
-| CLAIIM_CHECKPOINT_KEY | (none)                   | Chron's signing key, PRIVATE+KEY+NAME+ID+BASE64    |
-| CLAIIM_CHECKPOINT_KEY_FILE | (none)              | ... or a file holding it (one of the two required) |
-| CLAIIM_CHECKPOINT_INTERVAL | 5.0 seconds         | longest time between checkpoints while leaves come |
-| CLAIIM_CHECKPOINT_DIR | (none)                   | a folder to mirror checkpoints and leaf batches to |
-| CLAIIM_CHRON_ORIGIN   | claiim/<namespace>       | the log's name in its checkpoints                  |
-| CLAIIM_PROPOSAL_TTL   | 86400 seconds (24 h)     | how long a proposal waits for approvals (max 7 d)  |
-| CLAIIM_CONTROL_KEY(_FILE) | (none)               | the control service's signing key (note key)       |
-| CLAIIM_CONTROL_VERIFIERS(_FILE) | (none)         | the control verifier keys every service trusts     |
-| CLAIIM_GATE_KEY(_FILE) | (none)                  | the gate's MAC key, GATEKEY+ID+BASE64              |
-| CLAIIM_GATE_KEYS(_FILE) | (none)                 | the gate keys Chron and the OCSF feed accept       |
-| CLAIIM_NATS_PASSWORDS | (none)                   | service=password,... : each service's NATS user    |
-| CLAIIM_NATS_ISSUER_SEED(_FILE) | (none)          | the auth service's NATS account seed (SA...)       |
+Each field's description is the documentation: docs/settings.md is :func:`settings_table`'s output
+(``scripts/gen-docs`` writes it; a test fails when the file and this class disagree).
 
 Keyrings (``*_VERIFIERS``, ``*_KEYS``) hold one key per line or comma-separated entry, each
 optionally followed by ``revoked-after N`` (docs/security.md).
@@ -43,37 +23,59 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLAIIM_", frozen=True, extra="ignore")
 
-    url: str = "nats://127.0.0.1:4222"
-    stream_replicas: int = Field(default=1, ge=1, le=5)
-    connect_wait: float = Field(default=30.0, gt=0)
-    database_url: str | None = None
-    namespace: str = "claiim"
-    token_secret: SecretStr | None = None
-    admin_token: SecretStr | None = None
-    publish_timeout: float = Field(default=2.0, gt=0)
-    chron_batch: int = Field(default=1000, ge=1, le=10_000)
-    checkpoint_key: SecretStr | None = None
-    checkpoint_key_file: Path | None = None
-    checkpoint_interval: float = Field(default=5.0, gt=0, le=5.0)
-    checkpoint_dir: Path | None = None
-    chron_origin: str = ""
-    proposal_ttl: float = Field(default=86_400.0, gt=0, le=7 * 86_400.0)
-    checkpoint_verifier: str | None = None
-    ui_host: str = "127.0.0.1"
-    ui_port: int = Field(default=8480, ge=0, le=65_535)
-    ui_secure_cookies: bool = False
-    ui_session_idle: float = Field(default=1800.0, gt=0)
-    control_key: SecretStr | None = None
-    control_key_file: Path | None = None
-    control_verifiers: str = ""
-    control_verifiers_file: Path | None = None
-    gate_key: SecretStr | None = None
-    gate_key_file: Path | None = None
-    gate_keys: SecretStr | None = None
-    gate_keys_file: Path | None = None
-    nats_passwords: SecretStr | None = None
-    nats_issuer_seed: SecretStr | None = None
-    nats_issuer_seed_file: Path | None = None
+    url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s), comma-separated for a cluster")
+    stream_replicas: int = Field(default=1, ge=1, le=5, description="copies of every stream (3 on a 3-node cluster)")
+    connect_wait: float = Field(default=30.0, gt=0,
+        description=("seconds a service waits for its first NATS connection before it exits with the last error (once "
+                     "connected, it reconnects for ever)"))
+    database_url: str | None = Field(default=None, description="PostgreSQL URL for Chron (postgresql://user@host/db)")
+    namespace: str = Field(default="claiim", description="prefix of every subject and stream")
+    token_secret: SecretStr | None = Field(default=None,
+        description=("key of the token hashes (HMAC-SHA256); required by the gate, control, Chron and auth; make one "
+                     "with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"))
+    admin_token: SecretStr | None = Field(default=None,
+        description="the operator's admin token (bootstrap, break-glass); required by control and Chron")
+    publish_timeout: float = Field(default=2.0, gt=0,
+        description="seconds the gate waits for a PubAck before it answers DENY chron:unavailable")
+    chron_batch: int = Field(default=1000, ge=1, le=10_000, description="messages per batch of Chron and the OCSF feed")
+    checkpoint_key: SecretStr | None = Field(default=None,
+        description="Chron's checkpoint signing key (`claiim keygen checkpoint NAME`); required by Chron")
+    checkpoint_key_file: Path | None = Field(default=None,
+        description="... or a file holding it (Chron needs one of the two)")
+    checkpoint_interval: float = Field(default=5.0, gt=0, le=5.0,
+        description="longest seconds between checkpoints while leaves come")
+    checkpoint_dir: Path | None = Field(default=None,
+        description="a folder Chron mirrors its checkpoints and leaf batches to")
+    chron_origin: str = Field(default="", description="the log's name in its checkpoints (default claiim/<namespace>)")
+    proposal_ttl: float = Field(default=86_400.0, gt=0, le=7 * 86_400.0,
+        description="seconds a proposal waits for approvals (at most 7 days)")
+    checkpoint_verifier: str | None = Field(default=None,
+        description=("the verifier key of Chron's checkpoints: the admin UI's, and the CLI's default `--key` for "
+                     "proofs and `chron verify`"))
+    ui_host: str = Field(default="127.0.0.1", description="the admin UI's listening address")
+    ui_port: int = Field(default=8480, ge=0, le=65_535, description="the admin UI's port (0: any free port)")
+    ui_secure_cookies: bool = Field(default=False, description="mark the UI's session cookie Secure (behind HTTPS)")
+    ui_session_idle: float = Field(default=1800.0, gt=0,
+        description="seconds of inactivity after which a UI session ends")
+    control_key: SecretStr | None = Field(default=None,
+        description=("the control service's signing key for control events (`claiim keygen control`); required by "
+                     "control"))
+    control_key_file: Path | None = Field(default=None, description="... or a file holding it")
+    control_verifiers: str = Field(default="",
+        description="the control verifier keys trusted (a keyring); required by the gate, control, Chron and auth")
+    control_verifiers_file: Path | None = Field(default=None, description="... or a file holding them")
+    gate_key: SecretStr | None = Field(default=None,
+        description="this gate's MAC key for decision events (`claiim keygen gate ID`); required by the gate")
+    gate_key_file: Path | None = Field(default=None, description="... or a file holding it")
+    gate_keys: SecretStr | None = Field(default=None,
+        description="the gate keys whose decisions are accepted (a keyring); required by Chron and the OCSF feed")
+    gate_keys_file: Path | None = Field(default=None, description="... or a file holding them")
+    nats_passwords: SecretStr | None = Field(default=None,
+        description=("user=password,...: each service's NATS user (gate, control, chron, ocsf, ui, auth, sys); "
+                     "without, services log in as the URL says"))
+    nats_issuer_seed: SecretStr | None = Field(default=None,
+        description="the auth service's NATS account seed (SA..., `claiim keygen nats-issuer`); required by auth")
+    nats_issuer_seed_file: Path | None = Field(default=None, description="... or a file holding it")
 
     @property
     def names(self) -> Names:
@@ -199,6 +201,28 @@ def _value_or_file(name: str, value: SecretStr | None, file: Path | None, hint: 
         also = f" (nor CLAIIM_{name}_FILE)" if file_setting else ""
         raise ConfigError(f"CLAIIM_{name} is not set{also}; {hint}")
     return text
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table: variable, default, meaning (docs/settings.md)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default()
+        shown = "" if default is None or default == "" else f"`{default}`"
+        rows.append(f"| `CLAIIM_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def settings_document() -> str:
+    """docs/settings.md: the table, with what a reader needs around it."""
+    return ("# Settings\n\n"
+            "Every claiim service reads its settings from `CLAIIM_*` environment variables (the CLI also from\n"
+            "`./.claiim/env`, as `claiim up` writes it). This page is generated from the settings class\n"
+            "(`claiim_runtime.settings.Settings`) by `scripts/gen-docs`.\n\n"
+            + settings_table()
+            + "\nKeyrings (`*_VERIFIERS`, `*_KEYS`) hold one key per line or comma-separated entry, each optionally\n"
+            "followed by `revoked-after N` (docs/security.md). A value and its `_FILE` variant are alternatives:\n"
+            "the value wins when both are set.\n")
 
 
 class ConfigError(RuntimeError):
