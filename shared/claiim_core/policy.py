@@ -245,8 +245,11 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     return evaluate_agent(registry, agent, request.action, request.target)
 
 
-def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: str) -> Verdict:
-    """Everything after authentication: agent active, skills, policy."""
+def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: str,
+                   trace: list[str] | None = None) -> Verdict:
+    """Everything after authentication: agent active, skills, policy. With ``trace``, each step
+    taken is appended to it as a line for people (``claiim explain`` shows them): the steps are the
+    evaluation's own, so an explanation cannot disagree with the decision."""
     who = {"org": agent.org, "anchor": agent.anchor}
     if agent.status != "active":
         return deny(f"agent:{agent.status} -- agent {agent.agent_id} is {agent.status}", "agent-active", **who)
@@ -255,8 +258,19 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
     resolved = [s for s in skills if s is not None]
     if len(resolved) != len(skills):
         missing = [ref for ref, s in zip(agent.skills, skills, strict=True) if s is None]
+        if trace is not None:
+            trace += [f"skill {ref}: not found" for ref in missing]
         return deny(f"skill:{','.join(missing)} -- skill version not found", "skill", **who)
-    skill = next((s for s in resolved if first_match(s.actions, action) is not None), None)
+    skill = None
+    for ref, candidate in zip(agent.skills, resolved, strict=True):
+        i = first_match(candidate.actions, action)
+        if trace is not None:
+            trace.append(f"skill {ref} -> {candidate.label}: " + (
+                f"covers {action} (actions[{i}]: {candidate.actions[i]})" if i is not None
+                else f"does not cover {action}"))
+        if i is not None:
+            skill = candidate
+            break
     if skill is None:
         labels = ",".join(s.label for s in resolved) or "none"
         return deny(f"skill:{labels} -- action outside the agent's skills", "skill", skill=labels, **who)
@@ -264,16 +278,26 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
 
     policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
     if policy is None:
+        if trace is not None:
+            trace.append(f"policy {agent.policy or '(none)'}: not found")
         return deny("policy:none -- agent has no bound policy", "policy", **found)
-    outcome, reason, rule = decide_policy(policy.label, policy.document, action, target)
+    matched: list[str] | None = None if trace is None else []
+    outcome, reason, rule = decide_policy(policy.label, policy.document, action, target, matched)
+    if trace is not None and matched is not None:
+        trace.append(f"policy {agent.policy} -> {policy.label} on target {target!r}: {', '.join(matched)}")
     return Verdict(outcome, reason, rule, policy=policy.label, **found)
 
 
-def decide_policy(label: str, doc: PolicyDocument, action: str,
-                  target: str) -> tuple[Literal["ALLOW", "DENY"], str, str]:
-    """The policy step alone: deny rules, then allow rules, then default deny."""
-    if (i := first_rule(doc.deny, action, target)) is not None:
-        return "DENY", f"policy:{label} -- action explicitly denied", describe_rule("deny", i, doc.deny[i])
-    if (i := first_rule(doc.allow, action, target)) is not None:
-        return "ALLOW", f"policy:{label} -- action allowed", describe_rule("allow", i, doc.allow[i])
+def decide_policy(label: str, doc: PolicyDocument, action: str, target: str,
+                  trace: list[str] | None = None) -> tuple[Literal["ALLOW", "DENY"], str, str]:
+    """The policy step alone: deny rules, then allow rules, then default deny; ``trace`` gets what
+    each list came to (``deny no match``, ``allow matches allow[0]: ...``)."""
+    steps: tuple[tuple[str, tuple[RuleLike, ...], Literal["ALLOW", "DENY"], str], ...] = (
+        ("deny", doc.deny, "DENY", "action explicitly denied"), ("allow", doc.allow, "ALLOW", "action allowed"))
+    for kind, rules, outcome, text in steps:
+        i = first_rule(rules, action, target)
+        if trace is not None:
+            trace.append(f"{kind} no match" if i is None else f"{kind} matches {describe_rule(kind, i, rules[i])}")
+        if i is not None:
+            return outcome, f"policy:{label} -- {text}", describe_rule(kind, i, rules[i])
     return "DENY", f"policy:{label} -- action not in allow list", "default-deny"

@@ -9,7 +9,7 @@ from claiim_core.bundle import BundleError, parse_bundle, plan_bundle
 from claiim_core.document import PolicyDocument, Rule
 from claiim_core.events import PolicyPublished
 from claiim_core.explain import explain
-from claiim_core.policy import check_rule, decide_policy, target_matches
+from claiim_core.policy import check_rule, decide_policy, evaluate_agent, target_matches
 from claiim_core.registry import Registry
 
 from tests.unit.seed import apply_all, seed_registry
@@ -114,3 +114,22 @@ def test_explain_shows_the_target_and_the_matching_rule() -> None:
     verdict, _ = explain(registry, "demo", "careful-bot", "deploy:staging", "web")
     assert verdict is not None and verdict.reason == "policy:careful-v1 -- action not in allow list"
     assert explain(registry, "other", "careful-bot", "deploy:staging")[0] is None
+
+
+@pytest.mark.parametrize(("action", "target", "last_step"), [
+    ("deploy:staging", "api-v2", "deny no match, allow matches allow[0]: deploy:staging @ api-*"),
+    ("deploy:staging", "web", "deny no match, allow no match"),
+    ("cook:dinner", "", "skill deploy-v2 -> deploy-v2: does not cover cook:dinner"),
+])
+def test_explain_shows_the_evaluations_own_steps_and_agrees_with_it(action: str, target: str,
+                                                                     last_step: str) -> None:
+    """explain's steps are the evaluator's trace: the last step before the verdict is where evaluation stopped, and
+    the verdict is the one the gate's evaluator gives."""
+    registry: Registry = seed_registry()
+    data = bundle_with([{"action": "deploy:staging", "target": "api-*"}])
+    data["agents"] = [{"id": "careful-bot", "anchor": "j.smith", "skills": ["deploy-v2"], "policy": "careful"}]
+    apply_all(registry, plan_bundle(registry, parse_bundle(data), context()).events)
+    verdict, steps = explain(registry, "demo", "careful-bot", action, target)
+    assert steps[-2].endswith(last_step)
+    assert verdict == evaluate_agent(registry, registry.agents[("demo", "careful-bot")], action, target)
+    assert steps[-1] == f"=> {verdict.outcome} {verdict.reason} [{verdict.rule}]"
