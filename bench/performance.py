@@ -41,7 +41,7 @@ from pathlib import Path
 
 import asyncpg
 import nats
-from claiim import AsyncGate
+from claiim import AsyncGate, ClaiimError
 from claiim_server.servers import free_port, start_nats
 from claiim_server.workers import default_workers
 
@@ -105,6 +105,8 @@ class Sustained:
     p99_ms: float
     max_ms: float
     missing: int
+    failed: int
+    """Checks that raised (``GateUnavailableError``: no answer within the SDK's deadline)."""
 
 
 def sustained(url: str, token: str, db_url: str, rate: int, seconds: float) -> Sustained:
@@ -133,9 +135,15 @@ def sustained(url: str, token: str, db_url: str, rate: int, seconds: float) -> S
                         early.add(row["chron_id"])
                 await asyncio.sleep(0.01)
 
+        failed = 0
         async with AsyncGate(AGENT, token, url, timeout=10) as gate:
             async def one() -> None:
-                reply = await gate.check(action=ACTION, target=TARGET)
+                nonlocal failed
+                try:
+                    reply = await gate.check(action=ACTION, target=TARGET)
+                except ClaiimError:
+                    failed += 1
+                    return
                 if reply.chron_id in early:
                     early.discard(reply.chron_id)
                     lat.append(0.0)
@@ -165,7 +173,7 @@ def sustained(url: str, token: str, db_url: str, rate: int, seconds: float) -> S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(poller, 30)
         await conn.close()
-        return Sustained(sent, sent / took, pct(lat, 50), pct(lat, 99), pct(lat, 100), len(replied))
+        return Sustained(sent, sent / took, pct(lat, 50), pct(lat, 99), pct(lat, 100), len(replied), failed)
     return asyncio.run(run())
 
 
@@ -312,9 +320,11 @@ def main(args: argparse.Namespace) -> None:
     if held:
         print(f"\ndecision reply -> row in chron_events, {args.sustain_workers} gate worker(s), OCSF feed running, "
               f"{args.sustain_seconds:g} s at each rate")
-        print(f"{'asked /s':>9} {'sent /s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'no row':>7}")
+        print(f"{'asked /s':>9} {'sent':>9} {'sent /s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'no row':>7} "
+              f"{'failed':>9}")
         for rate, h in held.items():
-            print(f"{rate:>9,} {h.rate:>9,.0f} {h.p50_ms:>8.1f} {h.p99_ms:>8.1f} {h.max_ms:>8.1f} {h.missing:>7}")
+            print(f"{rate:>9,} {h.sent:>9,} {h.rate:>9,.0f} {h.p50_ms:>8.1f} {h.p99_ms:>8.1f} {h.max_ms:>8.1f} "
+                  f"{h.missing:>7} {h.failed:>9,}")
 
 
 if __name__ == "__main__":

@@ -141,8 +141,8 @@ class Puller:
     :meth:`fetch` first asks for what is there (``no_wait``); when nothing is, it asks again and waits
     up to ``timeout`` for the first message. Such a request lingers on the server until it has
     delivered its batch or expires, and what it delivers later is kept for the next fetch. A fetch
-    that returns messages asks for the next batch at once, without waiting for it: it arrives while
-    the caller stores this one (:meth:`waiting` lists what has arrived)."""
+    that returns a full batch (a backlog) asks for the next one at once, without waiting for it: it
+    arrives while the caller stores this one (:meth:`waiting` lists what has arrived)."""
 
     def __init__(self, nc: Client, stream: str, durable: str, api_prefix: str = "$JS.API") -> None:
         self._nc = nc
@@ -177,7 +177,7 @@ class Puller:
         if not self._ready:
             await self._pull({"batch": batch, "expires": int(timeout * 1e9)}, 1, timeout)
         msgs, self._ready = self._ready[:batch], self._ready[batch:]
-        if msgs and len(self._ready) < batch:
+        if len(msgs) == batch and len(self._ready) < batch:  # a backlog: ask for the next batch now
             await self._nc.publish(self._next, json.dumps({"batch": batch, "no_wait": True}).encode(),
                                    reply=f"{self._inbox}.{next(self._ids)}")
         return msgs
