@@ -1,6 +1,7 @@
 """Checking Chron's signed checkpoints the way an outside monitor would: each new checkpoint must
 carry a valid signature of the log's key and extend the last one verified (a consistency proof,
-checked here, not taken on trust). A fork, a shrunken log or a bad signature is a failure.
+checked here, not taken on trust: :class:`claiim_core.trust.TrustedCheckpoints`). A fork, a
+shrunken log or a bad signature is a failure.
 
 Verification runs while someone uses the UI (the overview asks for it every few seconds and the
 checkpoints page has a button); unattended monitoring is ``claiim chron verify`` from a scheduler.
@@ -17,9 +18,10 @@ from datetime import UTC, datetime
 
 import msgspec
 from claiim import AsyncAdmin, ClaiimError
-from claiim_core.checkpoint import Checkpoint, CheckpointError, Verifier
-from claiim_core.proofs import ConsistencyProof, ProofError, check_consistency
+from claiim_core.checkpoint import CheckpointError, Verifier
+from claiim_core.proofs import ConsistencyProof
 from claiim_core.schemas import CheckpointInfo
+from claiim_core.trust import TrustedCheckpoints, TrustError
 
 MIN_INTERVAL = 3.0
 """Seconds between two verifications that nobody forced."""
@@ -40,7 +42,7 @@ class CheckpointMonitor:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._last_run = -MIN_INTERVAL
-        self.trusted: Checkpoint | None = None
+        self.trust = TrustedCheckpoints(verifier)
         """The newest checkpoint verified so far; the next one must extend it."""
         self.results: deque[Verification] = deque(maxlen=50)
 
@@ -75,35 +77,25 @@ class CheckpointMonitor:
         listed = await admin.chron_checkpoints(limit=20)
         if not listed:
             return self._result(True, 0, "no checkpoint yet")
+        trust = self.trust
+        at = listed[-1]
         try:
-            newest = self.verifier.open(listed[0].note)
-        except CheckpointError as e:
-            return self._result(False, listed[0].size, f"checkpoint of tree size {listed[0].size}: {e}")
-        base = self.trusted
-        if base is None:  # first run: start from the oldest checkpoint Chron lists
-            try:
-                base = self.verifier.open(listed[-1].note)
-            except CheckpointError as e:
-                return self._result(False, listed[-1].size, f"checkpoint of tree size {listed[-1].size}: {e}")
-        if newest.size < base.size:
-            return self._result(False, newest.size, f"the log shrank: tree size {newest.size} is smaller than the "
-                                                    f"verified {base.size}")
-        if newest.size == base.size:
-            if newest.root != base.root:
-                return self._result(False, newest.size, f"fork: two roots for tree size {newest.size}")
-        else:
-            bundle = await admin.chron_consistency(base.size, newest.size)
-            try:
-                proof = msgspec.convert(bundle, ConsistencyProof)
-                first, second = check_consistency(proof, self.verifier)
-            except (ProofError, msgspec.ValidationError) as e:
-                return self._result(False, newest.size, f"tree {newest.size} does not extend tree {base.size}: {e}")
-            if first.root != base.root:
-                return self._result(False, newest.size, f"fork: tree size {base.size} now has root "
-                                                        f"{first.root.hex()[:16]}…, verified {base.root.hex()[:16]}…")
-            if second.root != newest.root:
-                return self._result(False, newest.size, "Chron proved another root than the checkpoint it lists")
-        self.trusted = newest
+            if trust.trusted is None:  # first run: start from the oldest checkpoint Chron lists
+                trust.update(at.note)
+            base = trust.trusted
+            assert base is not None
+            at = listed[0]
+            newest = trust.open(at.note)
+            proof: list[bytes] = []
+            if (sizes := trust.proof_needed(newest)) is not None:
+                bundle = msgspec.convert(await admin.chron_consistency(*sizes), ConsistencyProof)
+                proof = [bytes.fromhex(h) for h in bundle.proof]
+            trust.update(at.note, proof)
+        except TrustError as e:
+            where = f"checkpoint of tree size {at.size}: " if e.problem == "bad-signature" else ""
+            return self._result(False, at.size, f"{where}{e}")
+        except (msgspec.ValidationError, ValueError) as e:
+            return self._result(False, at.size, f"Chron's consistency proof for tree size {at.size} is not one: {e}")
         return self._result(True, newest.size, f"tree size {newest.size} signed by {self.verifier.name}; "
                                                f"extends the verified tree size {base.size}")
 

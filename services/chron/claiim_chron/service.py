@@ -34,9 +34,10 @@ from claiim_core.codes import Code
 from claiim_core.eventauth import AuthError, GateKeyring, open_decision
 from claiim_core.events import ControlEvent
 from claiim_core.ids import rfc3339
-from claiim_core.merkle import consistency_ranges, nodes_for, proof_from, verify_consistency
+from claiim_core.merkle import consistency_ranges, nodes_for, proof_from
 from claiim_core.names import Names
 from claiim_core.schemas import ChronResult, DecisionEvent
+from claiim_core.trust import TrustError, check_extends
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.stopping import Deadline
 from claiim_runtime.streams import Puller, durable_pull, hand_back, stream_seq
@@ -230,12 +231,12 @@ class ChronService:
         root = frontier.root()
         if last is not None:
             ranges = consistency_ranges(last.size, frontier.size)
-            proof = proof_from(ranges, await self.store.nodes(nodes_for(ranges)))
-            if not verify_consistency(last.size, frontier.size, proof, last.root, root):
-                self.checkpoint_error = (f"refusing to sign: the tree of {frontier.size} leaves does not extend the "
-                                         f"signed checkpoint of {last.size} leaves (a fork)")
+            try:
+                check_extends(last, frontier.size, root, proof_from(ranges, await self.store.nodes(nodes_for(ranges))))
+            except TrustError as e:
+                self.checkpoint_error = f"refusing to sign: {e}"
                 log.critical(self.checkpoint_error)
-                raise ForkError(self.checkpoint_error)
+                raise ForkError(self.checkpoint_error) from e
         checkpoint = Checkpoint(self.origin, frontier.size, root, rfc3339(time.time_ns() // 1000))
         note = self._signer.sign(checkpoint)
         await self.store.add_checkpoint(checkpoint.size, root, note)
