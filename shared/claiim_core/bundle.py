@@ -31,7 +31,8 @@ from claiim_core.events import (
     aggregate,
 )
 from claiim_core.names import TOKEN_RE
-from claiim_core.policy import NAME_PATTERN, check_pattern, check_rule, parse_ref
+from claiim_core.policy import check_pattern, check_rule
+from claiim_core.refs import NAME_PATTERN, parse_ref
 from claiim_core.registry import Registry
 from claiim_core.schemas import Change
 from claiim_core.tokens import Kind, hash_token

@@ -4,7 +4,8 @@ changed between two policy versions. Nothing here is on the gate's hot path.
 
 from __future__ import annotations
 
-from claiim_core.policy import Verdict, evaluate_agent, rule_text
+from claiim_core.decision import Verdict, evaluate_agent
+from claiim_core.policy import rule_text
 from claiim_core.registry import Registry
 from claiim_core.schemas import PolicyVersionInfo
 

@@ -1,4 +1,4 @@
-"""The policy language and the decision evaluator.
+"""The policy language: action and target patterns, rules, and a policy document's verdict.
 
 A policy document (the seed's format)::
 
@@ -19,10 +19,10 @@ optional description::
 
 A rule without ``target`` applies to every target.
 
-Evaluation order (README, "The decision"): authenticate, agent active, action within the agent's skill
-versions, deny rules, allow rules, default deny. Deny wins over allow. An explicitly denied
-action gets the reason ``... -- action explicitly denied`` (the seed said "not in allow list";
-naming the deny rule is more useful to whoever reads the log).
+A document's deny rules come first, then its allow rules, then the default deny: deny wins over
+allow. An explicitly denied action gets the reason ``... -- action explicitly denied`` (the seed
+said "not in allow list"; naming the deny rule is more useful to whoever reads the log). The whole
+decision, of which this is the last step, is :mod:`claiim_core.decision`.
 """
 
 from __future__ import annotations
@@ -30,37 +30,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from claiim_core.document import MAX_DESCRIPTION, MAX_TARGET_PATTERN, PolicyDocument, RuleLike
-from claiim_core.schemas import CheckRequest
-from claiim_core.tokens import check_token, token_org
-
-if TYPE_CHECKING:
-    from claiim_core.registry import AgentState, Registry
 
 # Patterns end in \Z, not $: "$" would also accept a trailing newline.
 PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*]+(:[A-Za-z0-9_.\-*]+)*\Z")
-NAME_PATTERN = r"[a-z0-9](?:[a-z0-9_]|-(?!v\d+\Z))*"
-"""A skill or policy name: it may not itself end in ``-vN``, which would read as a version."""
-REF_RE = re.compile(rf"^(?P<name>{NAME_PATTERN})(?:-v(?P<version>[1-9]\d*))?\Z")
-
-
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """Split ``deploy-v2`` into ``("deploy", 2)``; a bare ``deploy`` means the latest version."""
-    m = REF_RE.match(ref)
-    if not m:
-        raise ValueError(
-            f"{ref!r} is not a reference: use NAME (latest) or NAME-vN (pinned), "
-            "NAME made of a-z, 0-9, '-' and '_'"
-        )
-    version = m.group("version")
-    return m.group("name"), int(version) if version else None
-
-
-def label(name: str, version: int) -> str:
-    """The display form of a version, as recorded in decisions: ``no-prod-v1``."""
-    return f"{name}-v{version}"
 
 
 def check_pattern(pattern: str) -> None:
@@ -202,90 +177,6 @@ def rule_text(rule: RuleLike) -> str:
 def describe_rule(kind: str, i: int, rule: RuleLike) -> str:
     """How a decision names its rule: ``deny[0]: deploy:* @ prod-* -- why``."""
     return f"{kind}[{i}]: {rule_text(rule)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The result of evaluating one request against the registry."""
-
-    outcome: Literal["ALLOW", "DENY"]
-    reason: str
-    rule: str
-    org: str = ""
-    anchor: str = ""
-    policy: str = ""
-    skill: str = ""
-
-
-def deny(reason: str, rule: str, **found: str) -> Verdict:
-    return Verdict("DENY", reason, rule, **found)
-
-
-def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> Verdict:
-    """Decide one request. Pure: the same registry and request always give the same verdict.
-
-    The agent is looked up in the org its token names. A request for an agent the org does not
-    have is recorded under that org when the org exists (so its auditors see the attempt).
-    """
-    org = token_org("agent", request.token)
-    if org is None:
-        return deny(f"auth:bad-token -- not an agent token of any org (agent {request.agent_id})",
-                    "authenticate")
-    agent = registry.agents.get((org, request.agent_id))
-    if agent is None:
-        return deny(f"agent:unknown -- no agent {request.agent_id!r} is registered in org {org}",
-                    "authenticate", org=org if org in registry.orgs else "")
-    who = {"org": agent.org, "anchor": agent.anchor}
-    status = check_token(token_secret, request.token, agent.token_hash, agent.retired_tokens)
-    if status == "bad":
-        return deny(f"auth:bad-token -- token does not match agent {agent.agent_id}", "authenticate", **who)
-    if status != "ok":
-        return deny(f"auth:{status}-token -- this token of agent {agent.agent_id} was {status}",
-                    "authenticate", **who)
-    return evaluate_agent(registry, agent, request.action, request.target)
-
-
-def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: str,
-                   trace: list[str] | None = None) -> Verdict:
-    """Everything after authentication: agent active, skills, policy. With ``trace``, each step
-    taken is appended to it as a line for people (``claiim explain`` shows them): the steps are the
-    evaluation's own, so an explanation cannot disagree with the decision."""
-    who = {"org": agent.org, "anchor": agent.anchor}
-    if agent.status != "active":
-        return deny(f"agent:{agent.status} -- agent {agent.agent_id} is {agent.status}", "agent-active", **who)
-
-    skills = [registry.resolve_skill(agent.org, ref) for ref in agent.skills]
-    resolved = [s for s in skills if s is not None]
-    if len(resolved) != len(skills):
-        missing = [ref for ref, s in zip(agent.skills, skills, strict=True) if s is None]
-        if trace is not None:
-            trace += [f"skill {ref}: not found" for ref in missing]
-        return deny(f"skill:{','.join(missing)} -- skill version not found", "skill", **who)
-    skill = None
-    for ref, candidate in zip(agent.skills, resolved, strict=True):
-        i = first_match(candidate.actions, action)
-        if trace is not None:
-            trace.append(f"skill {ref} -> {candidate.label}: " + (
-                f"covers {action} (actions[{i}]: {candidate.actions[i]})" if i is not None
-                else f"does not cover {action}"))
-        if i is not None:
-            skill = candidate
-            break
-    if skill is None:
-        labels = ",".join(s.label for s in resolved) or "none"
-        return deny(f"skill:{labels} -- action outside the agent's skills", "skill", skill=labels, **who)
-    found = {**who, "skill": skill.label}
-
-    policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
-    if policy is None:
-        if trace is not None:
-            trace.append(f"policy {agent.policy or '(none)'}: not found")
-        return deny("policy:none -- agent has no bound policy", "policy", **found)
-    matched: list[str] | None = None if trace is None else []
-    outcome, reason, rule = decide_policy(policy.label, policy.document, action, target, matched)
-    if trace is not None and matched is not None:
-        trace.append(f"policy {agent.policy} -> {policy.label} on target {target!r}: {', '.join(matched)}")
-    return Verdict(outcome, reason, rule, policy=policy.label, **found)
 
 
 def decide_policy(label: str, doc: PolicyDocument, action: str, target: str,

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from claiim_core.document import PolicyDocument, Rule, RuleLike
-from claiim_core.policy import check_rule, decide_policy, parse_ref
+from claiim_core.policy import check_rule, decide_policy
+from claiim_core.refs import parse_ref
 
 POLICY_KEYS = {"skill", "allow", "deny", "description", "name", "version"}
 RULE_KEYS = {"action", "target", "description"}

@@ -31,7 +31,7 @@ from claiim_core.events import (
     ProposalRejected,
     SkillPublished,
 )
-from claiim_core.policy import label, parse_ref
+from claiim_core.refs import label, parse_ref
 
 
 @dataclass(frozen=True, slots=True)

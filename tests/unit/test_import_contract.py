@@ -119,3 +119,28 @@ def test_the_checker_sees_a_service_importing_another_and_a_private_module(tmp_p
         "claiim_gate.bad imports claiim_chron.store: claiim_gate may not import claiim_chron",
         "claiim_gate.bad imports claiim_chron.store.ChronStore: claiim_gate may not import claiim_chron",
     ]
+
+
+def cycles(package: str) -> list[list[str]]:
+    """Import cycles among ``package``'s own modules (every import, at any level, TYPE_CHECKING included)."""
+    graph = {name: {i for i in imports(path) if i in ALL and i != name and i.split(".")[0] == package}
+             for name, path in modules(package).items()}
+    found: list[list[str]] = []
+
+    def walk(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in path:
+                cycle = path[path.index(nxt):]
+                if min(cycle) == cycle[0] and [*cycle, nxt] not in found:
+                    found.append([*cycle, nxt])
+            elif len(path) < 20:
+                walk(nxt, [*path, nxt])
+
+    for start in sorted(graph):
+        walk(start, [start])
+    return found
+
+
+@pytest.mark.parametrize("package", ["claiim_core", "claiim"])
+def test_the_client_packages_have_no_import_cycle(package: str) -> None:
+    assert cycles(package) == []

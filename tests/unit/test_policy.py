@@ -6,18 +6,11 @@ import copy
 import dataclasses
 
 import pytest
+from claiim_core.decision import Verdict, evaluate
 from claiim_core.document import PolicyDocument, Rule, RuleLike
 from claiim_core.events import ControlEvent
-from claiim_core.policy import (
-    Verdict,
-    check_pattern,
-    evaluate,
-    first_match,
-    first_rule,
-    matches,
-    parse_ref,
-    target_matches,
-)
+from claiim_core.policy import check_pattern, first_match, first_rule, matches, target_matches
+from claiim_core.refs import parse_ref
 from claiim_core.registry import Registry
 from claiim_core.schemas import CheckRequest
 from hypothesis import given

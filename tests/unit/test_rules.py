@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 from claiim_core.bundle import BundleError, parse_bundle, plan_bundle
+from claiim_core.decision import evaluate_agent
 from claiim_core.document import PolicyDocument, Rule
 from claiim_core.events import PolicyPublished
 from claiim_core.explain import explain
-from claiim_core.policy import check_rule, decide_policy, evaluate_agent, target_matches
+from claiim_core.policy import check_rule, decide_policy, target_matches
 from claiim_core.registry import Registry
 
 from tests.unit.seed import apply_all, seed_registry

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from claiim import AdminError, AsyncAdmin, ClaiimError
-from claiim_core.policy import parse_ref
 from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
+from claiim_core.refs import parse_ref
 from claiim_core.schemas import ChronRecord, PolicyVersionInfo, SkillVersionInfo
 
 from claiim_admin.web import admin_of, back, render, session_of, ui_of

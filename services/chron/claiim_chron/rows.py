@@ -11,7 +11,7 @@ import msgspec
 from claiim_core.eventauth import AuthError, ControlKeyring, GateKeyring, open_control, open_decision
 from claiim_core.events import ControlEvent, aggregate, decode_control
 from claiim_core.names import Names
-from claiim_core.policy import label
+from claiim_core.refs import label
 from claiim_core.schemas import DecisionEvent
 
 _decision = msgspec.json.Decoder(DecisionEvent)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import msgspec
+from claiim_core.decision import Verdict, deny, evaluate
 from claiim_core.ids import chron_id, rfc3339
-from claiim_core.policy import Verdict, deny, evaluate
 from claiim_core.registry import Registry
 from claiim_core.schemas import MAX_REQUEST_BYTES, CheckRequest, DecisionEvent
 

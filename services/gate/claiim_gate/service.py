@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 
 import msgspec
+from claiim_core.decision import deny
 from claiim_core.names import Names
-from claiim_core.policy import deny
 from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.pubacks import AckPipeline, Stored

@@ -1,0 +1,100 @@
+"""The decision: one request against the registry, pure. In this order: the agent's token names an
+org and the agent is registered there; the token matches (a keyed hash, constant-time; a rotated
+or revoked token is refused by name); the agent is active; the action is within one of its skill
+versions; its policy decides (:func:`claiim_core.policy.decide_policy`: deny rules, allow rules,
+default deny).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from claiim_core.policy import decide_policy, first_match
+from claiim_core.registry import AgentState, Registry
+from claiim_core.schemas import CheckRequest
+from claiim_core.tokens import check_token, token_org
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The result of evaluating one request against the registry."""
+
+    outcome: Literal["ALLOW", "DENY"]
+    reason: str
+    rule: str
+    org: str = ""
+    anchor: str = ""
+    policy: str = ""
+    skill: str = ""
+
+
+def deny(reason: str, rule: str, **found: str) -> Verdict:
+    return Verdict("DENY", reason, rule, **found)
+
+
+def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> Verdict:
+    """Decide one request. Pure: the same registry and request always give the same verdict.
+
+    The agent is looked up in the org its token names. A request for an agent the org does not
+    have is recorded under that org when the org exists (so its auditors see the attempt).
+    """
+    org = token_org("agent", request.token)
+    if org is None:
+        return deny(f"auth:bad-token -- not an agent token of any org (agent {request.agent_id})",
+                    "authenticate")
+    agent = registry.agents.get((org, request.agent_id))
+    if agent is None:
+        return deny(f"agent:unknown -- no agent {request.agent_id!r} is registered in org {org}",
+                    "authenticate", org=org if org in registry.orgs else "")
+    who = {"org": agent.org, "anchor": agent.anchor}
+    status = check_token(token_secret, request.token, agent.token_hash, agent.retired_tokens)
+    if status == "bad":
+        return deny(f"auth:bad-token -- token does not match agent {agent.agent_id}", "authenticate", **who)
+    if status != "ok":
+        return deny(f"auth:{status}-token -- this token of agent {agent.agent_id} was {status}",
+                    "authenticate", **who)
+    return evaluate_agent(registry, agent, request.action, request.target)
+
+
+def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: str,
+                   trace: list[str] | None = None) -> Verdict:
+    """Everything after authentication: agent active, skills, policy. With ``trace``, each step
+    taken is appended to it as a line for people (``claiim explain`` shows them): the steps are the
+    evaluation's own, so an explanation cannot disagree with the decision."""
+    who = {"org": agent.org, "anchor": agent.anchor}
+    if agent.status != "active":
+        return deny(f"agent:{agent.status} -- agent {agent.agent_id} is {agent.status}", "agent-active", **who)
+
+    skills = [registry.resolve_skill(agent.org, ref) for ref in agent.skills]
+    resolved = [s for s in skills if s is not None]
+    if len(resolved) != len(skills):
+        missing = [ref for ref, s in zip(agent.skills, skills, strict=True) if s is None]
+        if trace is not None:
+            trace += [f"skill {ref}: not found" for ref in missing]
+        return deny(f"skill:{','.join(missing)} -- skill version not found", "skill", **who)
+    skill = None
+    for ref, candidate in zip(agent.skills, resolved, strict=True):
+        i = first_match(candidate.actions, action)
+        if trace is not None:
+            trace.append(f"skill {ref} -> {candidate.label}: " + (
+                f"covers {action} (actions[{i}]: {candidate.actions[i]})" if i is not None
+                else f"does not cover {action}"))
+        if i is not None:
+            skill = candidate
+            break
+    if skill is None:
+        labels = ",".join(s.label for s in resolved) or "none"
+        return deny(f"skill:{labels} -- action outside the agent's skills", "skill", skill=labels, **who)
+    found = {**who, "skill": skill.label}
+
+    policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
+    if policy is None:
+        if trace is not None:
+            trace.append(f"policy {agent.policy or '(none)'}: not found")
+        return deny("policy:none -- agent has no bound policy", "policy", **found)
+    matched: list[str] | None = None if trace is None else []
+    outcome, reason, rule = decide_policy(policy.label, policy.document, action, target, matched)
+    if trace is not None and matched is not None:
+        trace.append(f"policy {agent.policy} -> {policy.label} on target {target!r}: {', '.join(matched)}")
+    return Verdict(outcome, reason, rule, policy=policy.label, **found)
