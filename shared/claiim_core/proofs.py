@@ -23,6 +23,36 @@ INCLUSION_FORMAT = "claiim-inclusion-proof/1"
 CONSISTENCY_FORMAT = "claiim-consistency-proof/1"
 
 
+class LeafBatch(Struct, frozen=True, forbid_unknown_fields=True):
+    """One message of Chron's proofs feed (``<ns>.chron.leaves``, and a line of the mirror's
+    ``leaves.jsonl``): leaves ``first`` to ``first + len(leaves) - 1`` as ``[chron id, leaf hash
+    (hex)]`` pairs."""
+
+    first: int
+    leaves: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, first: int, leaves: list[tuple[str, bytes]]) -> LeafBatch:
+        return cls(first, [(chron_id, h.hex()) for chron_id, h in leaves])
+
+    @classmethod
+    def decode(cls, data: bytes) -> LeafBatch:
+        """Raises ``msgspec.DecodeError`` or ``msgspec.ValidationError`` for anything else."""
+        return msgspec.json.decode(data, type=cls)
+
+    def encode(self) -> bytes:
+        return msgspec.json.encode(self)
+
+    def pairs(self) -> list[tuple[str, bytes]]:
+        """The leaves as ``(chron id, leaf hash)``."""
+        return [(chron_id, bytes.fromhex(h)) for chron_id, h in self.leaves]
+
+    @property
+    def end(self) -> int:
+        """The first leaf after this batch."""
+        return self.first + len(self.leaves)
+
+
 class ProofError(ValueError):
     """The proof does not hold; the message says which part failed."""
 

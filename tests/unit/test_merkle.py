@@ -180,3 +180,16 @@ def test_out_of_range_proofs_are_refused(index: int, size: int) -> None:
     with pytest.raises(ValueError):
         inclusion_ranges(index, size)
     assert not verify_inclusion(index, size, EMPTY_ROOT, [], EMPTY_ROOT)
+
+
+def test_a_proofs_feed_batch_reads_what_chron_has_always_written() -> None:
+    """The feed's message type decodes the JSON shape the feed carries, and writes it back unchanged."""
+    import json
+
+    from claiim_core.proofs import LeafBatch
+
+    h = leaf_hash(b"x")
+    written = json.dumps({"first": 7, "leaves": [["chr_a", h.hex()]]}, separators=(",", ":")).encode()
+    batch = LeafBatch.decode(written)
+    assert (batch.first, batch.pairs(), batch.end) == (7, [("chr_a", h)], 8)
+    assert LeafBatch.of(7, [("chr_a", h)]).encode() == written

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from claiim_core.events import ControlEvent
 from claiim_core.ids import rfc3339
 from claiim_core.merkle import consistency_ranges, nodes_for, proof_from
 from claiim_core.names import Names
+from claiim_core.proofs import LeafBatch
 from claiim_core.schemas import ChronResult, DecisionEvent
 from claiim_core.trust import TrustError, check_extends
 from claiim_runtime.follower import RegistryFollower
@@ -265,8 +265,7 @@ class ChronService:
             last = await self._js.get_last_msg(self._names.proofs_stream, self._names.chron_leaves)
         except NotFoundError:
             return 0, 0
-        batch = json.loads(last.data or b"{}")
-        return int(batch.get("first", 0)) + len(batch.get("leaves", [])), last.seq or 0
+        return LeafBatch.decode(last.data or b"").end, last.seq or 0
 
     async def _feeder(self) -> None:
         """Publish the proofs feed beside ingest, not in its way: the consumers only say that leaves were
@@ -309,11 +308,10 @@ class ChronService:
                 leaves = self._stored_leaves(self._fed, stop) or await self.store.leaves(self._fed, stop)
                 if not leaves:
                     return
-                body = json.dumps({"first": self._fed, "leaves": [[c, h.hex()] for c, h in leaves]},
-                                  separators=(",", ":"))
+                body = LeafBatch.of(self._fed, leaves).encode()
                 try:
                     ack = await self._js.publish(
-                        self._names.chron_leaves, body.encode(), stream=self._names.proofs_stream,
+                        self._names.chron_leaves, body, stream=self._names.proofs_stream,
                         headers={"Nats-Expected-Last-Subject-Sequence": str(self._feed_seq)})
                 except APIError as e:
                     if e.err_code not in WRONG_LAST_SEQUENCE:
@@ -329,11 +327,11 @@ class ChronService:
                 self._fed += len(leaves)
                 self._feed_seq = ack.seq
 
-    def _mirror_leaves(self, line: str) -> None:
+    def _mirror_leaves(self, line: bytes) -> None:
         assert self._dir is not None
         self._dir.mkdir(parents=True, exist_ok=True)
-        with (self._dir / "leaves.jsonl").open("a") as f:
-            f.write(line + "\n")
+        with (self._dir / "leaves.jsonl").open("ab") as f:
+            f.write(line + b"\n")
 
     async def _consume(self, kind: str, stream: str, puller: Puller) -> None:
         while not self._stopping.is_set():

@@ -23,7 +23,6 @@ each changed leaf is named:
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import asyncpg
 from claiim_core.checkpoint import Checkpoint, CheckpointError, Verifier
 from claiim_core.merkle import Frontier, leaf_hash
 from claiim_core.names import Names
+from claiim_core.proofs import LeafBatch
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -66,8 +66,8 @@ class Evidence:
 
 
 def parse_batch(data: bytes) -> tuple[int, list[tuple[str, bytes]]]:
-    body = json.loads(data)
-    return int(body["first"]), [(str(c), bytes.fromhex(h)) for c, h in body["leaves"]]
+    batch = LeafBatch.decode(data)
+    return batch.first, batch.pairs()
 
 
 @dataclass
