@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from claiim_core.checkpoint import Checkpoint, CheckpointError, Verifier
 from claiim_core.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -28,8 +28,8 @@ class LeafBatch(Struct, frozen=True, forbid_unknown_fields=True):
     ``leaves.jsonl``): leaves ``first`` to ``first + len(leaves) - 1`` as ``[chron id, leaf hash
     (hex)]`` pairs."""
 
-    first: int
-    leaves: list[tuple[str, str]]
+    first: Annotated[int, Meta(ge=0)]
+    leaves: Annotated[list[tuple[str, str]], Meta(min_length=1, max_length=1000)]
 
     @classmethod
     def of(cls, first: int, leaves: list[tuple[str, bytes]]) -> LeafBatch:

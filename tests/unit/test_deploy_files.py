@@ -176,3 +176,14 @@ def test_the_settings_page_is_generated_from_the_settings_class() -> None:
 
     assert all(field.description for field in Settings.model_fields.values())
     assert (ROOT / "docs/settings.md").read_text() == settings_document(), "run scripts/gen-docs"
+
+
+def test_the_asyncapi_schemas_are_the_msgspec_structs() -> None:
+    """Every schema of docs/asyncapi.yaml named after a wire struct is that struct's, as scripts/gen-docs writes it."""
+    from claiim_server.apidoc import render, structs, with_generated_schemas
+
+    text = (ROOT / "docs/asyncapi.yaml").read_text()
+    doc = yaml.safe_load(text)
+    generated = {name for name in doc["components"]["schemas"] if name in structs()}
+    assert {"CheckRequest", "DecisionEvent", "ApplyReply", "ChronQuery", "SkillPublished", "LeafBatch"} <= generated
+    assert render(with_generated_schemas(doc)) == text, "run scripts/gen-docs"
