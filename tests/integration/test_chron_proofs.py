@@ -23,7 +23,7 @@ import msgspec
 import pytest
 from claiim import AsyncAdmin, AsyncGate
 from claiim_chron.rebuild import rebuild
-from claiim_chron.rows import StreamAuthenticator
+from claiim_chron.rows import Row, StreamAuthenticator
 from claiim_chron.service import ChronService, ForkError
 from claiim_chron.store import ChronStore
 from claiim_chron.verify import Evidence, Report, evidence_from_stream, verify_log
@@ -360,8 +360,8 @@ async def refuses_a_fork(log: SignedLog, db: str, settings: Settings) -> None:
         await tamper(db, "UPDATE chron_events SET leaf_hash = sha256(leaf_hash)", "UPDATE chron_tree SET hash = "
                          "sha256(hash)")
         event = json.dumps({"schema": "x"}).encode()
-        await chron.store.append([("chr_extra", "decision", "X", 1, "s", "demo", "a", "", "DENY", "a", "", "", "",
-                                   "", "", "", "", 0, datetime.now(UTC), event)], [])
+        await chron.store.append([Row("chr_extra", "decision", "X", 1, "s", "demo", "a", "", "DENY", "a", "", "", "",
+                                      "", "", "", "", 0, datetime.now(UTC), event)], [])
         with pytest.raises(ForkError):
             await chron.checkpoint()
         assert chron.checkpoint_error is not None and "a fork" in chron.checkpoint_error

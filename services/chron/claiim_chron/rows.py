@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 from claiim_core.eventauth import AuthError, ControlKeyring, GateKeyring, open_control, open_decision
@@ -16,12 +17,33 @@ from claiim_core.schemas import DecisionEvent
 
 _decision = msgspec.json.Decoder(DecisionEvent)
 
-ROW_COLUMNS = (
-    "chron_id", "kind", "stream", "stream_seq", "subject", "org", "agent_id", "actor", "outcome",
-    "action", "target", "anchor", "policy", "skill", "reason", "rule", "gate", "control_seq",
-    "occurred_at", "event",
-)
-Row = tuple[object, ...]
+class Row(NamedTuple):
+    """One record as Chron stores it: the columns of ``chron_events`` it fills, in their order (the
+    leaf index and hash are added when the row becomes a leaf)."""
+
+    chron_id: str
+    kind: str
+    stream: str
+    stream_seq: int
+    subject: str
+    org: str
+    agent_id: str
+    actor: str
+    outcome: str
+    action: str
+    target: str
+    anchor: str
+    policy: str
+    skill: str
+    reason: str
+    rule: str
+    gate: str
+    control_seq: int
+    occurred_at: datetime
+    event: bytes
+
+
+ROW_COLUMNS = Row._fields
 Check = Callable[[DecisionEvent | ControlEvent, str, int], None]
 """Accepts an event found at a stream sequence on a subject, or raises :class:`AuthError`."""
 
@@ -41,9 +63,8 @@ def _time(text: str) -> datetime:
 
 def decision_row(stream: str, seq: int, subject: str, data: bytes, e: DecisionEvent | None = None) -> Row:
     e = e or _decision.decode(data)
-    return (e.chron_id, "decision", stream, seq, subject, e.org, e.agent_id, "", e.outcome,
-            e.action, e.target, e.anchor, e.policy, e.skill, e.reason, e.rule, e.gate,
-            e.control_seq, _time(e.decided_at), data)
+    return Row(e.chron_id, "decision", stream, seq, subject, e.org, e.agent_id, "", e.outcome, e.action, e.target,
+               e.anchor, e.policy, e.skill, e.reason, e.rule, e.gate, e.control_seq, _time(e.decided_at), data)
 
 
 def control_row(stream: str, seq: int, subject: str, data: bytes, e: ControlEvent | None = None) -> Row:
@@ -56,8 +77,8 @@ def control_row(stream: str, seq: int, subject: str, data: bytes, e: ControlEven
     policy = what if e.__struct_config__.tag == "policy.published" else ""
     skill = what if e.__struct_config__.tag == "skill.published" else ""
     tag = str(e.__struct_config__.tag)
-    return (e.event_id, "control", stream, seq, subject, e.org, agent, e.actor, "", tag, what, anchor,
-            policy, skill, f"{e.actor} {tag} {what}", "", "", seq, _time(e.at), data)
+    return Row(e.event_id, "control", stream, seq, subject, e.org, agent, e.actor, "", tag, what, anchor, policy,
+               skill, f"{e.actor} {tag} {what}", "", "", seq, _time(e.at), data)
 
 
 def to_row(kind: str, stream: str, seq: int, subject: str, data: bytes, check: Check | None = None) -> Row | Parked:

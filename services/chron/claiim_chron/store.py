@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from claiim_core.merkle import Frontier, Node, leaf_hash, root_nodes
@@ -45,8 +45,6 @@ class NotWriterError(StoreError):
 
 
 _COLUMNS = (*ROW_COLUMNS, "leaf_index", "leaf_hash")
-_ID, _STREAM, _SEQ, _SUBJECT, _EVENT = (ROW_COLUMNS.index(c)
-                                        for c in ("chron_id", "stream", "stream_seq", "subject", "event"))
 _NODE_COLUMNS = ("level", "idx", "hash")
 _INSERT_NODES = ("INSERT INTO chron_tree (level, idx, hash) SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[]) "
                  "ON CONFLICT DO NOTHING")
@@ -88,7 +86,7 @@ _PARK = (
 
 def _positions(rows: list[Row], parked: list[Parked]) -> list[tuple[str, int]]:
     """The ``(stream, stream sequence)`` of every message of a batch."""
-    return [(cast(str, r[_STREAM]), cast(int, r[_SEQ])) for r in rows] + [(p.stream, p.stream_seq) for p in parked]
+    return [(r.stream, r.stream_seq) for r in rows] + [(p.stream, p.stream_seq) for p in parked]
 
 
 def _usable(conn: asyncpg.Connection) -> bool:
@@ -330,13 +328,13 @@ class ChronStore:
             frontier = self.frontier.copy()
             first = frontier.size
             leaves: list[tuple[str, bytes]] = []
-            full: list[Row] = []
+            full: list[tuple[object, ...]] = []
             nodes: list[tuple[int, int, bytes]] = []
             for r in fresh:
-                h = leaf_hash(cast(bytes, r[_EVENT]))
+                h = leaf_hash(r.event)
                 full.append((*r, frontier.size, h))
                 nodes += [n for n in frontier.append(h) if n[0] > 0]
-                leaves.append((str(r[_ID]), h))
+                leaves.append((r.chron_id, h))
             if full:  # binary COPY: no per-value array encoding, as an INSERT of arrays has
                 await conn.copy_records_to_table("chron_events", records=full, columns=_COLUMNS)
                 if nodes:
@@ -355,26 +353,25 @@ class ChronStore:
         whose chron id is already a leaf (or earlier in the batch) is parked, never a second leaf."""
         if not rows:
             return [], []
-        stored = await conn.fetch(_STORED, [r[_ID] for r in rows], [r[_STREAM] for r in rows],
-                                  [r[_SEQ] for r in rows])
+        stored = await conn.fetch(_STORED, [r.chron_id for r in rows], [r.stream for r in rows],
+                                  [r.stream_seq for r in rows])
         positions = {(r["stream"], r["stream_seq"]) for r in stored}
         ids = {r["chron_id"]: (r["leaf_index"], r["stream"], r["stream_seq"]) for r in stored if r["chron_id"]}
         fresh: list[Row] = []
         replayed: list[Parked] = []
         for r in rows:
-            position = (r[_STREAM], r[_SEQ])
+            position = (r.stream, r.stream_seq)
             if position in positions:
                 continue  # redelivered: stored (or parked) already
             positions.add(position)
-            first = ids.get(cast(str, r[_ID]))
+            first = ids.get(r.chron_id)
             if first is not None:
                 at = f"leaf {first[0]}" if first[0] is not None else "earlier in this batch"
-                replayed.append(Parked(cast(str, r[_STREAM]), cast(int, r[_SEQ]), cast(str, r[_SUBJECT]),
-                                       cast(bytes, r[_EVENT]),
-                                       f"replayed: chron id {r[_ID]} is already {at} (stream {first[1]} "
+                replayed.append(Parked(r.stream, r.stream_seq, r.subject, r.event,
+                                       f"replayed: chron id {r.chron_id} is already {at} (stream {first[1]} "
                                        f"seq {first[2]})"))
                 continue
-            ids[cast(str, r[_ID])] = (None, cast(str, r[_STREAM]), cast(int, r[_SEQ]))
+            ids[r.chron_id] = (None, r.stream, r.stream_seq)
             fresh.append(r)
         return fresh, replayed
 
