@@ -111,19 +111,11 @@ def reply_for(event: DecisionEvent) -> DecisionReply:
 # -- Chron queries ---------------------------------------------------------------------------
 
 
-class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """A request to Chron's query subject: list records, show one by chron id, prove one
-    (``prove``), prove that one checkpoint extends another (``consistency``), list checkpoints,
-    or report how far recording has got (``status``).
+class RecordFilter(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Which Chron records a query names: its filters combine with AND; ``before``/``after`` page
+    through them by leaf index. Declared once: Chron's search (``claiim_chron.search.Search``) and
+    the SDK's ``chron_list`` take exactly these (a test keeps them in step)."""
 
-    Records are those of ``org`` (default: the admin's own; the operator sees every org when
-    ``org`` is empty). ``list`` returns them newest first by leaf index; its filters combine with
-    AND, and ``before``/``after`` page through them by leaf index.
-    """
-
-    admin_token: str
-    op: Literal["list", "show", "prove", "consistency", "checkpoints", "status", "parked", "ack-parked"]
-    org: str = ""
     chron_id: str | None = None
     agent_id: str | None = None
     anchor: ShortStr | None = None
@@ -140,6 +132,20 @@ class ChronQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     after: Annotated[int, Meta(ge=0)] | None = None
     """Only records of a larger leaf index: the ``limit`` records just newer, still newest first."""
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 50
+
+
+class ChronQuery(RecordFilter, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A request to Chron's query subject: list records, show one by chron id, prove one
+    (``prove``), prove that one checkpoint extends another (``consistency``), list checkpoints,
+    or report how far recording has got (``status``).
+
+    Records are those of ``org`` (default: the admin's own; the operator sees every org when
+    ``org`` is empty), chosen by the :class:`RecordFilter` fields, newest first by leaf index.
+    """
+
+    admin_token: str
+    op: Literal["list", "show", "prove", "consistency", "checkpoints", "status", "parked", "ack-parked"]
+    org: str = ""
     first: Annotated[int, Meta(ge=0)] = 0
     """consistency: the smaller checkpoint's tree size (the larger is ``second``, 0: the newest)."""
     second: Annotated[int, Meta(ge=0)] = 0

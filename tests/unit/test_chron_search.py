@@ -158,3 +158,17 @@ async def test_the_sdk_returns_the_status() -> None:
     admin = AsyncAdmin("nats://x:4222", "t", transport=transport)
     assert await admin.chron_status() == status
     assert transport.sent[0]["op"] == "status"
+
+
+def test_the_record_filters_are_declared_once() -> None:
+    """Chron's search and the SDK's chron_list take exactly the filters of RecordFilter (the wire's declaration;
+    the synchronous Admin passes its keywords through)."""
+    import dataclasses
+    import inspect
+
+    from claiim_chron.search import Search
+    from claiim_core.schemas import RecordFilter
+
+    filters = set(RecordFilter.__struct_fields__)
+    assert {f.name for f in dataclasses.fields(Search)} == filters | {"org"}
+    assert set(inspect.signature(AsyncAdmin.chron_list).parameters) - {"self"} == filters - {"chron_id"}

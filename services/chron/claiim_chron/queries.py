@@ -19,7 +19,15 @@ from claiim_core.access import AccessError, Principal, authenticate, scope
 from claiim_core.codes import Code, Refusal
 from claiim_core.merkle import consistency_ranges, inclusion_ranges, nodes_for, proof_from
 from claiim_core.proofs import ConsistencyProof, InclusionProof
-from claiim_core.schemas import CheckpointInfo, ChronQuery, ChronRecord, ChronResult, ChronStatus, ParkedInfo
+from claiim_core.schemas import (
+    CheckpointInfo,
+    ChronQuery,
+    ChronRecord,
+    ChronResult,
+    ChronStatus,
+    ParkedInfo,
+    RecordFilter,
+)
 from claiim_runtime.follower import RegistryFollower
 
 from claiim_chron.search import Search
@@ -135,11 +143,12 @@ class ChronQueries:
 
 
 def _search_of(q: ChronQuery, org: str | None) -> Search:
-    """The search a ``list`` or ``show`` query asks for, within ``org``."""
-    return Search(org=org, chron_id=q.chron_id, agent_id=q.agent_id, anchor=q.anchor, action=q.action,
-                  outcome=q.outcome, kind=q.kind, since=parse_time("since", q.since),
-                  until=parse_time("until", q.until), before=q.before, after=q.after,
-                  limit=1 if q.op == "show" else q.limit)
+    """The search a ``list`` or ``show`` query asks for, within ``org``: its :class:`RecordFilter`
+    fields, the times parsed."""
+    fields = {name: getattr(q, name) for name in RecordFilter.__struct_fields__}
+    fields |= {"since": parse_time("since", q.since), "until": parse_time("until", q.until),
+               "limit": 1 if q.op == "show" else q.limit}
+    return Search(org=org, **fields)
 
 
 def parse_time(name: str, text: str | None) -> datetime | None:
