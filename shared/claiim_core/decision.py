@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from claiim_core.policy import decide_policy, first_match
+from claiim_core.reasons import AGENT_ACTIVE, AUTHENTICATE, POLICY, SKILL, reason
 from claiim_core.registry import AgentState, Registry
 from claiim_core.schemas import CheckRequest
 from claiim_core.tokens import check_token, token_org
@@ -41,19 +42,19 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     """
     org = token_org("agent", request.token)
     if org is None:
-        return deny(f"auth:bad-token -- not an agent token of any org (agent {request.agent_id})",
-                    "authenticate")
+        return deny(reason("auth", "bad-token", f"not an agent token of any org (agent {request.agent_id})"),
+                    AUTHENTICATE)
     agent = registry.agents.get((org, request.agent_id))
     if agent is None:
-        return deny(f"agent:unknown -- no agent {request.agent_id!r} is registered in org {org}",
-                    "authenticate", org=org if org in registry.orgs else "")
+        return deny(reason("agent", "unknown", f"no agent {request.agent_id!r} is registered in org {org}"),
+                    AUTHENTICATE, org=org if org in registry.orgs else "")
     who = {"org": agent.org, "anchor": agent.anchor}
     status = check_token(token_secret, request.token, agent.token_hash, agent.retired_tokens)
     if status == "bad":
-        return deny(f"auth:bad-token -- token does not match agent {agent.agent_id}", "authenticate", **who)
+        return deny(reason("auth", "bad-token", f"token does not match agent {agent.agent_id}"), AUTHENTICATE, **who)
     if status != "ok":
-        return deny(f"auth:{status}-token -- this token of agent {agent.agent_id} was {status}",
-                    "authenticate", **who)
+        return deny(reason("auth", f"{status}-token", f"this token of agent {agent.agent_id} was {status}"),
+                    AUTHENTICATE, **who)
     return evaluate_agent(registry, agent, request.action, request.target)
 
 
@@ -64,7 +65,7 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
     evaluation's own, so an explanation cannot disagree with the decision."""
     who = {"org": agent.org, "anchor": agent.anchor}
     if agent.status != "active":
-        return deny(f"agent:{agent.status} -- agent {agent.agent_id} is {agent.status}", "agent-active", **who)
+        return deny(reason("agent", agent.status, f"agent {agent.agent_id} is {agent.status}"), AGENT_ACTIVE, **who)
 
     skills = [registry.resolve_skill(agent.org, ref) for ref in agent.skills]
     resolved = [s for s in skills if s is not None]
@@ -72,7 +73,7 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
         missing = [ref for ref, s in zip(agent.skills, skills, strict=True) if s is None]
         if trace is not None:
             trace += [f"skill {ref}: not found" for ref in missing]
-        return deny(f"skill:{','.join(missing)} -- skill version not found", "skill", **who)
+        return deny(reason("skill", ",".join(missing), "skill version not found"), SKILL, **who)
     skill = None
     for ref, candidate in zip(agent.skills, resolved, strict=True):
         i = first_match(candidate.actions, action)
@@ -85,16 +86,16 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
             break
     if skill is None:
         labels = ",".join(s.label for s in resolved) or "none"
-        return deny(f"skill:{labels} -- action outside the agent's skills", "skill", skill=labels, **who)
+        return deny(reason("skill", labels, "action outside the agent's skills"), SKILL, skill=labels, **who)
     found = {**who, "skill": skill.label}
 
     policy = registry.resolve_policy(agent.org, agent.policy) if agent.policy else None
     if policy is None:
         if trace is not None:
             trace.append(f"policy {agent.policy or '(none)'}: not found")
-        return deny("policy:none -- agent has no bound policy", "policy", **found)
+        return deny(reason("policy", "none", "agent has no bound policy"), POLICY, **found)
     matched: list[str] | None = None if trace is None else []
-    outcome, reason, rule = decide_policy(policy.label, policy.document, action, target, matched)
+    outcome, why, rule = decide_policy(policy.label, policy.document, action, target, matched)
     if trace is not None and matched is not None:
         trace.append(f"policy {agent.policy} -> {policy.label} on target {target!r}: {', '.join(matched)}")
-    return Verdict(outcome, reason, rule, policy=policy.label, **found)
+    return Verdict(outcome, why, rule, policy=policy.label, **found)

@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import Literal
 
 from claiim_core.document import MAX_DESCRIPTION, MAX_TARGET_PATTERN, PolicyDocument, RuleLike
+from claiim_core.reasons import DEFAULT_DENY, reason
 
 # Patterns end in \Z, not $: "$" would also accept a trailing newline.
 PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*]+(:[A-Za-z0-9_.\-*]+)*\Z")
@@ -190,5 +191,5 @@ def decide_policy(label: str, doc: PolicyDocument, action: str, target: str,
         if trace is not None:
             trace.append(f"{kind} no match" if i is None else f"{kind} matches {describe_rule(kind, i, rules[i])}")
         if i is not None:
-            return outcome, f"policy:{label} -- {text}", describe_rule(kind, i, rules[i])
-    return "DENY", f"policy:{label} -- action not in allow list", "default-deny"
+            return outcome, reason("policy", label, text), describe_rule(kind, i, rules[i])
+    return "DENY", reason("policy", label, "action not in allow list"), DEFAULT_DENY

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from claiim_core.document import RuleLike
+from claiim_core.reasons import category
 
 MAX_REQUEST_BYTES = 16 * 1024
 """Largest gate request the gate evaluates; larger ones are answered DENY ``request:oversized``."""
@@ -91,6 +92,12 @@ class DecisionReply(Struct, frozen=True, kw_only=True):
     anchor: str
     agent_id: str
     decided_at: str
+
+    @property
+    def category(self) -> str:
+        """What decided, from the reason: ``policy``, ``skill``, ``auth``, ``agent``, ``request``,
+        ``chron`` (the decision could not be recorded) or ``gate``."""
+        return category(self.reason)
 
 
 def reply_for(event: DecisionEvent) -> DecisionReply:

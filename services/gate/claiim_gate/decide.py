@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import msgspec
 from claiim_core.decision import Verdict, deny, evaluate
 from claiim_core.ids import chron_id, rfc3339
+from claiim_core.reasons import REQUEST, reason
 from claiim_core.registry import Registry
 from claiim_core.schemas import MAX_REQUEST_BYTES, CheckRequest, DecisionEvent
 
@@ -30,15 +31,15 @@ def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now:
     request: CheckRequest | None = None
     if len(data) > MAX_REQUEST_BYTES:
         verdict = deny(
-            f"request:oversized -- {len(data)} bytes, the limit is {MAX_REQUEST_BYTES}", "request"
+            reason("request", "oversized", f"{len(data)} bytes, the limit is {MAX_REQUEST_BYTES}"), REQUEST
         )
     else:
         try:
             request = _decoder.decode(data)
         except msgspec.ValidationError as e:  # a subclass of DecodeError: test it first
-            verdict = deny(f"request:malformed -- {e}", "request")
+            verdict = deny(reason("request", "malformed", str(e)), REQUEST)
         except msgspec.DecodeError as e:
-            verdict = deny(f"request:malformed -- not a JSON request object: {e}", "request")
+            verdict = deny(reason("request", "malformed", f"not a JSON request object: {e}"), REQUEST)
         else:
             verdict = evaluate(registry, request, token_secret)
     return event_for(verdict, request, registry.last_seq, gate, now)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 
 from claiim_core.canonical import canonical_bytes
+from claiim_core.reasons import AUTHENTICATE, INTERNAL, REQUEST, REQUEST_ID
 from claiim_core.schemas import DecisionEvent
 
-UNCLAIMED_RULES = frozenset({"authenticate", "request", "internal", "request-id"})
+UNCLAIMED_RULES = frozenset({AUTHENTICATE, REQUEST, INTERNAL, REQUEST_ID})
 """Decisions of these rules never claim their request id."""
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import msgspec
 from claiim_core.decision import deny
 from claiim_core.names import Names
+from claiim_core.reasons import INTERNAL, REQUEST_ID, reason
 from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.pubacks import AckPipeline, Stored
@@ -83,7 +84,7 @@ class GateService:
             event = decide(msg.data, self._follower.registry, self._secret, self.instance, moment)
         except Exception as e:  # an evaluator bug must still be answered, and recorded
             log.exception("internal error while deciding")
-            verdict = deny(f"gate:internal-error -- {type(e).__name__}", "internal")
+            verdict = deny(reason("gate", "internal-error", type(e).__name__), INTERNAL)
             event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment)
         await self._record(event, msg.reply, first_attempt=True)
 
@@ -114,9 +115,9 @@ class GateService:
         if fingerprint(first) == fingerprint(event):
             await self._answer(reply_to, reply_for(first))
             return
-        refused = replace(event, outcome="DENY", rule="request-id",
-                          reason=f"request:replayed -- request id {event.request_id!r} was already used for another "
-                                 "request")
+        refused = replace(event, outcome="DENY", rule=REQUEST_ID,
+                          reason=reason("request", "replayed",
+                                        f"request id {event.request_id!r} was already used for another request"))
         await self._record(refused, reply_to, first_attempt=False)
 
     async def _answer(self, reply_to: str, reply: DecisionReply) -> None:
@@ -131,7 +132,7 @@ class GateService:
 def _unavailable(event: DecisionEvent, problem: str) -> DecisionReply:
     """DENY ``chron:unavailable``: the decision could not be recorded, so the agent must not act."""
     return DecisionReply(
-        outcome="DENY", reason=f"chron:unavailable -- the decision could not be recorded: {problem}",
+        outcome="DENY", reason=reason("chron", "unavailable", f"the decision could not be recorded: {problem}"),
         rule="record", chron_id="", policy=event.policy, skill=event.skill, anchor=event.anchor,
         agent_id=event.agent_id, decided_at=event.decided_at,
     )
