@@ -61,3 +61,11 @@ def test_a_definition_comes_back_unchanged_through_events_registry_and_read_mode
     assert (policy.name, policy.description, policy.skill) == ("careful", written["description"], "ship")
     assert list(msgspec.to_builtins(policy.allow)) == written["allow"]
     assert list(msgspec.to_builtins(policy.deny)) == ["ship:release"]
+
+
+def test_a_chron_record_as_read_has_every_column_chron_stores() -> None:
+    """What Chron stores of a message (its row) and what a query returns (ChronRecord) name each column alike."""
+    from claiim_chron.rows import Row
+    from claiim_core.schemas import ChronRecord
+
+    assert set(Row._fields) <= set(ChronRecord.__struct_fields__)
