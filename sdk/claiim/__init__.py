@@ -23,7 +23,7 @@ from claiim.errors import (
     NotCheckpointedError,
     NotFoundError,
     ProtocolError,
-    ServiceUnavailableError,
+    StoreUnavailableError,
     UnauthenticatedError,
     UnauthorizedError,
 )
@@ -45,7 +45,7 @@ __all__ = [
     "NotCheckpointedError",
     "NotFoundError",
     "ProtocolError",
-    "ServiceUnavailableError",
+    "StoreUnavailableError",
     "Transport",
     "UnauthenticatedError",
     "UnauthorizedError",

@@ -13,7 +13,7 @@
         ├── NotFoundError            not-found: no such agent, proposal, record, checkpoint
         ├── ConflictError            conflict: already so, changed concurrently, no longer pending
         ├── NotCheckpointedError     not-checkpointed: no signed checkpoint covers the record yet
-        ├── ServiceUnavailableError  unavailable: a store the service needs did not answer; try again
+        ├── StoreUnavailableError    unavailable: a store the service needs did not answer; try again
         └── InternalServerError      internal: the service failed (a bug, logged there)
 
 Every :class:`AdminError` has ``code``, one of :class:`claiim_core.codes.Code` (``""`` when the
@@ -83,7 +83,7 @@ class NotCheckpointedError(AdminError):
     code = Code.NOT_CHECKPOINTED
 
 
-class ServiceUnavailableError(AdminError):
+class StoreUnavailableError(AdminError):
     code = Code.UNAVAILABLE
 
 
@@ -93,7 +93,7 @@ class InternalServerError(AdminError):
 
 BY_CODE: dict[str, type[AdminError]] = {cls.code: cls for cls in (
     InvalidRequestError, UnauthenticatedError, ForbiddenError, NotFoundError, ConflictError, NotCheckpointedError,
-    ServiceUnavailableError, InternalServerError)}
+    StoreUnavailableError, InternalServerError)}
 
 
 def refusal(code: str, message: str, problems: list[str] | None = None) -> AdminError:
