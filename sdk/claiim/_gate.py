@@ -17,7 +17,7 @@ import msgspec
 from claiim_core.names import Names
 from claiim_core.schemas import CheckRequest, DecisionReply
 
-from claiim.errors import GateUnavailableError, ProtocolError, UnauthorizedError
+from claiim.errors import GateUnavailableError, ProtocolError, ServiceUnavailableError, UnauthorizedError
 from claiim.transport import NatsTransport, Transport, resolve_url
 
 T = TypeVar("T")
@@ -70,9 +70,11 @@ class AsyncGate:
                     return reply
             except UnauthorizedError:
                 raise
-            except GateUnavailableError:
+            except ServiceUnavailableError as e:
                 if loop.time() + pause >= deadline:
-                    raise
+                    if isinstance(e, GateUnavailableError):
+                        raise
+                    raise GateUnavailableError(str(e)) from e
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
 

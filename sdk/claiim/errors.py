@@ -3,8 +3,9 @@
 ::
 
     ClaiimError
-    ├── GateUnavailableError         the gate could not be reached or did not answer in time
-    │   └── UnauthorizedError        NATS refused the token: unknown, rotated or revoked, agent suspended
+    ├── ServiceUnavailableError      a claiim service could not be reached or did not answer in time
+    │   └── GateUnavailableError     ... the gate: no decision, so never an ALLOW
+    │       └── UnauthorizedError    NATS refused the token: unknown, rotated or revoked, agent suspended
     ├── ProtocolError                an answer that does not decode
     └── AdminError                   the admin or Chron API refused a request; ``code`` says how
         ├── InvalidRequestError      invalid: malformed, or not acceptable as it is (``problems`` of a bundle)
@@ -31,7 +32,15 @@ class ClaiimError(Exception):
         return f"error: {self}"
 
 
-class GateUnavailableError(ClaiimError):
+class ServiceUnavailableError(ClaiimError):
+    """No answer: NATS could not be reached, or no service answered in time. An admin or Chron
+    request that meets an outage raises this; the gate's own is :class:`GateUnavailableError`."""
+
+    def diagnostics(self) -> str:
+        return f"service unavailable: {self} (is the stack running? check CLAIIM_URL)"
+
+
+class GateUnavailableError(ServiceUnavailableError):
     """No decision: the agent must not act (this is never an ALLOW)."""
 
     def diagnostics(self) -> str:

@@ -18,7 +18,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from claiim.errors import GateUnavailableError, UnauthorizedError
+from claiim.errors import ServiceUnavailableError, UnauthorizedError
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -32,7 +32,7 @@ async def connect_with_token(url: str, token: str, *, user: str = "admin", name:
                              reconnects: int = 3) -> Client:
     """A NATS connection logged in with a claiim token (the auth service admits it with that token's
     permissions; ``user``: the agent id for an agent token). Raises :class:`UnauthorizedError` when
-    the token is refused, :class:`GateUnavailableError` when NATS cannot be reached: what went
+    the token is refused, :class:`ServiceUnavailableError` when NATS cannot be reached: what went
     wrong, never a traceback's worth of retries."""
     errors: list[Exception] = []
 
@@ -50,7 +50,7 @@ async def connect_with_token(url: str, token: str, *, user: str = "admin", name:
             raise UnauthorizedError(f"unauthorized: NATS at {url} refused this token (unknown, rotated or "
                                     "revoked, or its agent suspended)") from None
         last = errors[-1] if errors else e
-        raise GateUnavailableError(f"cannot connect to {url}: {str(last) or type(last).__name__}") from e
+        raise ServiceUnavailableError(f"cannot connect to {url}: {str(last) or type(last).__name__}") from e
 
 
 class Transport(Protocol):
@@ -86,19 +86,19 @@ class NatsTransport:
         return self._nc
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
-        """The reply within ``timeout`` (connecting included); raises :class:`GateUnavailableError`."""
+        """The reply within ``timeout`` (connecting included); raises :class:`ServiceUnavailableError`."""
         try:
             nc = await asyncio.wait_for(self._connection(), timeout)
         except TimeoutError:
-            raise GateUnavailableError(f"cannot connect to {self.url} within {timeout:g}s") from None
+            raise ServiceUnavailableError(f"cannot connect to {self.url} within {timeout:g}s") from None
         try:
             msg = await nc.request(subject, payload, timeout=timeout)
         except NoRespondersError as e:
-            raise GateUnavailableError(f"no service answers on {subject} at {self.url}") from e
+            raise ServiceUnavailableError(f"no service answers on {subject} at {self.url}") from e
         except NatsTimeout as e:
-            raise GateUnavailableError(f"no answer on {subject} within {timeout}s") from e
+            raise ServiceUnavailableError(f"no answer on {subject} within {timeout}s") from e
         except Exception as e:
-            raise GateUnavailableError(f"request on {subject} failed: {e!r}") from e
+            raise ServiceUnavailableError(f"request on {subject} failed: {e!r}") from e
         return bytes(msg.data)
 
     async def close(self) -> None:

@@ -7,7 +7,17 @@ from typing import Any
 
 import msgspec
 import pytest
-from claiim import AsyncGate, CheckResult, ClaiimError, Gate, GateUnavailableError, ProtocolError, UnauthorizedError
+from claiim import (
+    AsyncAdmin,
+    AsyncGate,
+    CheckResult,
+    ClaiimError,
+    Gate,
+    GateUnavailableError,
+    ProtocolError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+)
 from claiim.transport import DEFAULT_URL, NatsTransport, resolve_url
 from claiim_core.schemas import DecisionReply
 
@@ -40,8 +50,9 @@ def replying(reply: DecisionReply = REPLY) -> FakeTransport:
 
 
 def unavailable() -> FakeTransport:
+    """A transport that meets an outage, as NatsTransport reports one."""
     def fail(subject: str, _payload: bytes) -> bytes:
-        raise GateUnavailableError(f"no service answers on {subject}")
+        raise ServiceUnavailableError(f"no service answers on {subject}")
 
     return FakeTransport(fail)
 
@@ -256,3 +267,16 @@ async def test_closing_a_transport_leaves_a_shared_connection_to_its_owner() -> 
     transport = NatsTransport("nats://127.0.0.1:1", client=shared)  # type: ignore[arg-type]
     await transport.close()
     assert not shared.drained
+
+
+async def test_an_outage_is_the_gates_for_an_agent_and_not_for_an_admin() -> None:
+    """The same outage is a GateUnavailableError for Gate.check (no decision: never act) and a plain
+    ServiceUnavailableError for the admin API, so that an admin tool never reports the gate as down."""
+    async with AsyncGate("deploy-bot", TOKEN, timeout=0.3, transport=unavailable()) as gate:
+        with pytest.raises(GateUnavailableError):
+            await gate.check(action="deploy:staging")
+    admin = AsyncAdmin(admin_token="cla_demo.x", transport=unavailable())
+    with pytest.raises(ServiceUnavailableError) as info:
+        await admin.agents()
+    assert not isinstance(info.value, GateUnavailableError)
+    assert info.value.diagnostics().startswith("service unavailable: no service answers on claiim.admin.query")
