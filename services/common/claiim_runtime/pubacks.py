@@ -33,6 +33,8 @@ class Stored:
     problem: str | None
     seq: int = 0
     duplicate: bool = False
+    timed_out: bool = False
+    """No PubAck came in time (rather than a refusal or a failed publish)."""
 
 
 Done = Callable[[Stored], Awaitable[None]]
@@ -120,7 +122,7 @@ class AckPipeline:
         for token in expired:
             if (pending := self._pending.pop(token, None)) is not None:
                 try:
-                    await pending.done(Stored(why))
+                    await pending.done(Stored(why, timed_out=True))
                 except Exception:
                     log.exception("failing a publish")
 

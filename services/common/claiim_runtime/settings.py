@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     checkpoint_verifier: str | None = Field(default=None,
         description=("the verifier key of Chron's checkpoints: the admin UI's, and the CLI's default `--key` for "
                      "proofs and `chron verify`"))
+    http_port: int | None = Field(
+        default=None, ge=0, le=65_535,
+        description=("the port of this process's /metrics, /healthz and /readyz (0: any free port; unset: none); "
+                     "`claiim serve --http-port`"))
+    http_host: str = Field(default="127.0.0.1", description="the address of that endpoint")
     ui_host: str = Field(default="127.0.0.1", description="the admin UI's listening address")
     ui_port: int = Field(default=8480, ge=0, le=65_535, description="the admin UI's port (0: any free port)")
     ui_secure_cookies: bool = Field(default=False, description="mark the UI's session cookie Secure (behind HTTPS)")

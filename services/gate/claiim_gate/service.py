@@ -34,6 +34,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from claiim_gate.decide import Moment, decide, event_for
+from claiim_gate.metrics import GateMetrics
 from claiim_gate.requestids import claims_request_id, fingerprint, msg_id
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def now() -> Moment:
 
 class GateService:
     def __init__(self, nc: Client, names: Names, follower: RegistryFollower, token_secret: bytes,
-                 instance: str, publish_timeout: float, seal: Seal) -> None:
+                 instance: str, publish_timeout: float, seal: Seal, metrics: GateMetrics | None = None) -> None:
         self._nc = nc
+        self._metrics = metrics
         self._names = names
         self._follower = follower
         self._secret = token_secret
@@ -79,6 +81,9 @@ class GateService:
         await self._recorder.stop(wait=max(0.0, deadline.left() - 0.2))
 
     async def _on_request(self, msg: Msg) -> None:
+        started = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.in_flight.inc()
         moment = now()
         try:
             event = decide(msg.data, self._follower.registry, self._secret, self.instance, moment)
@@ -86,41 +91,54 @@ class GateService:
             log.exception("internal error while deciding")
             verdict = deny(reason("gate", "internal-error", type(e).__name__), INTERNAL)
             event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment)
-        await self._record(event, msg.reply, first_attempt=True)
+        await self._record(event, msg.reply, started, first_attempt=True)
 
-    async def _record(self, event: DecisionEvent, reply_to: str, *, first_attempt: bool) -> None:
+    async def _record(self, event: DecisionEvent, reply_to: str, started: float, *, first_attempt: bool) -> None:
         """Publish ``event`` and answer ``reply_to`` once JetStream has it. A request id already
         recorded (a retry, to this replica or another) is answered from the stored decision."""
 
         async def stored(result: Stored) -> None:
+            if self._metrics is not None:
+                if result.problem is None:
+                    self._metrics.puback.observe(time.perf_counter() - sent)
+                else:
+                    self._metrics.puback_failures.labels("timeout" if result.timed_out else "error").inc()
             if result.problem is not None:
                 log.warning("decision %s not recorded: %s", event.chron_id, result.problem)
-                await self._answer(reply_to, _unavailable(event, result.problem))
+                await self._answer(reply_to, _unavailable(event, result.problem), started, event.org)
             elif result.duplicate and first_attempt and claims_request_id(event):
-                await self._answer_retry(event, result.seq, reply_to)
+                await self._answer_retry(event, result.seq, reply_to, started)
             else:
-                await self._answer(reply_to, reply_for(event))
+                await self._answer(reply_to, reply_for(event), started, event.org)
 
         subject = self._names.decision_subject(event.org, event.agent_id, event.outcome)
+        sent = time.perf_counter()
         await self._recorder.publish(subject, self._seal(event), msg_id(event), stored)
 
-    async def _answer_retry(self, event: DecisionEvent, seq: int, reply_to: str) -> None:
+    async def _answer_retry(self, event: DecisionEvent, seq: int, reply_to: str, started: float) -> None:
         """The request id was recorded before (at ``seq``): the first answer for the same request,
         a recorded DENY ``request:replayed`` for another."""
         try:
             first = _event.decode((await self._js.get_msg(self._names.decisions_stream, seq, direct=True)).data or b"")
         except Exception as e:  # NATS trouble: the agent retries, and gets the first answer then
-            await self._answer(reply_to, _unavailable(event, f"the first answer cannot be read ({type(e).__name__})"))
+            await self._answer(reply_to, _unavailable(event, f"the first answer cannot be read ({type(e).__name__})"),
+                               started, event.org)
             return
         if fingerprint(first) == fingerprint(event):
-            await self._answer(reply_to, reply_for(first))
+            await self._answer(reply_to, reply_for(first), started, first.org)
             return
         refused = replace(event, outcome="DENY", rule=REQUEST_ID,
                           reason=reason("request", "replayed",
                                         f"request id {event.request_id!r} was already used for another request"))
-        await self._record(refused, reply_to, first_attempt=False)
+        await self._record(refused, reply_to, started, first_attempt=False)
 
-    async def _answer(self, reply_to: str, reply: DecisionReply) -> None:
+    async def _answer(self, reply_to: str, reply: DecisionReply, started: float, org: str) -> None:
+        """Send the reply; every request ends here exactly once."""
+        if self._metrics is not None:
+            m = self._metrics
+            m.decisions.labels(org, reply.outcome, reply.category).inc()
+            m.latency.observe(time.perf_counter() - started)
+            m.in_flight.dec()
         if not reply_to:
             return
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -24,12 +25,15 @@ from claiim_chron.store import ChronStore
 from claiim_control.service import ControlService
 from claiim_core.eventauth import seal_decision
 from claiim_core.names import service_inbox
+from claiim_gate.metrics import GateMetrics
 from claiim_gate.service import GateService
 from claiim_runtime.follower import RegistryFollower
+from claiim_runtime.observe import HealthServer, nats_check
 from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.stopping import Deadline
 from claiim_runtime.streams import connect, ensure_streams
 from nats.aio.client import Client
+from prometheus_client import CollectorRegistry
 
 BACKEND = ("gate", "control", "chron", "ocsf", "auth")
 """What :func:`start_services` starts unless told otherwise: everything but the web UI."""
@@ -49,12 +53,16 @@ class RunningServices:
     auth: AuthService | None = None
     admin: AdminUI | None = None
     followers: list[RegistryFollower] = field(default_factory=list)
+    http: HealthServer | None = None
+    """This process's /metrics, /healthz and /readyz (with ``CLAIIM_HTTP_PORT``)."""
 
     async def stop(self, seconds: float = STOP_S) -> None:
         """Stop every service, then close the connections, all within ``seconds``: each step gets
         what is left of one deadline, so that a dependency that is gone (NATS, PostgreSQL) cannot
         hold a stop up."""
         deadline = Deadline(seconds)
+        if self.http is not None:
+            await deadline.step("metrics endpoint", self.http.stop())
         if self.admin is not None:
             await deadline.step("admin UI", self.admin.stop())
         for gate in self.gates:
@@ -98,6 +106,9 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
     issuer = _issuer(settings) if "auth" in which else None
     instance = instance or f"{socket.gethostname()}-{os.getpid()}"
     running = RunningServices()
+    http = None if settings.http_port is None else HealthServer(CollectorRegistry(), settings.http_host,
+                                                                 settings.http_port)
+    streams = (names.decisions_stream, names.control_stream, names.proofs_stream, names.ocsf_stream)
 
     async def connection(user: str) -> Client:
         nc = await connect(settings.url, name=f"claiim-{user}-{instance}", first_wait=settings.connect_wait,
@@ -105,6 +116,8 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
         running.connections[user] = nc
         if user != "sys":
             await ensure_streams(nc.jetstream(), names, settings.stream_replicas)
+            if http is not None:
+                http.checks.append(nats_check(user, nc, names, streams))
         return nc
 
     try:
@@ -148,20 +161,37 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             follower = RegistryFollower(nc.jetstream(), names, control_keys)
             await follower.start()
             running.followers.append(follower)
+            metrics = None if http is None else GateMetrics(http.registry)
             gate = GateService(nc, names, follower, secret, instance, settings.publish_timeout,
-                               partial(seal_decision, key=gate_key))
+                               partial(seal_decision, key=gate_key), metrics)
             await gate.start()
             running.gates.append(gate)
+            if http is not None and metrics is not None:
+                http.refresh.append(_registry_lag(metrics, follower, nc, names.control_stream))
         if "admin" in which:
             assert verifier is not None
             nc = await connection("ui")
             running.admin = AdminUI(nc, names, settings.url, verifier, host=settings.ui_host, port=settings.ui_port,
                                     secure_cookies=settings.ui_secure_cookies, session_idle=settings.ui_session_idle)
             await running.admin.start()
+        if http is not None:
+            await http.start()
+            running.http = http
     except BaseException:
         await running.stop()
         raise
     return running
+
+
+def _registry_lag(metrics: GateMetrics, follower: RegistryFollower, nc: Client,
+                  control_stream: str) -> Callable[[], Awaitable[None]]:
+    async def refresh() -> None:
+        applied = follower.registry.last_seq
+        metrics.control_seq.set(applied)
+        info = await nc.jetstream().stream_info(control_stream)
+        metrics.control_lag.set(max(0, (info.state.last_seq or 0) - applied))
+
+    return refresh
 
 
 def _issuer(settings: Settings) -> KeyPair:

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="run the gate as N processes in its queue group, supervised by this one (default 1: "
                             "in this process)")
+    serve.add_argument("--http-port", type=int, default=None, metavar="PORT",
+                       help="serve /metrics, /healthz and /readyz on this port (0: any free port; default: "
+                            "CLAIIM_HTTP_PORT, else none); with --workers, each gate worker takes a free port")
 
     apply = _leaf(sub, "apply", "apply a bundle of skills, policies and agents (idempotent)", org=False)
     apply.add_argument("-f", "--file", type=Path, required=True)
@@ -226,7 +229,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from claiim_server.cli.serve import serve
 
-        return serve(args.services, args.workers)
+        return serve(args.services, args.workers, args.http_port)
     if args.command == "keygen":
         return keygen(args)
     if args.command == "nats-config":

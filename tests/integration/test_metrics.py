@@ -1,0 +1,117 @@
+"""Each process's /metrics, /healthz and /readyz: one check moves the gate's decision counter by exactly one, and
+readiness tells the truth when NATS goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from claiim import AsyncAdmin, AsyncGate
+from claiim_core.names import Names
+from claiim_runtime.natsconf import MAINTENANCE_USER
+from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import RunningServices, start_services
+from claiim_server.servers import NatsCredentials, NatsProcess, ensure_database, free_port, new_password, start_nats
+from claiim_server.stack import demo_bundle
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import backend, needs_nats_auth, new_settings
+
+pytestmark = [pytest.mark.integration, needs_nats_auth]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` with ``labels`` (0 when there is none)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+class Stack:
+    def __init__(self, settings: Settings, running: RunningServices, server: NatsProcess, store: Path,
+                 credentials: NatsCredentials, port: int) -> None:
+        self.settings, self.running, self.server = settings, running, server
+        self.store, self.credentials, self.port = store, credentials, port
+
+    @property
+    def url(self) -> str:
+        assert self.running.http is not None
+        return self.running.http.url
+
+    def restart_nats(self) -> None:
+        self.server = start_nats(self.port, self.store, credentials=self.credentials,
+                                 names=Names(self.settings.namespace))
+
+
+@pytest.fixture
+async def observed(pg_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    namespace = f"m{secrets.token_hex(4)}"
+    generated = NatsCredentials.generate()
+    credentials = NatsCredentials({**generated.passwords, MAINTENANCE_USER: new_password()}, generated.issuer_seed)
+    port = free_port()
+    server = start_nats(port, tmp_path / "nats", credentials=credentials, names=Names(namespace))
+    db = await ensure_database(pg_url, f"t_{secrets.token_hex(6)}")
+    settings = new_settings(server.url, db, namespace, credentials).model_copy(update={"http_port": 0})
+    running = await start_services(settings, backend(settings))
+    stack = Stack(settings, running, server, tmp_path / "nats", credentials, port)
+    try:
+        yield stack
+    finally:
+        await running.stop()
+        stack.server.stop()
+
+
+async def test_one_check_moves_the_decision_counter_by_one(observed: Stack) -> None:
+    settings = observed.settings
+    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
+    try:
+        tokens = (await admin.apply(demo_bundle())).tokens
+    finally:
+        await admin.close()
+    assert await asyncio.to_thread(get, observed.url + "/healthz") == (200, "ok\n")
+    labels = {"org": "demo", "outcome": "DENY", "category": "policy"}
+    _, before = await asyncio.to_thread(get, observed.url + "/metrics")
+    async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
+        assert (await gate.check("deploy:production", "api-v2")).outcome == "DENY"
+    _, after = await asyncio.to_thread(get, observed.url + "/metrics")
+    assert sample(after, "claiim_gate_decisions_total", **labels) == sample(before, "claiim_gate_decisions_total",
+                                                                           **labels) + 1
+    count = "claiim_gate_decision_seconds_count"
+    assert sample(after, count) == sample(before, count) + 1
+    assert sample(after, "claiim_gate_in_flight") == 0
+    assert sample(after, "claiim_gate_registry_control_seq") > 0
+    assert sample(after, "claiim_gate_registry_control_lag") == 0
+
+
+async def test_readiness_fails_while_nats_is_gone_and_recovers(observed: Stack) -> None:
+    assert await asyncio.to_thread(get, observed.url + "/readyz") == (200, "ready\n")
+    observed.server.stop()
+    for _ in range(100):
+        status, text = await asyncio.to_thread(get, observed.url + "/readyz")
+        if status == 503:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 503 and "NATS: the gate connection is not connected" in text, text
+    assert (await asyncio.to_thread(get, observed.url + "/healthz"))[0] == 200  # alive all the while
+    observed.restart_nats()
+    for _ in range(300):
+        status, text = await asyncio.to_thread(get, observed.url + "/readyz")
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (status, text) == (200, "ready\n")
