@@ -7,7 +7,7 @@ import asyncio
 import secrets
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from claiim_server.stack import demo_bundle
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import backend, needs_nats_auth, new_settings
+from tests.pgproc import OwnPostgres
 
 pytestmark = [pytest.mark.integration, needs_nats_auth]
 
@@ -44,9 +45,9 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 class Stack:
     def __init__(self, settings: Settings, running: RunningServices, server: NatsProcess, store: Path,
-                 credentials: NatsCredentials, port: int) -> None:
+                 credentials: NatsCredentials, port: int, pg: OwnPostgres) -> None:
         self.settings, self.running, self.server = settings, running, server
-        self.store, self.credentials, self.port = store, credentials, port
+        self.store, self.credentials, self.port, self.pg = store, credentials, port, pg
 
     @property
     def url(self) -> str:
@@ -59,16 +60,23 @@ class Stack:
 
 
 @pytest.fixture
-async def observed(pg_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+def own_pg(tmp_path: Path) -> Iterator[OwnPostgres]:
+    pg = OwnPostgres(tmp_path / "pg")
+    yield pg
+    pg.close()
+
+
+@pytest.fixture
+async def observed(own_pg: OwnPostgres, tmp_path: Path) -> AsyncIterator[Stack]:
     namespace = f"m{secrets.token_hex(4)}"
     generated = NatsCredentials.generate()
     credentials = NatsCredentials({**generated.passwords, MAINTENANCE_USER: new_password()}, generated.issuer_seed)
     port = free_port()
     server = start_nats(port, tmp_path / "nats", credentials=credentials, names=Names(namespace))
-    db = await ensure_database(pg_url, f"t_{secrets.token_hex(6)}")
+    db = await ensure_database(own_pg.url, "claiim")
     settings = new_settings(server.url, db, namespace, credentials).model_copy(update={"http_port": 0})
     running = await start_services(settings, backend(settings))
-    stack = Stack(settings, running, server, tmp_path / "nats", credentials, port)
+    stack = Stack(settings, running, server, tmp_path / "nats", credentials, port, own_pg)
     try:
         yield stack
     finally:
@@ -115,3 +123,38 @@ async def test_readiness_fails_while_nats_is_gone_and_recovers(observed: Stack) 
             break
         await asyncio.sleep(0.1)
     assert (status, text) == (200, "ready\n")
+
+
+async def until(url: str, ok: object, seconds: float = 30.0) -> tuple[int, str]:
+    """GET ``url`` until ``ok(status, text)`` holds or ``seconds`` pass; the last answer."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        status, text = await asyncio.to_thread(get, url)
+        if ok(status, text) or asyncio.get_running_loop().time() > deadline:  # type: ignore[operator]
+            return status, text
+        await asyncio.sleep(0.1)
+
+
+async def test_chron_reports_what_it_stores_and_is_not_ready_without_postgresql(observed: Stack) -> None:
+    settings, names = observed.settings, Names(observed.settings.namespace)
+    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
+    try:
+        tokens = (await admin.apply(demo_bundle())).tokens
+    finally:
+        await admin.close()
+    async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
+        await gate.check("deploy:staging", "api-v2")
+    _, text = await until(observed.url + "/metrics", lambda s, t: sample(
+        t, "claiim_chron_leaves_total", stream=names.decisions_stream) >= 1 and sample(
+        t, "claiim_chron_checkpoint_age_seconds") >= 0, seconds=15)
+    assert sample(text, "claiim_chron_leaves_total", stream=names.decisions_stream) == 1
+    assert sample(text, "claiim_chron_tree_size") == 1 + sample(text, "claiim_chron_leaves_total",
+                                                                stream=names.control_stream)
+    assert sample(text, "claiim_chron_pending", stream=names.decisions_stream) == 0
+    assert 0 <= sample(text, "claiim_chron_checkpoint_age_seconds") < 10
+    assert await asyncio.to_thread(get, observed.url + "/readyz") == (200, "ready\n")
+    observed.pg.stop()
+    status, text = await until(observed.url + "/readyz", lambda s, t: s == 503)
+    assert status == 503 and "PostgreSQL" in text, text
+    observed.pg.start()
+    assert await until(observed.url + "/readyz", lambda s, t: s == 200) == (200, "ready\n")

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -47,6 +48,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from claiim_chron.metrics import ChronMetrics
 from claiim_chron.queries import ChronQueries
 from claiim_chron.rows import Check, Parked, Row, to_row
 from claiim_chron.store import Appended, ChronStore, NotWriterError, StoreError
@@ -64,6 +66,8 @@ STOP_S = 1.5
 PENDING_TIMEOUT_S = 2.0
 WRONG_LAST_SEQUENCE = (10071, 10164)
 """JetStream's error codes for a ``Nats-Expected-Last-Subject-Sequence`` that does not hold."""
+STALL_S = 10.0
+"""Messages waiting and nothing stored for this long: Chron is not ready (its lag keeps growing)."""
 UNFED_BATCHES = 100
 """Most stored batches kept in memory for the proofs feed."""
 FEED_CHUNK = 1000
@@ -80,6 +84,11 @@ async def _in_progress(msgs: list[Msg], puller: Puller) -> None:
                 await msg.in_progress()
 
 
+def _signed_at(text: str) -> float:
+    """Seconds since the epoch of a checkpoint's RFC 3339 time."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 class ForkError(RuntimeError):
     """The tree does not extend the last signed checkpoint: Chron will not sign it."""
 
@@ -88,7 +97,7 @@ class ChronService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, store: ChronStore,
                  follower: RegistryFollower, gate_keys: GateKeyring, token_secret: bytes, operator_token: str,
                  batch: int, signer: Signer, origin: str, checkpoint_interval: float = 5.0,
-                 checkpoint_dir: Path | None = None) -> None:
+                 checkpoint_dir: Path | None = None, metrics: ChronMetrics | None = None) -> None:
         """``follower`` must keep its rejections: Chron parks the control messages it refused."""
         self._nc = nc
         self._follower = follower
@@ -120,7 +129,11 @@ class ChronService:
         self._stopping = asyncio.Event()
         self._inflight: dict[int, list[Msg]] = {}
         """Each consumer's batch fetched and not yet acked (naked when Chron stops)."""
+        self.metrics = metrics
+        self._reconnects_seen = 0
         self.stored = 0
+        self.last_stored = time.monotonic()
+        """When a batch was last stored (or Chron started): how long a stall has lasted."""
         self.parked = 0
         self.rejected = 0
         """Messages parked since start as not authentic or replayed (a subset of ``parked``)."""
@@ -183,6 +196,8 @@ class ChronService:
                 await self.checkpoint()
             except Exception as e:  # keep trying: a verifier reports the staleness meanwhile
                 log.error("checkpoint failed: %s", e)
+                if self.metrics is not None:
+                    self.metrics.checkpoint_errors.inc()
 
     async def _publish_checkpoint(self) -> None:
         """Publish the newest checkpoint on the proofs stream unless the stream has it (or a newer one)
@@ -345,8 +360,15 @@ class ChronService:
                 continue
             self._inflight[id(puller)] = msgs
             progress = asyncio.create_task(_in_progress(msgs, puller))
+            started = time.perf_counter()
             try:
-                await self._store(kind, stream, msgs)
+                stored = await self._store(kind, stream, msgs)
+                if self.metrics is not None:
+                    if stored:
+                        self.metrics.batches.labels(stream).inc()
+                        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                    else:
+                        self.metrics.failed_batches.labels(stream).inc()
             except NotWriterError:  # a standby took over while PostgreSQL was away: become the standby
                 log.warning("another Chron holds the writer lock: standing by until it is free")
                 await self._nak(msgs)
@@ -359,7 +381,8 @@ class ChronService:
                 progress.cancel()
                 self._inflight.pop(id(puller), None)
 
-    async def _store(self, kind: str, stream: str, msgs: list[Msg]) -> None:
+    async def _store(self, kind: str, stream: str, msgs: list[Msg]) -> bool:
+        """Store a batch and ack it; False when it was handed back for redelivery instead."""
         check: Check = self._check_decision
         if kind == "control":
             check = self._check_control
@@ -369,7 +392,7 @@ class ChronService:
                 log.warning("the registry follower is behind the control batch; %d messages will be redelivered",
                             len(msgs))
                 await self._nak(msgs)
-                return
+                return False
         rows: list[Row] = []
         parked: list[Parked] = []
         for msg in msgs:
@@ -383,12 +406,17 @@ class ChronService:
         except StoreError as e:
             log.warning("%s; %d messages will be redelivered", e, len(msgs))
             await self._nak(msgs)
-            return
+            return False
         for msg in msgs:
             await msg.ack()
         self.stored += len(appended.leaves)
+        self.last_stored = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.leaves.labels(stream).inc(len(appended.leaves))
         for p in [*parked, *appended.replayed]:
             self.parked += 1
+            if self.metrics is not None:
+                self.metrics.parked.labels(stream).inc()
             if p.error.startswith(("unauthenticated", "replayed")):
                 self.rejected += 1
                 log.critical("parked %s seq %s (%s), not a leaf: %s", p.stream, p.stream_seq, p.subject, p.error)
@@ -400,6 +428,7 @@ class ChronService:
             self._unfed.append(appended)
             del self._unfed[:-UNFED_BATCHES]  # a feed long behind reads its leaves back from PostgreSQL
             self._feed_wanted.set()
+        return True
 
     def _check_decision(self, event: DecisionEvent | ControlEvent, subject: str, seq: int) -> None:
         assert isinstance(event, DecisionEvent)
@@ -434,6 +463,42 @@ class ChronService:
             log.exception("chron query failed")
             result = ChronResult(ok=False, code=Code.INTERNAL, error=f"internal error: {type(e).__name__}")
         await msg.respond(_encode(result))
+
+    async def pending_by_stream(self) -> dict[str, int]:
+        """Per stream, the messages not yet stored (see :meth:`pending`); raises when JetStream does not answer."""
+        found = {}
+        for stream in (self._names.decisions_stream, self._names.control_stream):
+            info = await self._js.consumer_info(stream, self._names.chron_durable, timeout=PENDING_TIMEOUT_S)
+            found[stream] = (info.num_pending or 0) + (info.num_ack_pending or 0)
+        return found
+
+    async def refresh_metrics(self) -> None:
+        """Bring the gauges up to date (before a scrape)."""
+        m = self.metrics
+        if m is None:
+            return
+        m.tree_size.set(self.store.frontier.size)
+        last = self.last_checkpoint
+        m.checkpoint_size.set(last.size if last else 0)
+        m.checkpoint_age.set(time.time() - _signed_at(last.time) if last and last.time else -1)
+        m.pg_reconnects.inc(self.store.reconnects - self._reconnects_seen)
+        self._reconnects_seen = self.store.reconnects
+        for stream, count in (await self.pending_by_stream()).items():
+            m.pending.labels(stream).set(count)
+
+    async def readiness(self) -> list[str]:
+        """Why Chron cannot do its job now: PostgreSQL unreachable, the problems of :meth:`problems`,
+        or a stall (messages waiting and nothing stored for :data:`STALL_S`)."""
+        found = await self.store.ping()
+        if found:
+            return found
+        found = await self.problems()
+        stalled = time.monotonic() - self.last_stored
+        if stalled > STALL_S:
+            waiting = sum((await self.pending_by_stream()).values())
+            if waiting:
+                found.append(f"stalled: {waiting} messages wait and nothing was stored for {stalled:.0f} s")
+        return found
 
     async def pending(self) -> int:
         """Messages of the decision and control streams not yet stored: those not yet delivered to

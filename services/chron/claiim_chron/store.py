@@ -116,6 +116,8 @@ class ChronStore:
         """The tree as committed: its size and right edge (writer only)."""
         self._high: dict[str, int] = {}
         """Per stream, the highest stream sequence stored or parked (writer only; read when first needed)."""
+        self.reconnects = 0
+        """Times the writer connection broke and was dropped, to be replaced by the next batch."""
 
     @classmethod
     async def open(cls, url: str) -> ChronStore:
@@ -179,6 +181,16 @@ class ChronStore:
             await asyncio.wait_for(self._pool.release(conn), CLOSE_WAIT_S)
         except Exception:
             conn.terminate()
+
+    async def ping(self) -> list[str]:
+        """Empty when PostgreSQL answers a query within :data:`CONNECT_TIMEOUT_S`, else why not."""
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                async with self._pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except (TimeoutError, *_DRIVER_ERRORS) as e:
+            return [f"PostgreSQL: {type(e).__name__}: {e}"]
+        return []
 
     async def close(self) -> None:
         """Close every connection: gracefully if PostgreSQL answers in time, else at once."""
@@ -289,6 +301,7 @@ class ChronStore:
             except StoreError as e:
                 if _connection_lost(self._writer, e.__cause__):
                     log.warning("lost the writer connection (%s); the next batch reconnects", e.__cause__)
+                    self.reconnects += 1
                     await self._drop_writer()
                 raise
 

@@ -19,6 +19,7 @@ from functools import partial
 from claiim_admin.service import AdminUI
 from claiim_auth.nkeys import PREFIX_ACCOUNT, KeyPair, NkeyError
 from claiim_auth.service import AuthService
+from claiim_chron.metrics import ChronMetrics
 from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.service import ChronService
 from claiim_chron.store import ChronStore
@@ -130,8 +131,11 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             running.followers.append(follower)
             running.chron = ChronService(nc, nc.jetstream(), names, store, follower, gate_keys, secret, admin_token,
                                          settings.chron_batch, signer, settings.origin, settings.checkpoint_interval,
-                                         settings.checkpoint_dir)
+                                         settings.checkpoint_dir, None if http is None else ChronMetrics(http.registry))
             await running.chron.start()
+            if http is not None:
+                http.refresh.append(running.chron.refresh_metrics)
+                http.checks.append(running.chron.readiness)
         if "ocsf" in which:
             assert gate_keys is not None
             nc = await connection("ocsf")
