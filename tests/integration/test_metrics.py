@@ -74,8 +74,10 @@ async def observed(own_pg: OwnPostgres, tmp_path: Path) -> AsyncIterator[Stack]:
     port = free_port()
     server = start_nats(port, tmp_path / "nats", credentials=credentials, names=Names(namespace))
     db = await ensure_database(own_pg.url, "claiim")
-    settings = new_settings(server.url, db, namespace, credentials).model_copy(update={"http_port": 0})
-    running = await start_services(settings, backend(settings))
+    settings = new_settings(server.url, db, namespace, credentials)
+    verifier = str(settings.require_checkpoint_signer().verifier)
+    settings = settings.model_copy(update={"http_port": 0, "ui_port": 0, "checkpoint_verifier": verifier})
+    running = await start_services(settings, (*backend(settings), "admin"))
     stack = Stack(settings, running, server, tmp_path / "nats", credentials, port, own_pg)
     try:
         yield stack
@@ -104,6 +106,14 @@ async def test_one_check_moves_the_decision_counter_by_one(observed: Stack) -> N
     assert sample(after, "claiim_gate_in_flight") == 0
     assert sample(after, "claiim_gate_registry_control_seq") > 0
     assert sample(after, "claiim_gate_registry_control_lag") == 0
+    assert sample(after, "claiim_control_commands_total", kind="apply", result="ok") == 1
+    assert sample(after, "claiim_control_proposals_pending") == 0
+    _, text = await until(observed.url + "/metrics", lambda s, t: sample(t, "claiim_ocsf_published_total") >= 1)
+    assert sample(text, "claiim_ocsf_published_total") == 1 and sample(text, "claiim_ocsf_pending") == 0
+    assert observed.running.admin is not None
+    await asyncio.to_thread(get, observed.running.admin.url + "/login")
+    _, text = await asyncio.to_thread(get, observed.url + "/metrics")
+    assert sample(text, "claiim_ui_responses_total", status="2xx") >= 1 and sample(text, "claiim_ui_feed_lag") == 0
 
 
 async def test_readiness_fails_while_nats_is_gone_and_recovers(observed: Stack) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from claiim_core.names import Names
 from claiim_core.schemas import DecisionEvent
+from claiim_runtime.streams import stream_seq
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -37,6 +38,10 @@ class DecisionFeed:
     def __init__(self, js: JetStreamContext, names: Names, clock: Callable[[], float] = time.time) -> None:
         self._js, self._names, self._clock = js, names, clock
         self.stats = DecisionStats()
+        self.seen = 0
+        """The decision stream's sequence of the last decision received."""
+        self.lag = -1
+        """Decisions in the stream not yet received, as of the last :meth:`refresh` (-1: not known)."""
         self._listeners: dict[str, set[asyncio.Queue[dict[str, str] | None]]] = {}
         self._sub: JetStreamContext.PushSubscription | None = None
 
@@ -57,7 +62,13 @@ class DecisionFeed:
             for q in queues:
                 q.put_nowait(None)
 
+    async def refresh(self) -> None:
+        """Read how far behind the decision stream the feed is (before a scrape)."""
+        info = await self._js.stream_info(self._names.decisions_stream)
+        self.lag = max(0, (info.state.last_seq or 0) - self.seen)
+
     async def _on_msg(self, msg: Msg) -> None:
+        self.seen = max(self.seen, stream_seq(msg))
         try:
             event = _decode(msg.data)
             at = datetime.fromisoformat(event.decided_at).timestamp()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from importlib import resources
 
 from aiohttp import web
@@ -11,12 +12,14 @@ from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Verifier
 from claiim_core.names import Names
 from nats.aio.client import Client
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from claiim_admin import auth, pages_chron, pages_registry
 from claiim_admin.feed import DecisionFeed
 from claiim_admin.monitor import CheckpointMonitor
 from claiim_admin.sessions import Sessions
-from claiim_admin.web import UI, UI_KEY, refusals, require_session, security_headers, templates
+from claiim_admin.web import UI, UI_KEY, Handler, refusals, require_session, security_headers, templates
 
 log = logging.getLogger("claiim.admin")
 SESSION_MAX = 12 * 3600.0
@@ -69,9 +72,36 @@ class AdminUI:
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.answered: Counter[str] = Counter()
+        """HTTP responses by status class (2xx, 3xx, 4xx, 5xx)."""
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            self.answered[f"{e.status // 100}xx"] += 1
+            raise
+        except Exception:
+            self.answered["5xx"] += 1
+            raise
+        self.answered[f"{response.status // 100}xx"] += 1
+        return response
+
+    async def refresh(self) -> None:
+        await self._feed.refresh()
+
+    def metrics(self) -> list[Metric]:
+        answered = CounterMetricFamily("claiim_ui_responses", "HTTP responses of the admin UI, by status class",
+                                       labels=["status"])
+        for status, count in sorted(self.answered.items()):
+            answered.add_metric([status], count)
+        return [answered, GaugeMetricFamily("claiim_ui_feed_lag", "Decisions the live feed has not received yet "
+                                            "(-1: unknown)", self._feed.lag)]
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[security_headers, refusals, require_session], client_max_size=256 * 1024)
+        app = web.Application(middlewares=[self._count, security_headers, refusals, require_session],
+                              client_max_size=256 * 1024)
         app[UI_KEY] = self.ui
         routes(app)
         return app

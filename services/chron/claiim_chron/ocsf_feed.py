@@ -27,6 +27,8 @@ from claiim_runtime.stopping import Deadline
 from claiim_runtime.streams import Puller, durable_pull, hand_back, stream_seq
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 _decision = msgspec.json.Decoder(DecisionEvent)
@@ -51,6 +53,19 @@ class OcsfFeed:
         self._inflight: list[Msg] = []
         self.published = 0
         self.rejected = 0
+        self.pending = -1
+        """Decisions not yet published, as of the last :meth:`refresh` (-1: not known)."""
+
+    async def refresh(self) -> None:
+        """Read the feed's lag to the decision stream from JetStream (before a scrape)."""
+        info = await self._nc.jetstream().consumer_info(self._names.decisions_stream, OCSF_DURABLE, timeout=2.0)
+        self.pending = (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    def metrics(self) -> list[Metric]:
+        return [CounterMetricFamily("claiim_ocsf_published", "Decisions published as OCSF events", self.published),
+                CounterMetricFamily("claiim_ocsf_rejected", "Decisions not published: not authentic", self.rejected),
+                GaugeMetricFamily("claiim_ocsf_pending", "Decisions not yet published: the feed's lag (-1: unknown)",
+                                  self.pending)]
 
     async def start(self) -> None:
         await self._acks.start()

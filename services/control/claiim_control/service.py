@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -44,6 +45,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from claiim_control import handlers
 from claiim_control.handlers import Handler, Reply
@@ -92,6 +95,8 @@ class ControlService:
         self.stream = ControlStream(js, names, follower, signer, proposal_ttl, token_secret)
         self._subs: list[Subscription] = []
         self._expiry: asyncio.Task[None] | None = None
+        self.answered: Counter[tuple[str, str]] = Counter()
+        """Requests answered, by subject name (apply, agent, ...) and result (ok, or the refusal's code)."""
 
     async def start(self) -> None:
         for name in ROUTES:
@@ -118,12 +123,23 @@ class ControlService:
                 raise Refusal(f"malformed request: {e}", Code.INVALID) from e
             await self._follower.wait_caught_up()
             principal = authenticate(self._follower.registry, self._secret, self._operator_token, request.admin_token)
-            return await route.handler(request, principal, self.stream)
+            reply = await route.handler(request, principal, self.stream)
         except Refusal as e:
-            return refused(route, e)
+            reply = refused(route, e)
         except Exception as e:
             log.exception("admin request on %s failed", name)
-            return refused(route, Refusal(f"internal error: {type(e).__name__}: {e}", Code.INTERNAL))
+            reply = refused(route, Refusal(f"internal error: {type(e).__name__}: {e}", Code.INTERNAL))
+        self.answered[(name, "ok" if reply.ok else reply.code)] += 1
+        return reply
+
+    def metrics(self) -> list[Metric]:
+        commands = CounterMetricFamily("claiim_control_commands", "Admin requests answered, by kind and result "
+                                       "(ok, or the refusal's code)", labels=["kind", "result"])
+        for (kind, result), count in sorted(self.answered.items()):
+            commands.add_metric([kind, result], count)
+        pending = sum(1 for p in self.stream.registry.proposals.values() if p.status == "pending")
+        return [commands, GaugeMetricFamily("claiim_control_proposals_pending", "Proposals waiting for approvals",
+                                            pending)]
 
     def _responder(self, name: str) -> Callable[[Msg], Awaitable[None]]:
         async def respond(msg: Msg) -> None:

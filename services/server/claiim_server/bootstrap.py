@@ -29,7 +29,7 @@ from claiim_core.names import service_inbox
 from claiim_gate.metrics import GateMetrics
 from claiim_gate.service import GateService
 from claiim_runtime.follower import RegistryFollower
-from claiim_runtime.observe import HealthServer, nats_check
+from claiim_runtime.observe import HealthServer, Reading, nats_check
 from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.stopping import Deadline
 from claiim_runtime.streams import connect, ensure_streams
@@ -141,6 +141,9 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             nc = await connection("ocsf")
             running.ocsf = OcsfFeed(nc, names, settings.chron_batch, gate_keys)
             await running.ocsf.start()
+            if http is not None:
+                http.registry.register(Reading(running.ocsf.metrics))
+                http.refresh.append(running.ocsf.refresh)
         if "auth" in which:
             assert control_keys is not None and issuer is not None
             nc = await connection("auth")
@@ -159,6 +162,8 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             running.control = ControlService(nc, nc.jetstream(), names, follower, secret, admin_token,
                                              control_signer, timedelta(seconds=settings.proposal_ttl))
             await running.control.start()
+            if http is not None:
+                http.registry.register(Reading(running.control.metrics))
         if "gate" in which:
             assert control_keys is not None and gate_key is not None
             nc = await connection("gate")
@@ -178,6 +183,9 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             running.admin = AdminUI(nc, names, settings.url, verifier, host=settings.ui_host, port=settings.ui_port,
                                     secure_cookies=settings.ui_secure_cookies, session_idle=settings.ui_session_idle)
             await running.admin.start()
+            if http is not None:
+                http.registry.register(Reading(running.admin.metrics))
+                http.refresh.append(running.admin.refresh)
         if http is not None:
             await http.start()
             running.http = http
