@@ -20,6 +20,7 @@ from claiim_core.names import Names
 from claiim_runtime.settings import Settings
 from claiim_server.servers import free_port
 from nats.js.api import DeliverPolicy
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import connect_as
 from tests.e2e.upstack import CLAIIM, SEED, Up, clean_env
@@ -115,6 +116,36 @@ def test_the_ocsf_feed_process_publishes_each_decision(up: Up) -> None:
 
     chron_id, disposition = asyncio.run(ocsf_uid())
     assert chron_id.startswith("chr_") and disposition == "Blocked"
+
+
+def test_every_process_serves_metrics_and_health_and_one_check_counts_once(up: Up) -> None:
+    """DIR/env names each process's metrics and health; every /readyz is 200; one Gate.check moves the gates'
+    decision counter (summed over the workers) by exactly one."""
+    env = up.env
+    gates = env["CLAIIM_HTTP_GATE"].split(",")
+    bases = {*gates, env["CLAIIM_HTTP_OCSF"], env["CLAIIM_HTTP_CONTROL"], env["CLAIIM_HTTP_CHRON"],
+             env["CLAIIM_HTTP_ADMIN"]}
+    for base in bases:
+        with urllib.request.urlopen(base + "/readyz", timeout=10) as ready:
+            assert (ready.status, ready.read()) == (200, b"ready\n"), base
+
+    def decisions() -> float:
+        total = 0.0
+        for base in gates:
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as page:
+                for family in text_string_to_metric_families(page.read().decode()):
+                    total += sum(s.value for s in family.samples if s.name == "claiim_gate_decisions_total"
+                                 and s.labels == {"org": "demo", "outcome": "ALLOW", "category": "policy"})
+        return total
+
+    before = decisions()
+    script = ("from claiim import Gate\n"
+              f"print(Gate(agent_id='deploy-bot', token={up.tokens['deploy-bot']!r}).check("
+              "action='deploy:staging', target='api-v2').outcome)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env={**clean_env(), "CLAIIM_URL": env["CLAIIM_URL"]})
+    assert out.stdout.strip() == "ALLOW", out.stderr
+    assert decisions() == before + 1
 
 
 def test_rehearsal_passes(up: Up) -> None:
@@ -254,4 +285,3 @@ def test_a_replaced_control_key_refuses_the_old_events_and_says_so(up: Up) -> No
             in warning[0], again.lines
     finally:
         assert again.stop() == 0
-

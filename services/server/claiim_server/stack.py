@@ -8,8 +8,11 @@ processes of its own and the OCSF feed as one more (:mod:`claiim_server.workers`
 bundle, and writes:
 
 - ``DIR/env``: ``CLAIIM_URL``, ``CLAIIM_STREAM_REPLICAS``, ``CLAIIM_ADMIN_TOKEN`` (the operator
-  token), ``CLAIIM_DATABASE_URL``, ``CLAIIM_NAMESPACE``, ``CLAIIM_UI_URL`` and, with the demo,
-  ``CLAIIM_ORG=demo`` (source it, or let the CLI read it from ``./.claiim/env``);
+  token), ``CLAIIM_DATABASE_URL``, ``CLAIIM_NAMESPACE``, ``CLAIIM_UI_URL``, the base URL of each
+  process's metrics and health (``CLAIIM_HTTP_GATE``, one per gate worker, comma-separated;
+  ``CLAIIM_HTTP_OCSF``; ``CLAIIM_HTTP_CONTROL``, ``CLAIIM_HTTP_CHRON`` and ``CLAIIM_HTTP_ADMIN``, which
+  are this process) and, with the demo, ``CLAIIM_ORG=demo`` (source it, or let the CLI read it from
+  ``./.claiim/env``);
 - ``DIR/demo-tokens.json``: agent id to token, mode 600;
 - ``DIR/demo-admins.json``: the demo org's admins (alice, bob) and auditor (audrey) to their
   tokens, mode 600;
@@ -176,7 +179,8 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
                             checkpoint_dir=data_dir / "chron-mirror", checkpoint_verifier=str(signer.verifier),
                             ui_port=opts.ui_port, control_key_file=control_key, control_verifiers_file=control_pub,
                             gate_key_file=gate_key, gate_keys_file=gate_key, nats_passwords=passwords,
-                            nats_issuer_seed=issuer, stream_replicas=opts.nats_cluster if nats else 1)
+                            nats_issuer_seed=issuer, stream_replicas=opts.nats_cluster if nats else 1,
+                            http_port=free_port())
         which: tuple[str, ...] = tuple(s for s in (*BACKEND, "admin") if s not in ("gate", "ocsf"))
         if not issuer:
             which = tuple(s for s in which if s != "auth")
@@ -187,17 +191,20 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
         except ConfigError as e:
             raise StackError(str(e)) from None
         for service, count in (("gate", opts.gate_workers), ("ocsf", 1)):
-            workers.append(Workers(settings, service, count))
+            workers.append(Workers(settings, service, count, [free_port() for _ in range(count)]))
             await workers[-1].start()
         _warn_refused(running, data_dir, say)
-        assert running.admin is not None
-        ui_url = running.admin.url
+        assert running.admin is not None and running.http is not None
+        ui_url, here = running.admin.url, running.http.url
+        gates, ocsf = workers
         env = (f"CLAIIM_URL={nats_url}\nCLAIIM_STREAM_REPLICAS={settings.stream_replicas}\n"
                f"CLAIIM_ADMIN_TOKEN={keys['admin_token']}\n"
                f"CLAIIM_DATABASE_URL={db_url}\nCLAIIM_NAMESPACE={settings.namespace}\n"
                f"CLAIIM_CHECKPOINT_VERIFIER={signer.verifier}\nCLAIIM_CHECKPOINT_DIR={data_dir / 'chron-mirror'}\n"
                f"CLAIIM_CONTROL_VERIFIERS={control_pub.read_text().strip()}\nCLAIIM_GATE_KEYS_FILE={gate_key}\n"
                f"CLAIIM_UI_URL={ui_url}\n"
+               f"CLAIIM_HTTP_GATE={','.join(gates.http_urls)}\nCLAIIM_HTTP_OCSF={ocsf.http_urls[0]}\n"
+               f"CLAIIM_HTTP_CONTROL={here}\nCLAIIM_HTTP_CHRON={here}\nCLAIIM_HTTP_ADMIN={here}\n"
                + (f"CLAIIM_ORG={DEMO_ORG}\n" if opts.demo else ""))
         write_private(data_dir / "env", env)
         if opts.demo:

@@ -51,11 +51,18 @@ def default_workers() -> int:
 
 
 class Workers:
-    def __init__(self, settings: Settings, service: str, count: int) -> None:
+    """``count`` processes of ``service``. With ``http_ports`` (one per worker), worker ``i`` serves its
+    metrics and health on ``http_ports[i]``, across restarts too (:attr:`http_urls`)."""
+
+    def __init__(self, settings: Settings, service: str, count: int, http_ports: list[int] | None = None) -> None:
         if count < 1:
             raise ValueError(f"the {service} needs at least one worker")
         self._service = service
         self._env = {**serve_env(settings), SUPERVISOR_ENV: str(os.getpid())}
+        if http_ports is not None and len(http_ports) != count:
+            raise ValueError("one HTTP port per worker")
+        self._http_ports = http_ports
+        self.http_urls = [f"http://{settings.http_host}:{port}" for port in http_ports or []]
         self._count = count
         self._processes: list[asyncio.subprocess.Process | None] = [None] * count
         self._watchers: list[asyncio.Task[None]] = []
@@ -78,7 +85,8 @@ class Workers:
     async def _start(self, i: int) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "claiim_server", "--env-file", os.devnull, "serve", self._service,
-            env=self._env, stdout=asyncio.subprocess.PIPE)
+            env=self._env if self._http_ports is None else {**self._env, "CLAIIM_HTTP_PORT": str(self._http_ports[i])},
+            stdout=asyncio.subprocess.PIPE)
         self._processes[i] = process
         assert process.stdout is not None
         try:
