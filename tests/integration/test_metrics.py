@@ -114,6 +114,8 @@ async def test_one_check_moves_the_decision_counter_by_one(observed: Stack) -> N
     await asyncio.to_thread(get, observed.running.admin.url + "/login")
     _, text = await asyncio.to_thread(get, observed.url + "/metrics")
     assert sample(text, "claiim_ui_responses_total", status="2xx") >= 1 and sample(text, "claiim_ui_feed_lag") == 0
+    for secret in (*tokens.values(), settings.require_admin_token()):
+        assert secret.split(".", 1)[-1] not in text, "a token is in the metrics"
 
 
 async def test_readiness_fails_while_nats_is_gone_and_recovers(observed: Stack) -> None:

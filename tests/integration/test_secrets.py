@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from claiim import AsyncGate, UnauthorizedError
+from claiim_runtime.logs import JsonFormatter
 
 from tests.conftest import AUTH_ON, Stack, connect_as, gate_via
 
@@ -57,7 +58,8 @@ async def test_no_plaintext_token_in_streams_chron_or_logs(stack: Stack, caplog:
     rows = await stack.running.chron.store.query(limit=10_000)
     chron = b"".join(repr(sorted(r.items())).encode() for r in rows)
     streams = await all_stream_bytes(stack)
-    logs = "\n".join(r.getMessage() for r in caplog.records).encode()
+    as_json = JsonFormatter("test")
+    logs = "\n".join([*(r.getMessage() for r in caplog.records), *(as_json.format(r) for r in caplog.records)]).encode()
     secrets = [*agent_tokens.values(), admin_token, wrong, stack.settings.require_admin_token(),
                stack.settings.require_token_secret().decode()]
     assert len(rows) >= 14 and len(streams) > 1000, "nothing to search"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from claiim_core.checkpoint import CheckpointError, Signer, Verifier
 from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, KeyFormatError
@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         description=("the port of this process's /metrics, /healthz and /readyz (0: any free port; unset: none); "
                      "`claiim serve --http-port`"))
     http_host: str = Field(default="127.0.0.1", description="the address of that endpoint")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text`: a line a record, for people; `json`: a JSON object a line")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="the least severe records logged")
     ui_host: str = Field(default="127.0.0.1", description="the admin UI's listening address")
     ui_port: int = Field(default=8480, ge=0, le=65_535, description="the admin UI's port (0: any free port)")
     ui_secure_cookies: bool = Field(default=False, description="mark the UI's session cookie Secure (behind HTTPS)")

@@ -104,7 +104,8 @@ class GateService:
                 else:
                     self._metrics.puback_failures.labels("timeout" if result.timed_out else "error").inc()
             if result.problem is not None:
-                log.warning("decision %s not recorded: %s", event.chron_id, result.problem)
+                log.warning("decision %s not recorded: %s", event.chron_id, result.problem,
+                            extra={"org": event.org, "agent": event.agent_id, "chron_id": event.chron_id})
                 await self._answer(reply_to, _unavailable(event, result.problem), started, event.org)
             elif result.duplicate and first_attempt and claims_request_id(event):
                 await self._answer_retry(event, result.seq, reply_to, started)

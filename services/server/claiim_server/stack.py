@@ -46,6 +46,7 @@ from claiim import AsyncAdmin
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import GateKey
 from claiim_core.names import Names
+from claiim_runtime.logs import configure
 from claiim_runtime.natsconf import Cluster
 from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.stopping import run_until_signalled
@@ -299,4 +300,7 @@ async def load_demo(url: str, admin_token: str, data_dir: Path, say: Any) -> Non
 
 
 def main_up(opts: UpOptions) -> None:
+    settings = Settings()  # CLAIIM_LOG_FORMAT and CLAIIM_LOG_LEVEL; warnings and worse unless a level is set
+    configure(settings if "CLAIIM_LOG_LEVEL" in os.environ else settings.model_copy(update={"log_level": "WARNING"}),
+              "up")
     run_until_signalled(lambda stop: run_up(opts, stop, lambda line: print(line, flush=True)))

@@ -4,9 +4,9 @@ PostgreSQL. ``--workers N`` runs the gate as N supervised processes (:mod:`claii
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
+from claiim_runtime.logs import configure
 from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.stopping import run_until_signalled
 
@@ -20,11 +20,11 @@ def serve(services: list[str], workers: int = 1, http_port: int | None = None) -
     if workers < 1 or (workers > 1 and "gate" not in which):
         print("error: --workers N (1 or more) runs N gate processes: serve the gate to use it", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def run(stop: asyncio.Event) -> None:
         watch = asyncio.create_task(supervisor_gone(stop))
         settings = Settings()
+        configure(settings, ",".join(which))
         if http_port is not None:
             settings = settings.model_copy(update={"http_port": http_port})
         gates = Workers(settings.model_copy(update={"http_port": 0}) if settings.http_port is not None else settings,
