@@ -4,6 +4,8 @@ readiness tells the truth when NATS goes away and comes back."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import secrets
 import urllib.error
 import urllib.request
@@ -11,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from claiim import AsyncAdmin, AsyncGate
 from claiim_core.names import Names
 from claiim_runtime.natsconf import MAINTENANCE_USER
@@ -170,3 +173,33 @@ async def test_chron_reports_what_it_stores_and_is_not_ready_without_postgresql(
     assert status == 503 and "PostgreSQL" in text, text
     observed.pg.start()
     assert await until(observed.url + "/readyz", lambda s, t: s == 200) == (200, "ready\n")
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def queried_metrics() -> set[str]:
+    """Every claiim metric name the Grafana dashboard and the Prometheus alert rules query."""
+    dashboard = json.loads((DEPLOY / "grafana" / "claiim.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exprs += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    return {name for expr in exprs for name in re.findall(r"\bclaiim_[a-z_]+", expr)}
+
+
+async def test_the_dashboard_and_the_alerts_query_metrics_that_exist(observed: Stack) -> None:
+    names = queried_metrics()
+    assert {"claiim_gate_decisions_total", "claiim_chron_pending", "claiim_chron_checkpoint_age_seconds",
+            "claiim_gate_puback_failures_total", "claiim_ready"} <= names
+    settings = observed.settings
+    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
+    try:
+        tokens = (await admin.apply(demo_bundle())).tokens
+    finally:
+        await admin.close()
+    async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
+        await gate.check("deploy:staging", "api-v2")
+    _, text = await asyncio.to_thread(get, observed.url + "/metrics")
+    exposed = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+    assert not names - exposed, f"queried but not exposed: {sorted(names - exposed)}"
+    assert sample(text, "claiim_ready") == 1

@@ -8,7 +8,8 @@ BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class ChronMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, streams: tuple[str, ...] = ()) -> None:
+        """``streams``: those Chron consumes, whose series exist from the start, at 0."""
         self.leaves = Counter("claiim_chron_leaves", "Leaves stored (records appended to the Merkle log)",
                               ["stream"], registry=registry)
         self.batches = Counter("claiim_chron_batches", "Batches stored", ["stream"], registry=registry)
@@ -32,3 +33,6 @@ class ChronMetrics:
         self.pg_reconnects = Counter("claiim_chron_postgres_reconnects",
                                      "Times the writer's PostgreSQL connection broke and was replaced",
                                      registry=registry)
+        for stream in streams:
+            for labelled in (self.leaves, self.batches, self.failed_batches, self.parked, self.pending):
+                labelled.labels(stream)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from claiim_core.names import Names
 from nats.aio.client import Client
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -32,6 +32,8 @@ class HealthServer:
         self.checks: list[Check] = []
         self.refresh: list[Callable[[], Awaitable[None]]] = []
         """Run before each scrape, to bring gauges up to date (failures are logged, the scrape goes on)."""
+        self._readiness = Gauge("claiim_ready", "1 when /readyz would answer 200, else 0 (as of this scrape)",
+                            registry=registry)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -70,6 +72,7 @@ class HealthServer:
                 await asyncio.wait_for(refresh(), CHECK_S)
             except Exception as e:
                 log.warning("metrics refresh failed: %r", e)
+        self._readiness.set(0 if await self.problems() else 1)
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

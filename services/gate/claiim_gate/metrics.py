@@ -20,6 +20,8 @@ class GateMetrics:
         self.puback_failures = Counter(
             "claiim_gate_puback_failures", "Decisions JetStream did not store (answered DENY chron:unavailable), "
             "by kind: timeout or error", ["kind"], registry=registry)
+        for kind in ("timeout", "error"):  # every series exists from the start, at 0
+            self.puback_failures.labels(kind)
         self.in_flight = Gauge("claiim_gate_in_flight", "Requests received and not yet answered", registry=registry)
         self.control_seq = Gauge("claiim_gate_registry_control_seq",
                                  "The control-stream sequence the gate's registry has applied", registry=registry)

@@ -131,7 +131,9 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             running.followers.append(follower)
             running.chron = ChronService(nc, nc.jetstream(), names, store, follower, gate_keys, secret, admin_token,
                                          settings.chron_batch, signer, settings.origin, settings.checkpoint_interval,
-                                         settings.checkpoint_dir, None if http is None else ChronMetrics(http.registry))
+                                         settings.checkpoint_dir,
+                                         None if http is None else ChronMetrics(
+                                             http.registry, (names.decisions_stream, names.control_stream)))
             await running.chron.start()
             if http is not None:
                 http.refresh.append(running.chron.refresh_metrics)
