@@ -1,0 +1,100 @@
+"""What the gate's metrics cost: the gate alone in this process, with and without its metrics, in one run.
+
+Run: ``.venv/bin/python bench/metrics_cost.py [--inflight 128] [--seconds 3] [--rounds 3]``
+
+It starts its own nats-server and PostgreSQL, runs control, Chron, the OCSF feed and the auth service as a
+``claiim serve`` process, and the gate in this process, started afresh for each round, alternately without
+metrics and with them (``CLAIIM_HTTP_PORT``: counters, histograms and the HTTP endpoint, scraped once a
+second during the round as Prometheus would, more often than it usually does). A spawned process drives it
+(``AsyncGate``, ``deploy-bot`` checking ``deploy:staging``). Prints, per mode, the median decisions per second
+and the gate's CPU per decision (this process's CPU time over the round), and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import stack
+from claiim_core.names import Names
+from claiim_server.bootstrap import start_services
+from claiim_server.servers import ensure_database, free_port, start_nats, start_postgres
+from claiim_server.workers import serve_env
+from decision_path import async_load, demo_token
+from gate_profile import serve_backend
+
+
+async def scrape(url: str, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.to_thread(lambda: urllib.request.urlopen(url + "/metrics", timeout=5).read())
+        await asyncio.sleep(1.0)
+
+
+async def main(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    results: dict[str, list[tuple[float, float]]] = {"without metrics": [], "with metrics": []}
+    with tempfile.TemporaryDirectory(prefix="claiim-metrics-") as tmp, \
+            ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        credentials = stack.credentials()
+        nats_server = start_nats(free_port(), Path(tmp) / "nats", credentials=credentials, names=Names())
+        pg, server_url = await asyncio.to_thread(start_postgres, Path(tmp) / "pg")
+        backend: subprocess.Popen[bytes] | None = None
+        try:
+            settings = stack.settings(nats_server.url, await ensure_database(server_url, "claiim_bench"), credentials)
+            log = Path(tmp) / "backend.log"
+            backend = serve_backend(serve_env(settings), log)
+            deadline = time.monotonic() + 60
+            while b"claiim serving" not in log.read_bytes():
+                if backend.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log.read_text())
+                await asyncio.sleep(0.1)
+            token = None
+            for _ in range(args.rounds):
+                for mode, port in (("without metrics", None), ("with metrics", 0)):
+                    running = await start_services(settings.model_copy(update={"http_port": port}), ("gate",),
+                                                   instance="measured")
+                    stop = asyncio.Event()
+                    scraper = asyncio.create_task(scrape(running.http.url, stop)) if running.http else None
+                    try:
+                        token = token or await demo_token(settings)
+                        await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight, 1.0, 0.5)
+                        cpu0 = time.process_time()
+                        calls = await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight,
+                                                           args.seconds, 0.0)
+                        cpu = time.process_time() - cpu0
+                    finally:
+                        stop.set()
+                        if scraper is not None:
+                            await scraper
+                        await running.stop()
+                    results[mode].append((calls.rate, cpu * 1e6 / max(len(calls.lat), 1)))
+        finally:
+            if backend is not None:
+                backend.terminate()
+                backend.wait(timeout=10)
+            nats_server.stop()
+            await asyncio.to_thread(pg.cleanup)
+    medians = {mode: (statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs))
+               for mode, runs in results.items()}
+    for mode, (rate, cpu) in medians.items():
+        print(f"{mode:<16} {rate:>9,.0f} decisions/s  {cpu:>6.0f} us of gate CPU per decision  "
+              f"(rounds: {', '.join(f'{r:,.0f}' for r, _ in results[mode])})")
+    (r0, c0), (r1, c1) = medians["without metrics"], medians["with metrics"]
+    print(f"with / without: throughput {r1 / r0:.3f}, CPU per decision {c1 / c0:.3f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inflight", type=int, default=128)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    asyncio.run(main(parser.parse_args(sys.argv[1:])))
