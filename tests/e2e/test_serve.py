@@ -70,7 +70,7 @@ async def test_serve_all_runs_the_decision_path(pg_url: str, tmp_path: Path) -> 
                              CLAIIM_GATE_KEY_FILE=str(tmp_path / "gate.key"),
                              CLAIIM_GATE_KEYS_FILE=str(tmp_path / "gate.key"), **nats_env)
     services = ["gate", "control", "chron", "ocsf", *(["auth"] if AUTH_ON else []), "admin"]
-    process = await asyncio.create_subprocess_exec(CLAIIM, "--env-file", str(tmp_path / "none"), "serve", *services,
+    process = await asyncio.create_subprocess_exec(CLAIIM, "--env-file", os.devnull, "serve", *services,
                                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert process.stdout is not None
@@ -126,7 +126,7 @@ VERIFIERS = {"CLAIIM_CONTROL_VERIFIERS": str(Signer.from_seed("claiim-control", 
 def test_services_refuse_to_start_without_their_secrets(nats_url: str, tmp_path: Path, service: str,
                                                         given: dict[str, str], missing: str) -> None:
     """A service without its secret stops at once and says which variable to set."""
-    out = subprocess.run([CLAIIM, "--env-file", str(tmp_path / "none"), "serve", service], capture_output=True,
+    out = subprocess.run([CLAIIM, "--env-file", os.devnull, "serve", service], capture_output=True,
                          text=True, timeout=30, env=env_without_claiim(CLAIIM_URL=nats_url, **given))
     assert out.returncode == 2
     assert f"{missing} is not set" in out.stdout + out.stderr

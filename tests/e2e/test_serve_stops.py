@@ -3,6 +3,7 @@ feed used to wait in its fetch for ever, Chron to exit 1 when its last checkpoin
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
@@ -26,7 +27,7 @@ STOP_S = 2.0
 
 def serve(service: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([CLAIIM, "--env-file", "/nonexistent", "serve", service], env=env, stdout=out,
+        return subprocess.Popen([CLAIIM, "--env-file", os.devnull, "serve", service], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 

@@ -8,6 +8,7 @@ Every wait is bounded; every process signalled is one this module started (by it
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import signal
 import subprocess
@@ -121,7 +122,7 @@ class Deployment:
         offset = log.stat().st_size if log.exists() else 0
         env = serve_env(self.settings)
         with log.open("ab") as out:
-            process = subprocess.Popen([CLAIIM, "--env-file", str(self.root / "none"), "serve", *which],
+            process = subprocess.Popen([CLAIIM, "--env-file", os.devnull, "serve", *which],
                                        env=env, stdout=out, stderr=subprocess.STDOUT)
         self.processes[name] = process
         return process, log, offset
@@ -215,5 +216,5 @@ class Deployment:
     def verify(self) -> subprocess.CompletedProcess[str]:
         """`claiim chron verify` against this deployment."""
         env = serve_env(self.settings)
-        return subprocess.run([CLAIIM, "--env-file", str(self.root / "none"), "chron", "verify"], env=env,
+        return subprocess.run([CLAIIM, "--env-file", os.devnull, "chron", "verify"], env=env,
                               capture_output=True, text=True, timeout=120)

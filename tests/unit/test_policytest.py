@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,6 @@ def test_cli_exit_codes(tmp_path: Path, cases: str, code: int) -> None:
     """`claiim policy test` exits 0 when all cases hold, 1 on a mismatch, 2 on an invalid document."""
     (tmp_path / "p.yaml").write_text(POLICY)
     (tmp_path / "c.yaml").write_text(cases)
-    out = subprocess.run([CLAIIM, "--env-file", str(tmp_path / "none"), "policy", "test", str(tmp_path / "p.yaml"),
+    out = subprocess.run([CLAIIM, "--env-file", os.devnull, "policy", "test", str(tmp_path / "p.yaml"),
                           str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=60)
     assert out.returncode == code, out.stdout + out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -203,18 +204,50 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class UsageError(Exception):
+    """The command cannot run as given: one line that names the fix, exit code 2."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command != "up":
-        load_env_file(args.env_file)
+    as_json = bool(getattr(args, "json", False))
     try:
+        if args.command != "up":
+            if args.env_file != DEFAULT_DATA_DIR / "env" and not args.env_file.exists():
+                raise UsageError(f"the env file {args.env_file} does not exist (--env-file: a KEY=VALUE file, as "
+                                 "`claiim up` writes DIR/env)")
+            load_env_file(args.env_file)
         code = dispatch(args)
+    except UsageError as e:
+        code = _fail(as_json, "usage", f"error: {e}", 2)
     except ClaiimError as e:
-        print(e.diagnostics(), file=sys.stderr)
-        code = 1
+        code = _fail(as_json, getattr(e, "code", "") or type(e).__name__, e.diagnostics(), 1)
+    except OSError as e:  # a file the command was given cannot be read or written
+        where = f" {e.filename}" if e.filename else ""
+        code = _fail(as_json, "file", f"error: cannot use{where}: {e.strerror or e}", 2)
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+def _fail(as_json: bool, code: str, message: str, exit_code: int) -> int:
+    """Say what went wrong on stderr: one line, or with ``--json`` one JSON object."""
+    if as_json:
+        print(json.dumps({"error": message.removeprefix("error: "), "code": code}), file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
+    return exit_code
+
+
+def _admin_token_usable() -> None:
+    """Raise :class:`UsageError` when no admin token is set, or an agent token is given instead of one."""
+    token = os.environ.get("CLAIIM_ADMIN_TOKEN", "")
+    if not token:
+        raise UsageError("no admin token: set CLAIIM_ADMIN_TOKEN, or run this where `claiim up` wrote .claiim/env, "
+                         "or pass --env-file DIR/env")
+    if token.startswith("clm_"):
+        raise UsageError("CLAIIM_ADMIN_TOKEN holds an agent token (clm_...): admin commands need an admin token "
+                         "(cla_..., from `claiim admin enrol`) or the operator token")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -240,6 +273,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return chron_cli.run_offline(args)
     if args.command == "chron" and args.subcommand in chron_cli.DIRECT:
         return chron_cli.run_direct(args)
+    _admin_token_usable()
     if args.command == "rehearsal":
         from claiim_server.cli.rehearsal import rehearsal
 
