@@ -8,6 +8,7 @@ import json
 import re
 import secrets
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,6 +33,15 @@ pytestmark = [pytest.mark.integration, needs_nats_auth]
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def post(url: str, form: dict[str, str]) -> tuple[int, str]:
+    data = urllib.parse.urlencode(form).encode()
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=30) as reply:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -131,6 +141,10 @@ async def test_readiness_fails_while_nats_is_gone_and_recovers(observed: Stack) 
         await asyncio.sleep(0.1)
     assert status == 503 and "NATS: the gate connection is not connected" in text, text
     assert (await asyncio.to_thread(get, observed.url + "/healthz"))[0] == 200  # alive all the while
+    assert observed.running.admin is not None  # the UI's login tells an outage from a refused token
+    status, text = await asyncio.to_thread(post, observed.running.admin.url + "/login",
+                                           {"token": observed.settings.require_admin_token(), "org": "demo"})
+    assert status == 503 and "the service is unavailable" in text and "login refused" not in text
     observed.restart_nats()
     for _ in range(300):
         status, text = await asyncio.to_thread(get, observed.url + "/readyz")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from claiim import AsyncAdmin, ClaiimError
+from claiim import AsyncAdmin, ClaiimError, ServiceUnavailableError
 
 from claiim_admin.sessions import COOKIE
 from claiim_admin.web import back, render, ui_of
@@ -27,6 +27,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         # The admin API decides whether this token may act in that org, as for every later request.
         if not (await admin.registry("orgs", org=org or me.org)).orgs:
             raise ClaiimError(f"no org {org}")
+    except ServiceUnavailableError as e:  # nothing was refused: the admin API did not answer
+        return render(request, "login.html", status=503, error=f"the service is unavailable, try again later: {e}",
+                      next=next_path, org=org)
     except ClaiimError as e:
         return render(request, "login.html", status=403, error=f"login refused: {e}", next=next_path, org=org)
     session = ui.sessions.create(token=token, org=org or me.org, name=me.name, role=me.role)
