@@ -55,6 +55,28 @@ def test_ctrl_c_to_the_process_group_stops_everything_in_order(tmp_path: Path) -
         assert not left, f"left running after {took:.1f} s: {left}"
 
 
+@pytest.mark.parametrize("server", ["nats-server", "postgres"])
+def test_a_server_that_dies_stops_claiim_up_with_a_reason(tmp_path: Path, server: str) -> None:
+    """When its only nats-server or its PostgreSQL dies, claiim up says which and exits 1 (it does not retry for
+    ever), and leaves nothing of its data directory running."""
+    data_dir = tmp_path / "stack"
+    up = Up(data_dir, free_port())
+    servers = servers_of(data_dir)
+    victim = min((p for p in servers if p.name() == server), key=lambda p: p.create_time())
+    victim.send_signal(signal.SIGKILL)
+    try:
+        code = up.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        up.process.kill()
+        raise
+    assert up.process.stdout is not None
+    said = up.process.stdout.read()
+    assert code == 1, said
+    name = "nats-server on port" if server == "nats-server" else "PostgreSQL (pid"
+    assert name in said and "claiim up stops" in said, said
+    assert not wait_gone(servers, 10)
+
+
 def test_a_killed_claiim_up_is_taken_over_by_the_next(tmp_path: Path) -> None:
     """SIGKILL leaves claiim up's nats-server and PostgreSQL running (they are in sessions of their own); the next
     claiim up on the same data directory stops the old nats-server, takes PostgreSQL over, serves the same data,

@@ -41,6 +41,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import psutil
 import yaml
 from claiim import AsyncAdmin
 from claiim_core.checkpoint import Signer
@@ -214,7 +215,13 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             f"(data in {data_dir}; `set -a; . {data_dir}/env; set +a` for the CLI)")
         say(f"admin UI at {ui_url} (log in with a token from {data_dir / 'demo-admins.json'} or the operator "
             f"token CLAIIM_ADMIN_TOKEN in {data_dir / 'env'})")
-        await stop.wait()
+        waiting = asyncio.create_task(stop.wait())
+        watching = asyncio.create_task(_servers_gone(nats, data_dir / "pg" if pg is not None else None, say))
+        await asyncio.wait([waiting, watching], return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiting, watching):
+            task.cancel()
+        if not stop.is_set() and watching.done() and not watching.cancelled():
+            raise StackError(f"{watching.result()}: claiim up stops")
         say("claiim stopping")
     finally:
         # In order: the services (bounded), then the servers they use.
@@ -226,6 +233,50 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
             await asyncio.to_thread(node.stop)
         if pg is not None:
             await asyncio.to_thread(stop_postgres, pg)
+
+
+WATCH_S = 1.0
+"""How often ``claiim up`` looks whether the servers it started still run."""
+
+
+async def _servers_gone(nats: list[NatsProcess], pg_dir: Path | None, say: Any) -> str:
+    """Return why the stack cannot go on: its only nats-server, a majority of its cluster, or its
+    PostgreSQL exited. A cluster node that exits while a majority runs is reported once and the stack
+    goes on (restarting ``claiim up`` brings the node back)."""
+    reported: set[int] = set()
+    pg_pid = _postmaster_pid(pg_dir) if pg_dir is not None else None
+    while True:
+        await asyncio.sleep(WATCH_S)
+        gone = [node for node in nats if node.process.poll() is not None]
+        for node in gone:
+            if node.port not in reported:
+                reported.add(node.port)
+                if len(nats) > 1 and len(nats) - len(gone) > len(nats) // 2:
+                    say(f"warning: nats-server on port {node.port} exited (code {node.process.returncode}); the "
+                        f"cluster goes on with {len(nats) - len(gone)} of {len(nats)} nodes (see {node.log_file}; "
+                        "restart claiim up to bring it back)")
+        if gone and len(nats) - len(gone) <= len(nats) // 2:
+            node = gone[0]
+            return (f"nats-server on port {node.port} exited (code {node.process.returncode}; see {node.log_file})"
+                    if len(nats) == 1 else f"{len(gone)} of {len(nats)} nats-servers exited: the cluster has no "
+                    "majority")
+        if pg_pid is not None and not _running(pg_pid):
+            return f"PostgreSQL (pid {pg_pid}) exited (see {pg_dir})"
+
+
+def _postmaster_pid(pg_dir: Path) -> int | None:
+    """The pid of the PostgreSQL serving ``pg_dir``, from its ``postmaster.pid``."""
+    try:
+        return int((pg_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def start_local_nats(opts: UpOptions, data_dir: Path, credentials: NatsCredentials,
