@@ -23,11 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import stack
 from claiim_core.names import Names
+from claiim_runtime.settings import Settings
 from claiim_server.bootstrap import start_services
 from claiim_server.servers import ensure_database, free_port, start_nats, start_postgres
 from claiim_server.workers import serve_env
@@ -43,44 +46,51 @@ def serve_backend(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-async def main(args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
-    with tempfile.TemporaryDirectory(prefix="claiim-profile-") as tmp, \
-            ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+@asynccontextmanager
+async def backend_stack(prefix: str) -> AsyncIterator[Settings]:
+    """nats-server and PostgreSQL of their own, and control, Chron, the OCSF feed and the auth service in a
+    ``claiim serve`` process: the settings for a gate in this process."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         credentials = stack.credentials()
         nats_server = start_nats(free_port(), Path(tmp) / "nats", credentials=credentials, names=Names())
         pg, server_url = await asyncio.to_thread(start_postgres, Path(tmp) / "pg")
         backend: subprocess.Popen[bytes] | None = None
-        running = None
         try:
             settings = stack.settings(nats_server.url, await ensure_database(server_url, "claiim_bench"), credentials)
-            env = serve_env(settings)
             log = Path(tmp) / "backend.log"
-            backend = serve_backend(env, log)
+            backend = serve_backend(serve_env(settings), log)
             deadline = time.monotonic() + 60
             while b"claiim serving" not in log.read_bytes():
                 if backend.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(log.read_text())
                 await asyncio.sleep(0.1)
-            running = await start_services(settings, ("gate",), instance="profiled")
-            token = await demo_token(settings)
-            # warm up (off the profile), then the measured phase
-            await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight, 1.0, 0.5)
-            profile = cProfile.Profile()
-            cpu0 = time.process_time()
-            profile.enable()
-            calls = await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight, args.duration,
-                                               0.0)
-            profile.disable()
-            cpu = time.process_time() - cpu0
+            yield settings
         finally:
-            if running is not None:
-                await running.stop()
             if backend is not None:
                 backend.terminate()
                 backend.wait(timeout=10)
             nats_server.stop()
             await asyncio.to_thread(pg.cleanup)
+
+
+async def main(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    async with backend_stack("claiim-profile-") as settings:
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+            running = await start_services(settings, ("gate",), instance="profiled")
+            try:
+                token = await demo_token(settings)
+                # warm up (off the profile), then the measured phase
+                await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight, 1.0, 0.5)
+                profile = cProfile.Profile()
+                cpu0 = time.process_time()
+                profile.enable()
+                calls = await loop.run_in_executor(pool, async_load, settings.url, token, args.inflight,
+                                                   args.duration, 0.0)
+                profile.disable()
+                cpu = time.process_time() - cpu0
+            finally:
+                await running.stop()
     n = len(calls.lat)
     print(f"{n:,} decisions in {calls.seconds:.1f} s: {calls.rate:,.0f}/s, {calls.errors + calls.not_allowed} "
           f"errors or non-ALLOW; gate CPU {cpu * 1e6 / max(n, 1):.0f} us per decision (profiled)")

@@ -16,21 +16,14 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-import stack
-from claiim_core.names import Names
 from claiim_server.bootstrap import start_services
-from claiim_server.servers import ensure_database, free_port, start_nats, start_postgres
-from claiim_server.workers import serve_env
 from decision_path import async_load, demo_token
-from gate_profile import serve_backend
+from gate_profile import backend_stack
 
 
 async def scrape(url: str, stop: asyncio.Event) -> None:
@@ -42,21 +35,8 @@ async def scrape(url: str, stop: asyncio.Event) -> None:
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     results: dict[str, list[tuple[float, float]]] = {"without metrics": [], "with metrics": []}
-    with tempfile.TemporaryDirectory(prefix="claiim-metrics-") as tmp, \
-            ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        credentials = stack.credentials()
-        nats_server = start_nats(free_port(), Path(tmp) / "nats", credentials=credentials, names=Names())
-        pg, server_url = await asyncio.to_thread(start_postgres, Path(tmp) / "pg")
-        backend: subprocess.Popen[bytes] | None = None
-        try:
-            settings = stack.settings(nats_server.url, await ensure_database(server_url, "claiim_bench"), credentials)
-            log = Path(tmp) / "backend.log"
-            backend = serve_backend(serve_env(settings), log)
-            deadline = time.monotonic() + 60
-            while b"claiim serving" not in log.read_bytes():
-                if backend.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log.read_text())
-                await asyncio.sleep(0.1)
+    async with backend_stack("claiim-metrics-") as settings:
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
             token = None
             for _ in range(args.rounds):
                 for mode, port in (("without metrics", None), ("with metrics", 0)):
@@ -77,12 +57,6 @@ async def main(args: argparse.Namespace) -> None:
                             await scraper
                         await running.stop()
                     results[mode].append((calls.rate, cpu * 1e6 / max(len(calls.lat), 1)))
-        finally:
-            if backend is not None:
-                backend.terminate()
-                backend.wait(timeout=10)
-            nats_server.stop()
-            await asyncio.to_thread(pg.cleanup)
     medians = {mode: (statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs))
                for mode, runs in results.items()}
     for mode, (rate, cpu) in medians.items():

@@ -42,6 +42,8 @@ from claiim_server.servers import NatsCredentials, ensure_database, free_port, n
 from claiim_server.stack import demo_bundle
 from nats.aio.client import Client
 
+from tests.pgproc import OwnPostgres
+
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
@@ -201,3 +203,18 @@ async def stack(stack_settings: Settings, tmp_path: Path) -> AsyncIterator[Stack
         await running.stop()
 
 
+@pytest.fixture
+def own_pg(tmp_path: Path) -> Iterator[OwnPostgres]:
+    """A PostgreSQL of this test's own, which the test may stop, kill and start."""
+    pg = OwnPostgres(tmp_path / "pg")
+    yield pg
+    pg.close()
+
+
+async def load_demo(settings: Settings) -> dict[str, str]:
+    """Apply the demo bundle as the operator; the new agents' tokens."""
+    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
+    try:
+        return dict((await admin.apply(demo_bundle())).tokens)
+    finally:
+        await admin.close()

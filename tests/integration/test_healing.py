@@ -9,12 +9,12 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from claiim import AsyncAdmin, AsyncGate
+from claiim import AsyncGate
 from claiim_chron.service import ACK_WAIT_S
 from claiim_chron.verify import evidence_from_stream
 from claiim_core.names import Names
@@ -22,9 +22,8 @@ from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
 from claiim_server.bootstrap import STOP_S, RunningServices, start_services
 from claiim_server.servers import NatsCredentials, ensure_database, free_port, new_password, start_nats
-from claiim_server.stack import demo_bundle
 
-from tests.conftest import Stack, backend, connect_as, needs_nats_auth, new_settings
+from tests.conftest import Stack, backend, connect_as, load_demo, needs_nats_auth, new_settings
 from tests.pgproc import OwnPostgres
 
 pytestmark = [pytest.mark.integration, needs_nats_auth]
@@ -32,13 +31,6 @@ DEMO_EVENTS = 9
 """Control events of the demo bundle, each a leaf."""
 HEAL_S = 5.0
 """The promise: Chron stores what waited within this long of PostgreSQL accepting connections again."""
-
-
-@pytest.fixture
-def own_pg(tmp_path: Path) -> Iterator[OwnPostgres]:
-    pg = OwnPostgres(tmp_path / "pg")
-    yield pg
-    pg.close()
 
 
 @pytest.fixture
@@ -54,14 +46,6 @@ async def parts(tmp_path: Path, own_pg: OwnPostgres) -> AsyncIterator[tuple[Sett
         yield settings.model_copy(update={"ui_port": 0}), server
     finally:
         server.stop()
-
-
-async def load_demo(settings: Settings) -> dict[str, str]:
-    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
-    try:
-        return dict((await admin.apply(demo_bundle())).tokens)
-    finally:
-        await admin.close()
 
 
 async def checks(settings: Settings, token: str, count: int) -> list[str]:

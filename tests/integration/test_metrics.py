@@ -10,21 +10,20 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import yaml
-from claiim import AsyncAdmin, AsyncGate
+from claiim import AsyncGate, CheckResult
 from claiim_core.names import Names
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
 from claiim_server.bootstrap import RunningServices, start_services
 from claiim_server.servers import NatsCredentials, NatsProcess, ensure_database, free_port, new_password, start_nats
-from claiim_server.stack import demo_bundle
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import backend, needs_nats_auth, new_settings
+from tests.conftest import backend, load_demo, needs_nats_auth, new_settings
 from tests.pgproc import OwnPostgres
 
 pytestmark = [pytest.mark.integration, needs_nats_auth]
@@ -36,6 +35,11 @@ def get(url: str) -> tuple[int, str]:
             return reply.status, reply.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+async def check(settings: Settings, tokens: dict[str, str], action: str) -> CheckResult:
+    async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
+        return await gate.check(action, "api-v2")
 
 
 def post(url: str, form: dict[str, str]) -> tuple[int, str]:
@@ -73,13 +77,6 @@ class Stack:
 
 
 @pytest.fixture
-def own_pg(tmp_path: Path) -> Iterator[OwnPostgres]:
-    pg = OwnPostgres(tmp_path / "pg")
-    yield pg
-    pg.close()
-
-
-@pytest.fixture
 async def observed(own_pg: OwnPostgres, tmp_path: Path) -> AsyncIterator[Stack]:
     namespace = f"m{secrets.token_hex(4)}"
     generated = NatsCredentials.generate()
@@ -101,16 +98,11 @@ async def observed(own_pg: OwnPostgres, tmp_path: Path) -> AsyncIterator[Stack]:
 
 async def test_one_check_moves_the_decision_counter_by_one(observed: Stack) -> None:
     settings = observed.settings
-    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
-    try:
-        tokens = (await admin.apply(demo_bundle())).tokens
-    finally:
-        await admin.close()
+    tokens = await load_demo(settings)
     assert await asyncio.to_thread(get, observed.url + "/healthz") == (200, "ok\n")
     labels = {"org": "demo", "outcome": "DENY", "category": "policy"}
     _, before = await asyncio.to_thread(get, observed.url + "/metrics")
-    async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
-        assert (await gate.check("deploy:production", "api-v2")).outcome == "DENY"
+    assert (await check(settings, tokens, "deploy:production")).outcome == "DENY"
     _, after = await asyncio.to_thread(get, observed.url + "/metrics")
     assert sample(after, "claiim_gate_decisions_total", **labels) == sample(before, "claiim_gate_decisions_total",
                                                                            **labels) + 1
@@ -166,13 +158,8 @@ async def until(url: str, ok: object, seconds: float = 30.0) -> tuple[int, str]:
 
 async def test_chron_reports_what_it_stores_and_is_not_ready_without_postgresql(observed: Stack) -> None:
     settings, names = observed.settings, Names(observed.settings.namespace)
-    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
-    try:
-        tokens = (await admin.apply(demo_bundle())).tokens
-    finally:
-        await admin.close()
-    async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
-        await gate.check("deploy:staging", "api-v2")
+    tokens = await load_demo(settings)
+    await check(settings, tokens, "deploy:staging")
     _, text = await until(observed.url + "/metrics", lambda s, t: sample(
         t, "claiim_chron_leaves_total", stream=names.decisions_stream) >= 1 and sample(
         t, "claiim_chron_checkpoint_age_seconds") >= 0, seconds=15)
@@ -206,13 +193,8 @@ async def test_the_dashboard_and_the_alerts_query_metrics_that_exist(observed: S
     assert {"claiim_gate_decisions_total", "claiim_chron_pending", "claiim_chron_checkpoint_age_seconds",
             "claiim_gate_puback_failures_total", "claiim_ready"} <= names
     settings = observed.settings
-    admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
-    try:
-        tokens = (await admin.apply(demo_bundle())).tokens
-    finally:
-        await admin.close()
-    async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
-        await gate.check("deploy:staging", "api-v2")
+    tokens = await load_demo(settings)
+    await check(settings, tokens, "deploy:staging")
     _, text = await asyncio.to_thread(get, observed.url + "/metrics")
     exposed = {s.name for family in text_string_to_metric_families(text) for s in family.samples}
     assert not names - exposed, f"queried but not exposed: {sorted(names - exposed)}"
