@@ -83,17 +83,20 @@ async def observed(own_pg: OwnPostgres, tmp_path: Path) -> AsyncIterator[Stack]:
     credentials = NatsCredentials({**generated.passwords, MAINTENANCE_USER: new_password()}, generated.issuer_seed)
     port = free_port()
     server = start_nats(port, tmp_path / "nats", credentials=credentials, names=Names(namespace))
-    db = await ensure_database(own_pg.url, "claiim")
-    settings = new_settings(server.url, db, namespace, credentials)
-    verifier = str(settings.require_checkpoint_signer().verifier)
-    settings = settings.model_copy(update={"http_port": 0, "ui_port": 0, "checkpoint_verifier": verifier})
-    running = await start_services(settings, (*backend(settings), "admin"))
-    stack = Stack(settings, running, server, tmp_path / "nats", credentials, port, own_pg)
-    try:
-        yield stack
+    stack: Stack | None = None
+    try:  # the nats-server stops however the start goes
+        db = await ensure_database(own_pg.url, "claiim")
+        settings = new_settings(server.url, db, namespace, credentials)
+        verifier = str(settings.require_checkpoint_signer().verifier)
+        settings = settings.model_copy(update={"http_port": 0, "ui_port": 0, "checkpoint_verifier": verifier})
+        running = await start_services(settings, (*backend(settings), "admin"))
+        stack = Stack(settings, running, server, tmp_path / "nats", credentials, port, own_pg)
+        try:
+            yield stack
+        finally:
+            await running.stop()
     finally:
-        await running.stop()
-        stack.server.stop()
+        (stack.server if stack is not None else server).stop()
 
 
 async def test_one_check_moves_the_decision_counter_by_one(observed: Stack) -> None:
