@@ -84,11 +84,6 @@ async def _in_progress(msgs: list[Msg], puller: Puller) -> None:
                 await msg.in_progress()
 
 
-def _signed_at(text: str) -> float:
-    """Seconds since the epoch of a checkpoint's RFC 3339 time."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 class ForkError(RuntimeError):
     """The tree does not extend the last signed checkpoint: Chron will not sign it."""
 
@@ -480,7 +475,7 @@ class ChronService:
         m.tree_size.set(self.store.frontier.size)
         last = self.last_checkpoint
         m.checkpoint_size.set(last.size if last else 0)
-        m.checkpoint_age.set(time.time() - _signed_at(last.time) if last and last.time else -1)
+        m.checkpoint_age.set(time.time() - datetime.fromisoformat(last.time).timestamp() if last and last.time else -1)
         m.pg_reconnects.inc(self.store.reconnects - self._reconnects_seen)
         self._reconnects_seen = self.store.reconnects
         for stream, count in (await self.pending_by_stream()).items():
@@ -504,12 +499,8 @@ class ChronService:
         """Messages of the decision and control streams not yet stored: those not yet delivered to
         Chron and those delivered but not yet acked (Chron acks after the commit); -1 when JetStream
         does not answer."""
-        total = 0
-        for stream in (self._names.decisions_stream, self._names.control_stream):
-            try:
-                info = await self._js.consumer_info(stream, self._names.chron_durable, timeout=PENDING_TIMEOUT_S)
-            except Exception as e:  # nats-py raises timeouts, NotFoundError or APIError: the count is unknown
-                log.warning("no consumer info for %s: %r", stream, e)
-                return -1
-            total += (info.num_pending or 0) + (info.num_ack_pending or 0)
-        return total
+        try:
+            return sum((await self.pending_by_stream()).values())
+        except Exception as e:  # nats-py raises timeouts, NotFoundError or APIError: the count is unknown
+            log.warning("no consumer info for Chron's consumers: %r", e)
+            return -1

@@ -101,8 +101,7 @@ class Reading(Collector):
 def nats_check(user: str, nc: Client, names: Names, streams: tuple[str, ...]) -> Check:
     """Ready while ``nc`` is connected and each of ``streams`` exists."""
 
-    async def nats(  # named for the problem lines
-    ) -> list[str]:
+    async def nats() -> list[str]:  # the name shows in a problem line when the check itself fails
         if not nc.is_connected:
             return [f"NATS: the {user} connection is not connected ({'closed' if nc.is_closed else 'reconnecting'})"]
         js = nc.jetstream()
