@@ -5,8 +5,10 @@ running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -35,18 +37,40 @@ class Deadline:
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` in a new event loop; SIGINT and SIGTERM set ``stop``. Once it returns, both are
     ignored until the process exits: a second signal (a supervisor or a terminal repeating itself)
-    must not turn a clean exit into death by signal."""
+    must not turn a clean exit into death by signal.
+
+    Not the loop's own signal handlers: removing one restores the default action for a moment, and a
+    signal in that moment killed the process. Here a signal wakes the loop through a socket (the
+    wakeup fd, whichever thread the signal lands on) and is ignored by a single replacement."""
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        wake, woken = socket.socketpair()
+        for end in (wake, woken):
+            end.setblocking(False)
+
+        def on_wake() -> None:
+            with contextlib.suppress(OSError):
+                woken.recv(4096)
+            stop.set()
+
+        loop.add_reader(woken.fileno(), on_wake)
+        previous = signal.set_wakeup_fd(wake.fileno(), warn_on_full_buffer=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            signal.signal(sig, _woken_by_fd)
         try:
             await main(stop)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):  # before the loop's close restores the defaults
-                loop.remove_signal_handler(sig)
+            for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_IGN)
+            signal.set_wakeup_fd(previous)
+            loop.remove_reader(woken.fileno())
+            wake.close()
+            woken.close()
 
     asyncio.run(runner())
+
+
+def _woken_by_fd(_signum: int, _frame: object) -> None:
+    """The Python-level handler: the wakeup fd has done the work."""
