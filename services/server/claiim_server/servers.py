@@ -6,6 +6,7 @@ which point at existing servers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -209,10 +210,8 @@ def stop_postgres(server: Any) -> None:
     """Stop the PostgreSQL :func:`start_postgres` started or took over, unless another live process
     still uses it: pgserver's own cleanup, then a fast shutdown of a postmaster still running. A
     postmaster that died (or dies while pgserver stops it) is no error: there is nothing left to stop."""
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         server.cleanup()
-    except psutil.NoSuchProcess:
-        pass
     handles = [pid for pid in _handles(server.pgdata) if psutil.pid_exists(pid)]
     postmaster = server._postmaster_info.process if server._postmaster_info is not None else None
     if handles or postmaster is None or not postmaster.is_running():
