@@ -39,8 +39,9 @@ from claiim_core.schemas import (
     RegistryQueryReply,
     SkillVersionInfo,
 )
+from claiim_core.tracecontext import TRACE_ID
 
-from claiim.errors import ProtocolError, UnauthenticatedError, UnauthorizedError, refusal
+from claiim.errors import InvalidRequestError, ProtocolError, UnauthenticatedError, UnauthorizedError, refusal
 from claiim.transport import NatsTransport, Transport, resolve_url
 
 _encode = msgspec.json.Encoder().encode
@@ -214,18 +215,22 @@ class AsyncAdmin:
     async def chron_list(self, *, agent_id: str | None = None, anchor: str | None = None,
                          action: str | None = None, outcome: Literal["ALLOW", "DENY"] | None = None,
                          since: str | None = None, until: str | None = None,
-                         kind: Literal["decision", "control"] | None = None, before: int | None = None,
-                         after: int | None = None, limit: int = 50) -> list[ChronRecord]:
+                         kind: Literal["decision", "control"] | None = None, trace_id: str | None = None,
+                         before: int | None = None, after: int | None = None, limit: int = 50) -> list[ChronRecord]:
         """Chron records of the org, newest first by leaf index (the operator without an org sees every org).
 
         ``action`` is exact, or a prefix when it ends with ``*`` (``deploy:*``). ``since`` (inclusive)
-        and ``until`` (exclusive) are ISO 8601 times of occurrence. Page with leaf indexes:
+        and ``until`` (exclusive) are ISO 8601 times of occurrence; ``trace_id`` (32 lowercase hex digits)
+        finds the decisions of one W3C trace. Page with leaf indexes:
         ``before=records[-1].leaf_index`` gives the next older page, ``after=records[0].leaf_index``
         the next newer one.
         """
+        if trace_id is not None and not TRACE_ID.match(trace_id):
+            raise InvalidRequestError(f"trace id {trace_id!r}: a W3C trace id is 32 lowercase hex digits")
         return await self._chron(ChronQuery(admin_token=self._token, op="list", org=self.org, agent_id=agent_id,
                                             anchor=anchor, action=action, outcome=outcome, since=since, until=until,
-                                            kind=kind, before=before, after=after, limit=limit))
+                                            kind=kind, trace_id=trace_id, before=before, after=after,
+                                            limit=limit))
 
     async def chron_show(self, chron_id: str) -> ChronRecord | None:
         records = await self._chron(ChronQuery(admin_token=self._token, op="show", org=self.org,

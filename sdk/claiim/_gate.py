@@ -17,6 +17,7 @@ import msgspec
 from claiim_core.names import Names
 from claiim_core.schemas import CheckRequest, DecisionReply
 
+from claiim._trace import trace_headers
 from claiim.errors import GateUnavailableError, ProtocolError, ServiceUnavailableError, UnauthorizedError
 from claiim.transport import NatsTransport, Transport, resolve_url
 
@@ -45,8 +46,12 @@ class AsyncGate:
                                                      token=token)
 
     async def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
-                    request_id: str | None = None) -> CheckResult:
+                    request_id: str | None = None, *, traceparent: str | None = None) -> CheckResult:
         """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``.
+
+        The check carries the W3C trace context of the current OpenTelemetry span when
+        ``opentelemetry-api`` is installed, or ``traceparent`` when given; the decision records its
+        trace id (``claiim chron list --trace-id``).
 
         Every check carries a request id (a random one unless given). When no gate answers (no
         responder, no reply in time, NATS unreachable) or the gate could not record its decision
@@ -56,6 +61,10 @@ class AsyncGate:
         up without an answer (the last ``chron:unavailable`` DENY is returned when that was the
         answer), at once :class:`UnauthorizedError` when NATS refuses the token.
         """
+        return await self._check(action, target, context, request_id, trace_headers(traceparent))
+
+    async def _check(self, action: str, target: str, context: dict[str, str] | None, request_id: str | None,
+                     headers: dict[str, str]) -> CheckResult:
         request = CheckRequest(agent_id=self.agent_id, token=self._token, action=action, target=target,
                                context=context or {}, request_id=request_id or os.urandom(12).hex())
         payload = _encode(request)
@@ -65,7 +74,8 @@ class AsyncGate:
         while True:
             left = deadline - loop.time()
             try:
-                reply = self._decode(await self._transport.request(self._subject, payload, min(left, ATTEMPT_S)))
+                reply = self._decode(await self._transport.request(self._subject, payload, min(left, ATTEMPT_S),
+                                                                   headers or None))
                 if reply.chron_id or not reply.reason.startswith(UNRECORDED) or loop.time() + pause >= deadline:
                     return reply
             except UnauthorizedError:
@@ -114,9 +124,11 @@ class Gate:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
-              request_id: str | None = None) -> CheckResult:
-        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``."""
-        return self._run(self._gate.check(action, target, context, request_id))
+              request_id: str | None = None, *, traceparent: str | None = None) -> CheckResult:
+        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``
+        (:meth:`AsyncGate.check`; the trace context is the calling thread's)."""
+        headers = trace_headers(traceparent)  # here: the current span is this thread's, not the loop's
+        return self._run(self._gate._check(action, target, context, request_id, headers))
 
     def close(self) -> None:
         if self._loop.is_running():

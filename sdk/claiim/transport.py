@@ -54,7 +54,8 @@ async def connect_with_token(url: str, token: str, *, user: str = "admin", name:
 
 
 class Transport(Protocol):
-    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes: ...
+    async def request(self, subject: str, payload: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> bytes: ...
 
     async def close(self) -> None: ...
 
@@ -85,14 +86,15 @@ class NatsTransport:
             self._owned = True
         return self._nc
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
+    async def request(self, subject: str, payload: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> bytes:
         """The reply within ``timeout`` (connecting included); raises :class:`ServiceUnavailableError`."""
         try:
             nc = await asyncio.wait_for(self._connection(), timeout)
         except TimeoutError:
             raise ServiceUnavailableError(f"cannot connect to {self.url} within {timeout:g}s") from None
         try:
-            msg = await nc.request(subject, payload, timeout=timeout)
+            msg = await nc.request(subject, payload, timeout=timeout, headers=headers)
         except NoRespondersError as e:
             raise ServiceUnavailableError(f"no service answers on {subject} at {self.url}") from e
         except NatsTimeout as e:

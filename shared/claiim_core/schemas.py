@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from claiim_core.document import RuleLike
 from claiim_core.reasons import category
@@ -57,7 +57,10 @@ class DecisionEvent(Struct, frozen=True, kw_only=True):
 
     It never carries the agent's token. ``control_seq`` is the control-stream sequence of the
     registry state the decision was evaluated against. ``auth`` is the deciding gate's MAC; Chron
-    stores no decision without a valid one.
+    stores no decision without a valid one. ``trace_id`` is the W3C trace id of the agent's span
+    (:mod:`claiim_core.tracecontext`), under the MAC like every field; it is left out of the
+    encoding, not written as null, when the request carried no trace context, so that the bytes
+    (and the MAC) of a decision without one are what they were before the field existed.
     """
 
     schema: str = DECISION_SCHEMA
@@ -78,6 +81,7 @@ class DecisionEvent(Struct, frozen=True, kw_only=True):
     gate: str
     control_seq: int
     auth: EventAuth | None = None
+    trace_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")] | UnsetType = UNSET
 
 
 class DecisionReply(Struct, frozen=True, kw_only=True):
@@ -134,6 +138,8 @@ class RecordFilter(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     until: str | None = None
     """ISO 8601; only records that occurred before it."""
     kind: Literal["decision", "control"] | None = None
+    trace_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")] | None = None
+    """The W3C trace id (32 lowercase hex digits) that decisions carry."""
     before: Annotated[int, Meta(ge=0)] | None = None
     """Only records of a smaller leaf index: the next older page is ``before=<last record's leaf_index>``."""
     after: Annotated[int, Meta(ge=0)] | None = None
@@ -190,6 +196,8 @@ class ChronRecord(Struct, frozen=True, kw_only=True):
     leaf_index: int
     """The record's position in Chron's Merkle log."""
     event: msgspec.Raw
+    trace_id: str | None = None
+    """The W3C trace id of the agent's span, when its check carried one."""
 
 
 class CheckpointInfo(Struct, frozen=True, kw_only=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import stat
 import subprocess
 import textwrap
@@ -240,13 +241,15 @@ def test_chron_proofs_from_the_cli(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_chron_search_and_status_from_the_cli(cli: Cli) -> None:
-    """chron list filters by anchor, action (exact or prefix) and time and pages with --before and --after;
-    chron status prints the log's size, its newest checkpoint and what is pending, to an auditor too."""
+    """chron list filters by anchor, action (exact or prefix), time and trace id and pages with --before and
+    --after; chron status prints the log's size, its newest checkpoint and what is pending, to an auditor too."""
     token = json.loads((cli.up.data_dir / "demo-tokens.json").read_text())["deploy-bot"]
+    trace = secrets.token_hex(16)
     script = ("from claiim import Gate\n"
               f"g = Gate(agent_id='deploy-bot', token='{token}', url='nats://127.0.0.1:{cli.up.port}')\n"
-              "for action in ('deploy:staging', 'deploy:production', 'deploy:staging'):\n"
-              "    print(g.check(action=action, target='search').chron_id)\n")
+              "for action in ('deploy:staging', 'deploy:production'):\n"
+              "    print(g.check(action=action, target='search').chron_id)\n"
+              f"print(g.check('deploy:staging', 'search', traceparent='00-{trace}-00f067aa0ba902b7-01').chron_id)\n")
     out = subprocess.run([str(Path(CLAIIM).parent / "python"), "-c", script], capture_output=True, text=True,
                          env=clean_env(), timeout=60)
     made = out.stdout.split()
@@ -272,6 +275,8 @@ def test_chron_search_and_status_from_the_cli(cli: Cli) -> None:
     assert [r["chron_id"] for r in listed("--after", str(older[0]["leaf_index"]), "--limit", "1")] == [
         newest["chron_id"]]
     assert "not an ISO 8601 time" in cli.refused("chron", "list", "--since", "yesterday")
+    assert [(r["chron_id"], r["trace_id"]) for r in listed("--trace-id", trace.upper())] == [(made[2], trace)]
+    assert "32 lowercase hex digits" in cli.refused("chron", "list", "--trace-id", "abc")
 
     status = json.loads(cli.ok("chron", "status", "--json", as_admin="audrey"))
     assert set(status) == {"tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending",

@@ -187,10 +187,11 @@ async def test_search_filters_and_pages_through_chron(ui: UiStack) -> None:
 
 
 async def test_a_decision_answers_five_questions_and_its_proof_verifies(ui: UiStack, tmp_path: Path) -> None:
-    """The detail page names agent, anchor, outcome, policy and skill versions; Verify checks the
-    inclusion proof with the log's key, and the downloaded proof verifies offline too."""
+    """The detail page names agent, anchor, outcome, policy and skill versions and links the decision's trace;
+    Verify checks the inclusion proof with the log's key, and the downloaded proof verifies offline too."""
+    trace = secrets.token_hex(16)
     async with ui.gate("deploy-bot") as gate:
-        result = await gate.check("deploy:production", "api-v2")
+        result = await gate.check("deploy:production", "api-v2", traceparent=f"00-{trace}-00f067aa0ba902b7-01")
     context, page = await ui.login("bob")
     await page.goto(f"{ui.url}/decisions/{result.chron_id}")
     await expect(page.locator("#anchor")).to_have_text(result.anchor)
@@ -213,6 +214,10 @@ async def test_a_decision_answers_five_questions_and_its_proof_verifies(ui: UiSt
     proven = check_inclusion(msgspec.json.decode(saved.read_bytes(), type=InclusionProof),
                              ui.settings.require_checkpoint_verifier())
     assert proven.event["chron_id"] == result.chron_id and proven.event["outcome"] == "DENY"
+    await page.click("#trace")
+    await expect(page).to_have_url(re.compile(f"/search\\?trace_id={trace}$"))
+    await expect(page.locator("#records tbody tr")).to_have_count(1)
+    await expect(page.locator("#records tbody tr")).to_contain_text(result.chron_id)
     await context.close()
 
 

@@ -67,14 +67,14 @@ def test_filters_are_parameters_in_order() -> None:
     """Each filter is one numbered parameter; no value reaches the SQL text."""
     since, until = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
     sql, args = search_sql(Search(org="demo", agent_id="x'; DROP TABLE chron_events; --", anchor="a",
-                                  action="deploy:*", outcome="DENY", kind="decision", since=since, until=until,
-                                  before=90, limit=10))
+                                  action="deploy:*", outcome="DENY", kind="decision", trace_id="ab" * 16, since=since,
+                                  until=until, before=90, limit=10))
     assert sql == ("SELECT * FROM chron_events WHERE org = $1 AND agent_id = $2 AND anchor = $3 AND outcome = $4 "
-                   "AND kind = $5 AND action LIKE $6 AND occurred_at >= $7 AND occurred_at < $8 "
-                   "AND (occurred_at, leaf_index) < ((SELECT occurred_at FROM chron_events WHERE leaf_index = $9), $9) "
-                   "ORDER BY occurred_at DESC, leaf_index DESC LIMIT $10")
-    assert args == ["demo", "x'; DROP TABLE chron_events; --", "a", "DENY", "decision", "deploy:%", since, until,
-                    90, 10]
+                   "AND kind = $5 AND trace_id = $6 AND action LIKE $7 AND occurred_at >= $8 AND occurred_at < $9 "
+                   "AND (occurred_at, leaf_index) < ((SELECT occurred_at FROM chron_events WHERE leaf_index = $10), "
+                   "$10) ORDER BY occurred_at DESC, leaf_index DESC LIMIT $11")
+    assert args == ["demo", "x'; DROP TABLE chron_events; --", "a", "DENY", "decision", "ab" * 16, "deploy:%", since,
+                    until, 90, 10]
 
 
 def test_after_reads_upwards_and_returns_newest_first() -> None:
@@ -130,7 +130,8 @@ class Recorder:
         self.reply = reply
         self.sent: list[dict[str, Any]] = []
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
+    async def request(self, subject: str, payload: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> bytes:
         self.sent.append(msgspec.json.decode(payload))
         return msgspec.json.encode(self.reply)
 
@@ -142,12 +143,13 @@ async def test_the_sdk_sends_every_search_filter() -> None:
     """chron_list puts each of its filters into the ChronQuery it sends."""
     transport = Recorder(ChronResult())
     admin = AsyncAdmin("nats://x:4222", "t", org="demo", transport=transport)
-    await admin.chron_list(anchor="s.emp1", action="deploy:*", until="2026-11-25T10:00:00Z", before=9, after=2,
-                           limit=5)
+    await admin.chron_list(anchor="s.emp1", action="deploy:*", until="2026-11-25T10:00:00Z", trace_id="0f" * 16,
+                           before=9, after=2, limit=5)
     sent = transport.sent[0]
-    assert {k: sent[k] for k in ("op", "org", "anchor", "action", "until", "before", "after", "limit")} == {
+    assert {k: sent[k] for k in ("op", "org", "anchor", "action", "until", "trace_id", "before", "after",
+                                 "limit")} == {
         "op": "list", "org": "demo", "anchor": "s.emp1", "action": "deploy:*", "until": "2026-11-25T10:00:00Z",
-        "before": 9, "after": 2, "limit": 5}
+        "trace_id": "0f" * 16, "before": 9, "after": 2, "limit": 5}
 
 
 async def test_the_sdk_returns_the_status() -> None:

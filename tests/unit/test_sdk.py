@@ -35,10 +35,13 @@ class FakeTransport:
     def __init__(self, answer: Callable[[str, bytes], bytes]) -> None:
         self.answer = answer
         self.sent: list[tuple[str, dict[str, Any], float]] = []
+        self.headers: list[dict[str, str] | None] = []
         self.closed = False
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> bytes:
+    async def request(self, subject: str, payload: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> bytes:
         self.sent.append((subject, msgspec.json.decode(payload), timeout))
+        self.headers.append(headers)
         return self.answer(subject, payload)
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from claiim_core.schemas import ChronRecord, PolicyVersionInfo, SkillVersionInfo
 from claiim_admin.web import admin_of, back, render, session_of, ui_of
 
 PAGE = 50
-SEARCH_FIELDS = ("agent", "anchor", "action", "outcome", "kind", "since", "until", "chron_id")
+SEARCH_FIELDS = ("agent", "anchor", "action", "outcome", "kind", "since", "until", "trace_id", "chron_id")
 KEEPALIVE = 15.0
 
 
@@ -103,6 +103,7 @@ async def search(request: web.Request) -> web.Response:
         records = await admin_of(request).chron_list(
             agent_id=f["agent"] or None, anchor=f["anchor"] or None, action=f["action"] or None,
             outcome=f["outcome"] or None, kind=f["kind"] or None,  # type: ignore[arg-type]
+            trace_id=f["trace_id"].lower() or None,
             since=_iso(f["since"], "since"), until=_iso(f["until"], "until"), limit=PAGE + 1,
             before=_int(request.query.get("before")), after=_int(request.query.get("after")))
     except AdminError as e:

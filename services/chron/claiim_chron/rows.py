@@ -41,6 +41,8 @@ class Row(NamedTuple):
     control_seq: int
     occurred_at: datetime
     event: bytes
+    trace_id: str | None = None
+    """The W3C trace id a decision carries (None for control events and untraced decisions)."""
 
 
 ROW_COLUMNS = Row._fields
@@ -64,7 +66,8 @@ def _time(text: str) -> datetime:
 def decision_row(stream: str, seq: int, subject: str, data: bytes, e: DecisionEvent | None = None) -> Row:
     e = e or _decision.decode(data)
     return Row(e.chron_id, "decision", stream, seq, subject, e.org, e.agent_id, "", e.outcome, e.action, e.target,
-               e.anchor, e.policy, e.skill, e.reason, e.rule, e.gate, e.control_seq, _time(e.decided_at), data)
+               e.anchor, e.policy, e.skill, e.reason, e.rule, e.gate, e.control_seq, _time(e.decided_at), data,
+               e.trace_id or None)
 
 
 def control_row(stream: str, seq: int, subject: str, data: bytes, e: ControlEvent | None = None) -> Row:

@@ -9,8 +9,8 @@ leaf_index) index, and a page of it a walk down that range, however far back the
 Paging is by keyset, never by OFFSET, so that a page deep in a log of millions of rows costs what
 the first page costs: ``before`` (a record's leaf index) gives the page after that record in the
 search's order, ``after`` the page before it. Every value is a query parameter; only column names
-and operators, all fixed here, are part of the SQL text. Migrations 004 and 005 hold the indexes
-these queries use.
+and operators, all fixed here, are part of the SQL text. Migrations 004, 005 and 007 hold the
+indexes these queries use.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Search:
     """Exact, or a prefix when it ends with ``*`` (``deploy:*``)."""
     outcome: str | None = None
     kind: str | None = None
+    trace_id: str | None = None
     since: datetime | None = None
     """Inclusive lower bound on ``occurred_at``."""
     until: datetime | None = None
@@ -42,7 +43,7 @@ class Search:
     limit: int = 50
 
 
-_EQUAL = ("org", "chron_id", "agent_id", "anchor", "outcome", "kind")
+_EQUAL = ("org", "chron_id", "agent_id", "anchor", "outcome", "kind", "trace_id")
 
 
 def escape_like(text: str) -> str:

@@ -14,6 +14,7 @@ from claiim_core.ids import chron_id, rfc3339
 from claiim_core.reasons import REQUEST, reason
 from claiim_core.registry import Registry
 from claiim_core.schemas import MAX_REQUEST_BYTES, CheckRequest, DecisionEvent
+from msgspec import UNSET
 
 _decoder = msgspec.json.Decoder(CheckRequest)
 
@@ -26,8 +27,10 @@ class Moment:
     randomness: bytes
 
 
-def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now: Moment) -> DecisionEvent:
-    """Decide the request in ``data`` against ``registry``."""
+def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now: Moment,
+           trace_id: str | None = None) -> DecisionEvent:
+    """Decide the request in ``data`` against ``registry``; ``trace_id``: the caller's, from its
+    ``traceparent`` header (:func:`claiim_core.tracecontext.trace_id_of`)."""
     request: CheckRequest | None = None
     if len(data) > MAX_REQUEST_BYTES:
         verdict = deny(
@@ -42,11 +45,11 @@ def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now:
             verdict = deny(reason("request", "malformed", f"not a JSON request object: {e}"), REQUEST)
         else:
             verdict = evaluate(registry, request, token_secret)
-    return event_for(verdict, request, registry.last_seq, gate, now)
+    return event_for(verdict, request, registry.last_seq, gate, now, trace_id)
 
 
 def event_for(verdict: Verdict, request: CheckRequest | None, control_seq: int, gate: str,
-              now: Moment) -> DecisionEvent:
+              now: Moment, trace_id: str | None = None) -> DecisionEvent:
     return DecisionEvent(
         chron_id=chron_id(now.unix_us // 1000, now.randomness),
         decided_at=rfc3339(now.unix_us),
@@ -64,4 +67,5 @@ def event_for(verdict: Verdict, request: CheckRequest | None, control_seq: int, 
         skill=verdict.skill,
         gate=gate,
         control_seq=control_seq,
+        trace_id=trace_id or UNSET,
     )

@@ -6,7 +6,8 @@ PubAck arrives (:class:`~claiim_runtime.pubacks.AckPipeline` keeps many in fligh
 a future per request). If the event cannot be recorded the reply is DENY
 ``chron:unavailable -- ...``; if anything else fails the reply is still a DENY: no request is left
 without an answer. A request id recorded before, by this replica or another, is answered with
-the decision stored then (:mod:`claiim_gate.requestids`).
+the decision stored then (:mod:`claiim_gate.requestids`). The trace id of a ``traceparent``
+header goes into the decision (:mod:`claiim_core.tracecontext`).
 
 The hot path uses nats-py directly rather than a FastStream handler: ``bench/hotpaths.py``
 measures both side by side. The publish-and-await step dominates; this class is the one adapter
@@ -25,6 +26,7 @@ from claiim_core.decision import deny
 from claiim_core.names import Names
 from claiim_core.reasons import INTERNAL, REQUEST_ID, reason
 from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
+from claiim_core.tracecontext import TRACEPARENT, trace_id_of
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.pubacks import AckPipeline, Stored
 from claiim_runtime.stopping import Deadline
@@ -85,12 +87,13 @@ class GateService:
         if self._metrics is not None:
             self._metrics.in_flight.inc()
         moment = now()
+        trace = trace_id_of(msg.headers.get(TRACEPARENT)) if msg.headers else None
         try:
-            event = decide(msg.data, self._follower.registry, self._secret, self.instance, moment)
+            event = decide(msg.data, self._follower.registry, self._secret, self.instance, moment, trace)
         except Exception as e:  # an evaluator bug must still be answered, and recorded
             log.exception("internal error while deciding")
             verdict = deny(reason("gate", "internal-error", type(e).__name__), INTERNAL)
-            event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment)
+            event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment, trace)
         await self._record(event, msg.reply, started, first_attempt=True)
 
     async def _record(self, event: DecisionEvent, reply_to: str, started: float, *, first_attempt: bool) -> None:

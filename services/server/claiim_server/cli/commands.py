@@ -333,7 +333,7 @@ CONTROL_HEADERS = ("chron_id", "occurred_at", "actor", "event", "subject", "cont
 async def chron_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     records = await admin.chron_list(agent_id=args.agent, anchor=args.anchor, action=args.action,
                                      outcome=args.outcome, since=args.since, until=args.until, kind=args.kind,
-                                     before=args.before, after=args.after, limit=args.limit)
+                                     trace_id=args.trace_id, before=args.before, after=args.after, limit=args.limit)
     if args.kind == "control":
         return _say(args, records, table(records, CONTROL_COLUMNS, CONTROL_HEADERS))
     return _say(args, records, table(records, RECORD_COLUMNS))

@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--since", help="ISO 8601 time (inclusive), e.g. 2026-11-25T10:00:00+00:00")
     ls.add_argument("--until", help="ISO 8601 time (exclusive)")
     ls.add_argument("--kind", choices=["decision", "control"], default="decision")
+    ls.add_argument("--trace-id", type=str.lower, metavar="TRACE",
+                    help="the decisions of one W3C trace (32 hex digits, as in a traceparent)")
     ls.add_argument("--before", type=int, metavar="LEAF", help="only older records: the next page after LEAF")
     ls.add_argument("--after", type=int, metavar="LEAF", help="only newer records: the page just newer than LEAF")
     ls.add_argument("--limit", type=int, default=50)
