@@ -2,7 +2,7 @@
 
 The allow/deny is in the Security Control profile's ``action``/``disposition`` attributes, next to
 the ``policy`` that decided. Fields with no OCSF home (rule, skill, context, control_seq) go under
-``unmapped``. Pure: the event's time comes from ``decided_at``; publishing is left to the caller.
+``unmapped``. A decision with a W3C trace id adds the Trace profile: ``trace.uid``. Pure: the event's time comes from ``decided_at``; publishing is left to the caller.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def _metadata(event: DecisionEvent) -> dict[str, Any]:
     }
     if event.request_id is not None:
         metadata["correlation_uid"] = event.request_id
+    if event.trace_id:
+        metadata["profiles"].append("trace")
     return metadata
 
 
@@ -84,6 +86,8 @@ def ocsf_decision(event: DecisionEvent) -> dict[str, Any]:
         rendered["policy"] = {"name": event.policy, "uid": event.policy, "desc": event.reason}
     if event.target:
         rendered["resources"] = [{"name": event.target}]
+    if event.trace_id:
+        rendered["trace"] = {"uid": event.trace_id}
     return rendered
 
 

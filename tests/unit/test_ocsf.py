@@ -81,6 +81,14 @@ def test_actor_metadata_and_anchor() -> None:
     assert "correlation_uid" not in ocsf_decision(DENY)["metadata"]
     assert ocsf["unmapped"] == {"rule": ALLOW.rule, "skill": "deploy-v2", "context": {"ticket": "CHG-1"},
                                 "control_seq": 9}
+    assert "trace" not in ocsf
+
+
+def test_a_traced_decision_has_the_trace_profile() -> None:
+    """A decision with a W3C trace id: the Trace profile, its id as ``trace.uid``."""
+    ocsf = ocsf_decision(msgspec.structs.replace(DENY, trace_id="4bf92f3577b34da6a3ce929d0e0e4736"))
+    assert ocsf["metadata"]["profiles"] == ["security_control", "trace"]
+    assert ocsf["trace"] == {"uid": "4bf92f3577b34da6a3ce929d0e0e4736"}
 
 
 def test_every_decision_field_is_somewhere() -> None:
