@@ -2,7 +2,8 @@
 
 The allow/deny is in the Security Control profile's ``action``/``disposition`` attributes, next to
 the ``policy`` that decided. Fields with no OCSF home (rule, skill, context, control_seq) go under
-``unmapped``. A decision with a W3C trace id adds the Trace profile: ``trace.uid``. Pure: the event's time comes from ``decided_at``; publishing is left to the caller.
+``unmapped``. A decision with a W3C trace id adds the Trace profile: ``trace.uid``. Pure: the
+event's time comes from ``decided_at``; publishing is left to the caller.
 """
 
 from __future__ import annotations

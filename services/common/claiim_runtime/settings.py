@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description=("the port of this process's /metrics, /healthz and /readyz (0: any free port; unset: none); "
                      "`claiim serve --http-port`"))
     http_host: str = Field(default="127.0.0.1", description="the address of that endpoint")
+    otlp_endpoint: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description=("the base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://127.0.0.1:4318): "
+                     "the gate exports a span per check to its /v1/traces, the child of the agent's trace context "
+                     "(needs `pip install 'claiim-server[otel]'`; unset: no spans)"))
     log_format: Literal["text", "json"] = Field(
         default="text", description="`text`: a line a record, for people; `json`: a JSON object a line")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

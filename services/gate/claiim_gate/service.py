@@ -20,6 +20,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from claiim_core.decision import deny
@@ -38,6 +40,7 @@ from nats.aio.subscription import Subscription
 from claiim_gate.decide import Moment, decide, event_for
 from claiim_gate.metrics import GateMetrics
 from claiim_gate.requestids import claims_request_id, fingerprint, msg_id
+from claiim_gate.tracing import GateSpans
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -54,9 +57,11 @@ def now() -> Moment:
 
 class GateService:
     def __init__(self, nc: Client, names: Names, follower: RegistryFollower, token_secret: bytes,
-                 instance: str, publish_timeout: float, seal: Seal, metrics: GateMetrics | None = None) -> None:
+                 instance: str, publish_timeout: float, seal: Seal, metrics: GateMetrics | None = None,
+                 spans: GateSpans | None = None) -> None:
         self._nc = nc
         self._metrics = metrics
+        self._spans = spans
         self._names = names
         self._follower = follower
         self._secret = token_secret
@@ -81,9 +86,12 @@ class GateService:
         if self._sub is not None:
             await deadline.step("gate subscription", self._sub.unsubscribe())
         await self._recorder.stop(wait=max(0.0, deadline.left() - 0.2))
+        if self._spans is not None:
+            await self._spans.shutdown(max(0.1, deadline.left() - 0.1))
 
     async def _on_request(self, msg: Msg) -> None:
-        started = time.perf_counter()
+        request = _Request(msg.reply, time.perf_counter(),
+                           None if self._spans is None else self._spans.start(msg.headers))
         if self._metrics is not None:
             self._metrics.in_flight.inc()
         moment = now()
@@ -94,10 +102,10 @@ class GateService:
             log.exception("internal error while deciding")
             verdict = deny(reason("gate", "internal-error", type(e).__name__), INTERNAL)
             event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment, trace)
-        await self._record(event, msg.reply, started, first_attempt=True)
+        await self._record(event, request, first_attempt=True)
 
-    async def _record(self, event: DecisionEvent, reply_to: str, started: float, *, first_attempt: bool) -> None:
-        """Publish ``event`` and answer ``reply_to`` once JetStream has it. A request id already
+    async def _record(self, event: DecisionEvent, request: _Request, *, first_attempt: bool) -> None:
+        """Publish ``event`` and answer ``request`` once JetStream has it. A request id already
         recorded (a retry, to this replica or another) is answered from the stored decision."""
 
         async def stored(result: Stored) -> None:
@@ -109,46 +117,56 @@ class GateService:
             if result.problem is not None:
                 log.warning("decision %s not recorded: %s", event.chron_id, result.problem,
                             extra={"org": event.org, "agent": event.agent_id, "chron_id": event.chron_id})
-                await self._answer(reply_to, _unavailable(event, result.problem), started, event.org)
+                await self._answer(request, _unavailable(event, result.problem), event.org)
             elif result.duplicate and first_attempt and claims_request_id(event):
-                await self._answer_retry(event, result.seq, reply_to, started)
+                await self._answer_retry(event, result.seq, request)
             else:
-                await self._answer(reply_to, reply_for(event), started, event.org)
+                await self._answer(request, reply_for(event), event.org)
 
         subject = self._names.decision_subject(event.org, event.agent_id, event.outcome)
         sent = time.perf_counter()
         await self._recorder.publish(subject, self._seal(event), msg_id(event), stored)
 
-    async def _answer_retry(self, event: DecisionEvent, seq: int, reply_to: str, started: float) -> None:
+    async def _answer_retry(self, event: DecisionEvent, seq: int, request: _Request) -> None:
         """The request id was recorded before (at ``seq``): the first answer for the same request,
         a recorded DENY ``request:replayed`` for another."""
         try:
             first = _event.decode((await self._js.get_msg(self._names.decisions_stream, seq, direct=True)).data or b"")
         except Exception as e:  # NATS trouble: the agent retries, and gets the first answer then
-            await self._answer(reply_to, _unavailable(event, f"the first answer cannot be read ({type(e).__name__})"),
-                               started, event.org)
+            await self._answer(request, _unavailable(event, f"the first answer cannot be read ({type(e).__name__})"),
+                               event.org)
             return
         if fingerprint(first) == fingerprint(event):
-            await self._answer(reply_to, reply_for(first), started, first.org)
+            await self._answer(request, reply_for(first), first.org)
             return
         refused = replace(event, outcome="DENY", rule=REQUEST_ID,
                           reason=reason("request", "replayed",
                                         f"request id {event.request_id!r} was already used for another request"))
-        await self._record(refused, reply_to, started, first_attempt=False)
+        await self._record(refused, request, first_attempt=False)
 
-    async def _answer(self, reply_to: str, reply: DecisionReply, started: float, org: str) -> None:
+    async def _answer(self, request: _Request, reply: DecisionReply, org: str) -> None:
         """Send the reply; every request ends here exactly once."""
         if self._metrics is not None:
             m = self._metrics
             m.decisions.labels(org, reply.outcome, reply.category).inc()
-            m.latency.observe(time.perf_counter() - started)
+            m.latency.observe(time.perf_counter() - request.started)
             m.in_flight.dec()
-        if not reply_to:
-            return
-        try:
-            await self._nc.publish(reply_to, _encode(reply))
-        except Exception:
-            log.exception("could not send the reply for %s", reply.chron_id or "an unrecorded decision")
+        if request.reply_to:
+            try:
+                await self._nc.publish(request.reply_to, _encode(reply))
+            except Exception:
+                log.exception("could not send the reply for %s", reply.chron_id or "an unrecorded decision")
+        if request.span is not None and self._spans is not None:
+            self._spans.end(request.span, reply, org)
+
+
+@dataclass(slots=True)
+class _Request:
+    """A request in flight: where its reply goes, when it arrived, and its span (when spans are exported)."""
+
+    reply_to: str
+    started: float
+    span: Any
 
 
 def _unavailable(event: DecisionEvent, problem: str) -> DecisionReply:

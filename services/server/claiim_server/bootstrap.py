@@ -28,6 +28,7 @@ from claiim_core.eventauth import seal_decision
 from claiim_core.names import service_inbox
 from claiim_gate.metrics import GateMetrics
 from claiim_gate.service import GateService
+from claiim_gate.tracing import GateSpans
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.observe import HealthServer, Reading, nats_check
 from claiim_runtime.settings import ConfigError, Settings
@@ -173,8 +174,9 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             await follower.start()
             running.followers.append(follower)
             metrics = None if http is None else GateMetrics(http.registry)
+            spans = None if settings.otlp_endpoint is None else GateSpans(settings.otlp_endpoint, instance)
             gate = GateService(nc, names, follower, secret, instance, settings.publish_timeout,
-                               partial(seal_decision, key=gate_key), metrics)
+                               partial(seal_decision, key=gate_key), metrics, spans)
             await gate.start()
             running.gates.append(gate)
             if http is not None and metrics is not None:
