@@ -13,17 +13,20 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import yaml
 from claiim import AsyncGate, CheckResult
+from claiim_chron import service as chron_service
 from claiim_core.names import Names
 from claiim_runtime.natsconf import MAINTENANCE_USER
 from claiim_runtime.settings import Settings
+from claiim_runtime.streams import ensure_streams
 from claiim_server.bootstrap import RunningServices, start_services
 from claiim_server.servers import NatsCredentials, NatsProcess, ensure_database, free_port, new_password, start_nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import backend, load_demo, needs_nats_auth, new_settings
+from tests.conftest import backend, connect_as, load_demo, needs_nats_auth, new_settings
 from tests.pgproc import OwnPostgres
 
 pytestmark = [pytest.mark.integration, needs_nats_auth]
@@ -177,6 +180,42 @@ async def test_chron_reports_what_it_stores_and_is_not_ready_without_postgresql(
     assert status == 503 and "PostgreSQL" in text, text
     observed.pg.start()
     assert await until(observed.url + "/readyz", lambda s, t: s == 200) == (200, "ready\n")
+
+
+async def test_readiness_fails_while_a_stream_is_missing_and_recovers(observed: Stack) -> None:
+    """The OCSF stream deleted behind the services' backs: not ready, naming the stream; made again: ready."""
+    names = Names(observed.settings.namespace)
+    nc = await connect_as(observed.settings)
+    try:
+        await nc.jetstream().delete_stream(names.ocsf_stream)
+        status, text = await until(observed.url + "/readyz", lambda s, t: s == 503)
+        assert status == 503 and f"stream {names.ocsf_stream} not available" in text, text
+        await ensure_streams(nc.jetstream(), names)
+        assert await until(observed.url + "/readyz", lambda s, t: s == 200) == (200, "ready\n")
+    finally:
+        await nc.close()
+
+
+async def test_chron_is_not_ready_while_messages_wait_and_nothing_is_stored(
+        observed: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL answers but Chron's writes wait on a lock another session holds: once nothing has been stored
+    for the stall time while a decision waits, Chron is not ready; the lock released, it stores and is ready."""
+    monkeypatch.setattr(chron_service, "STALL_S", 1.0)
+    settings = observed.settings
+    tokens = await load_demo(settings)
+    assert await until(observed.url + "/readyz", lambda s, t: s == 200) == (200, "ready\n")
+    blocker = await asyncpg.connect(settings.database_url)
+    try:
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute("LOCK TABLE chron_tree IN ACCESS EXCLUSIVE MODE")
+        await check(settings, tokens, "deploy:staging")
+        status, text = await until(observed.url + "/readyz", lambda s, t: "stalled" in t)
+        assert status == 503 and re.search(r"stalled: \d+ messages wait and nothing was stored", text), text
+        await locked.rollback()
+        assert await until(observed.url + "/readyz", lambda s, t: s == 200) == (200, "ready\n")
+    finally:
+        await blocker.close()
 
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
