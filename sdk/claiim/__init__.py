@@ -10,9 +10,12 @@
         ...
 """
 
+from claiim_core.schemas import SkillsReply
+
 from claiim._admin import Admin, AsyncAdmin
 from claiim._gate import AsyncGate, CheckResult, Gate
 from claiim.errors import (
+    ActionDenied,
     AdminError,
     ClaiimError,
     ConflictError,
@@ -31,6 +34,7 @@ from claiim.errors import (
 from claiim.transport import Transport
 
 __all__ = [
+    "ActionDenied",
     "Admin",
     "AdminError",
     "AsyncAdmin",
@@ -47,6 +51,7 @@ __all__ = [
     "NotFoundError",
     "ProtocolError",
     "ServiceUnavailableError",
+    "SkillsReply",
     "StoreUnavailableError",
     "Transport",
     "UnauthenticatedError",

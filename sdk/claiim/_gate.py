@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 import msgspec
 from claiim_core.names import Names
-from claiim_core.schemas import CheckRequest, DecisionReply
+from claiim_core.schemas import CheckRequest, DecisionReply, SkillsReply, SkillsRequest
 
+from claiim._guard import AsyncGuard, Context, Guard, Target
 from claiim._trace import trace_headers
 from claiim.errors import GateUnavailableError, ProtocolError, ServiceUnavailableError, UnauthorizedError
 from claiim.transport import NatsTransport, Transport, resolve_url
@@ -30,6 +31,7 @@ UNRECORDED = "chron:unavailable"
 """The reason of a DENY whose decision could not be recorded (it has no chron id)."""
 CheckResult = DecisionReply
 _reply = msgspec.json.Decoder(DecisionReply)
+_skills = msgspec.json.Decoder(SkillsReply)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -42,6 +44,7 @@ class AsyncGate:
         self.url = resolve_url(url)
         self.timeout = timeout
         self._subject = Names(namespace).gate_check
+        self._skills_subject = Names(namespace).gate_skills
         self._transport = transport or NatsTransport(self.url, name=f"claiim-agent:{agent_id}", user=agent_id,
                                                      token=token)
 
@@ -88,6 +91,31 @@ class AsyncGate:
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
 
+    def guard(self, action: str, target: Target = "", context: Context = None) -> AsyncGuard:
+        """Check ``action`` before a coroutine function or an ``async with`` block runs; anything but
+        ALLOW raises :class:`ActionDenied` instead (:mod:`claiim._guard`)."""
+        return AsyncGuard(self, action, target, context)
+
+    async def skills(self) -> SkillsReply:
+        """What this agent's skills cover now (``reply.covers(action)``): its skill versions and their
+        action patterns, empty while it is suspended. Not a decision: nothing is recorded, and only a
+        check says whether an action is allowed. Raises :class:`UnauthorizedError` when the token does
+        not prove the agent, :class:`GateUnavailableError` when no gate answers within ``timeout``."""
+        payload = _encode(SkillsRequest(agent_id=self.agent_id, token=self._token))
+        try:
+            data = await self._transport.request(self._skills_subject, payload, self.timeout)
+        except UnauthorizedError:
+            raise
+        except ServiceUnavailableError as e:
+            raise GateUnavailableError(str(e)) from e
+        try:
+            reply = _skills.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ProtocolError(f"the gate's answer does not decode: {e}") from e
+        if not reply.ok:
+            raise UnauthorizedError(reply.error or "the gate refused this agent's token")
+        return reply
+
     @staticmethod
     def _decode(data: bytes) -> DecisionReply:
         try:
@@ -129,6 +157,15 @@ class Gate:
         (:meth:`AsyncGate.check`; the trace context is the calling thread's)."""
         headers = trace_headers(traceparent)  # here: the current span is this thread's, not the loop's
         return self._run(self._gate._check(action, target, context, request_id, headers))
+
+    def guard(self, action: str, target: Target = "", context: Context = None) -> Guard:
+        """Check ``action`` before a function or a ``with`` block runs; anything but ALLOW raises
+        :class:`ActionDenied` instead (:mod:`claiim._guard`)."""
+        return Guard(self, action, target, context)
+
+    def skills(self) -> SkillsReply:
+        """What this agent's skills cover now (:meth:`AsyncGate.skills`)."""
+        return self._run(self._gate.skills())
 
     def close(self) -> None:
         if self._loop.is_running():

@@ -6,6 +6,7 @@
     ├── ServiceUnavailableError      a claiim service could not be reached or did not answer in time
     │   └── GateUnavailableError     ... the gate: no decision, so never an ALLOW
     │       └── UnauthorizedError    NATS refused the token: unknown, rotated or revoked, agent suspended
+    ├── ActionDenied                 a guarded action was not allowed (``decision`` says why)
     ├── ProtocolError                an answer that does not decode
     └── AdminError                   the admin or Chron API refused a request; ``code`` says how
         ├── InvalidRequestError      invalid: malformed, or not acceptable as it is (``problems`` of a bundle)
@@ -25,6 +26,7 @@ has ``diagnostics()``: a short text the CLI prints instead of a traceback.
 from __future__ import annotations
 
 from claiim_core.codes import Code
+from claiim_core.schemas import DecisionReply
 
 
 class ClaiimError(Exception):
@@ -56,6 +58,17 @@ class UnauthorizedError(GateUnavailableError):
 
 class ProtocolError(ClaiimError):
     pass
+
+
+class ActionDenied(ClaiimError):
+    """A guard's check did not answer ALLOW, so the guarded code did not run. ``decision`` is the
+    gate's answer: its ``reason``, ``rule`` and ``chron_id`` (empty when it could not be recorded)."""
+
+    def __init__(self, action: str, target: str, decision: DecisionReply) -> None:
+        self.action, self.target, self.decision = action, target, decision
+        on = f" on {target}" if target else ""
+        super().__init__(f"{decision.outcome} {action}{on}: {decision.reason} (rule {decision.rule}; chron id "
+                         f"{decision.chron_id or 'none'})")
 
 
 class AdminError(ClaiimError):

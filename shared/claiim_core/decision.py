@@ -40,22 +40,39 @@ def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> 
     The agent is looked up in the org its token names. A request for an agent the org does not
     have is recorded under that org when the org exists (so its auditors see the attempt).
     """
-    org = token_org("agent", request.token)
+    agent = authenticate_agent(registry, request.agent_id, request.token, token_secret)
+    if isinstance(agent, Verdict):
+        return agent
+    return evaluate_agent(registry, agent, request.action, request.target)
+
+
+def authenticate_agent(registry: Registry, agent_id: str, token: str, token_secret: bytes) -> AgentState | Verdict:
+    """The registered agent ``token`` proves to be ``agent_id``, or the DENY that says why not."""
+    org = token_org("agent", token)
     if org is None:
-        return deny(reason("auth", "bad-token", f"not an agent token of any org (agent {request.agent_id})"),
-                    AUTHENTICATE)
-    agent = registry.agents.get((org, request.agent_id))
+        return deny(reason("auth", "bad-token", f"not an agent token of any org (agent {agent_id})"), AUTHENTICATE)
+    agent = registry.agents.get((org, agent_id))
     if agent is None:
-        return deny(reason("agent", "unknown", f"no agent {request.agent_id!r} is registered in org {org}"),
+        return deny(reason("agent", "unknown", f"no agent {agent_id!r} is registered in org {org}"),
                     AUTHENTICATE, org=org if org in registry.orgs else "")
     who = {"org": agent.org, "anchor": agent.anchor}
-    status = check_token(token_secret, request.token, agent.token_hash, agent.retired_tokens)
+    status = check_token(token_secret, token, agent.token_hash, agent.retired_tokens)
     if status == "bad":
         return deny(reason("auth", "bad-token", f"token does not match agent {agent.agent_id}"), AUTHENTICATE, **who)
     if status != "ok":
         return deny(reason("auth", f"{status}-token", f"this token of agent {agent.agent_id} was {status}"),
                     AUTHENTICATE, **who)
-    return evaluate_agent(registry, agent, request.action, request.target)
+    return agent
+
+
+def skill_actions(registry: Registry, agent: AgentState) -> tuple[list[str], list[str]]:
+    """The labels of ``agent``'s skill versions that resolve, and every action pattern they list, in
+    order: what the agent may ask for at all (its policy decides the rest). Nothing while the agent
+    is not active."""
+    if agent.status != "active":
+        return [], []
+    resolved = [s for s in (registry.resolve_skill(agent.org, ref) for ref in agent.skills) if s is not None]
+    return [s.label for s in resolved], [action for s in resolved for action in s.actions]
 
 
 def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: str,

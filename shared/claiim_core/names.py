@@ -65,6 +65,10 @@ class Names:
         return f"{self.namespace}.gate.check"
 
     @property
+    def gate_skills(self) -> str:
+        return f"{self.namespace}.gate.skills"
+
+    @property
     def gate_queue(self) -> str:
         return f"{self.namespace}-gate"
 

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from claiim_core.document import RuleLike
+from claiim_core.policy import matches
 from claiim_core.reasons import category
 
 MAX_REQUEST_BYTES = 16 * 1024
@@ -50,6 +51,32 @@ class CheckRequest(Struct, forbid_unknown_fields=True, frozen=True):
     target: ShortStr = ""
     context: Context = msgspec.field(default_factory=dict)
     request_id: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class SkillsRequest(Struct, forbid_unknown_fields=True, frozen=True):
+    """An agent asks what its skills cover (``<ns>.gate.skills``): not a decision, and not recorded."""
+
+    agent_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    token: Annotated[str, Meta(min_length=1, max_length=512)]
+
+
+class SkillsReply(Struct, frozen=True, kw_only=True):
+    """The agent's skill versions and the action patterns they list (empty while the agent is not
+    active). An MCP gateway shows only the tools these cover; every call is still checked."""
+
+    ok: bool
+    code: str = ""
+    """A :class:`claiim_core.codes.Code` when ``ok`` is false (``unauthenticated``: the token does not
+    prove the agent)."""
+    error: str | None = None
+    status: str = ""
+    """The agent's status: ``active``, ``suspended`` or ``retired``."""
+    skills: list[str] = []
+    actions: list[str] = []
+
+    def covers(self, action: str) -> bool:
+        """Whether one of the action patterns matches ``action`` (as the gate's skill step does)."""
+        return any(matches(pattern, action) for pattern in self.actions)
 
 
 class DecisionEvent(Struct, frozen=True, kw_only=True):

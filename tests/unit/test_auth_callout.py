@@ -127,11 +127,13 @@ def registry() -> tuple[Registry, dict[str, str]]:
 
 
 def test_an_active_agent_gets_the_gate_and_its_own_inbox_only() -> None:
+    """An agent may ask the gate (a check, or what its skills cover) and read its own inbox; nothing else."""
     reg, tokens = registry()
     token = tokens["deploy-bot"]
     granted = grant(reg, SECRET, OPERATOR, NAMES, "deploy-bot", token)
     assert granted.name == "agent:demo/deploy-bot"
-    assert granted.permissions == Permissions(("claiim.gate.check",), (f"{inbox_prefix(token)}.>",))
+    assert granted.permissions == Permissions(("claiim.gate.check", "claiim.gate.skills"),
+                                              (f"{inbox_prefix(token)}.>",))
 
 
 def test_agents_that_may_not_act_get_no_connection() -> None:

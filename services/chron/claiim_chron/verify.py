@@ -35,9 +35,11 @@ from claiim_core.merkle import Frontier, leaf_hash
 from claiim_core.names import Names
 from claiim_core.proofs import LeafBatch
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError as JetStreamServiceUnavailable
 
 from claiim_chron.rows import ROW_COLUMNS, Parked, StreamAuthenticator, to_row
 
@@ -313,7 +315,8 @@ async def read_subject(js: JetStreamContext, stream: str, subject: str, *, start
 
 
 class IncompleteRead(RuntimeError):
-    """The NATS server that served a read of a stream had fewer messages than the stream's leader."""
+    """A read of a stream could not be completed: the NATS server that served it had fewer messages
+    than the stream's leader, or JetStream did not serve it (no leader yet, a replica starting)."""
 
 
 READ_ATTEMPTS = 5
@@ -322,18 +325,24 @@ READ_ATTEMPTS = 5
 async def read_all(js: JetStreamContext, stream: str, subject: str) -> list[Msg]:
     """Every message of ``subject`` in ``stream``, checked against the count the stream's leader
     gives. A consumer can be served by a replica that is still catching up after a failover, and
-    skips what that replica lacks: such a read is done again (up to :data:`READ_ATTEMPTS` times, a
-    second apart), then refused with :class:`IncompleteRead` rather than taken as the evidence."""
+    skips what that replica lacks; and a replicated stream answers 503 while it has no leader. Such
+    a read is done again (up to :data:`READ_ATTEMPTS` times, a second apart), then refused with
+    :class:`IncompleteRead` rather than taken as the evidence."""
+    problem = ""
     for _ in range(READ_ATTEMPTS):
-        state = (await js.stream_info(stream, subjects_filter=subject)).state
-        want = (state.subjects or {}).get(subject, 0)
-        msgs = [m async for m in read_subject(js, stream, subject)]
-        got = sum(1 for m in msgs if m.metadata.sequence.stream <= state.last_seq)
-        if got >= want:
-            return msgs
+        try:
+            state = (await js.stream_info(stream, subjects_filter=subject)).state
+            want = (state.subjects or {}).get(subject, 0)
+            msgs = [m async for m in read_subject(js, stream, subject)]
+        except (JetStreamServiceUnavailable, NoRespondersError) as e:
+            problem = f"JetStream did not serve the read ({type(e).__name__}): its leader may be changing"
+        else:
+            got = sum(1 for m in msgs if m.metadata.sequence.stream <= state.last_seq)
+            if got >= want:
+                return msgs
+            problem = f"it gave {got} of the {want} messages its leader has: a replica is catching up"
         await asyncio.sleep(1.0)
-    raise IncompleteRead(f"reading {subject} from stream {stream} gave {got} of the {want} messages its leader has, "
-                         f"{READ_ATTEMPTS} times: a replica is catching up; try again")
+    raise IncompleteRead(f"reading {subject} from stream {stream}, {READ_ATTEMPTS} times: {problem}; try again")
 
 
 async def evidence_from_stream(js: JetStreamContext, names: Names) -> Evidence:

@@ -70,7 +70,7 @@ def rights(names: Names) -> dict[str, Rights]:
     readers += [f"$JS.{kind}.{s}.>" for s in (d, o) for kind in ("FC", "ACK")]
     return {
         "gate": Rights([f"{ns}.decision.>", *create_streams, *ordered(c), f"{api}.DIRECT.GET.{d}"],
-                       [names.gate_check, inbox("gate")], responses=True),
+                       [names.gate_check, names.gate_skills, inbox("gate")], responses=True),
         "control": Rights([f"{ns}.control.>", *create_streams, *ordered(c)], [f"{ns}.admin.>", inbox("control")],
                           responses=True),
         "chron": Rights([names.chron_leaves, names.chron_checkpoint, *create_streams, *ordered(c),

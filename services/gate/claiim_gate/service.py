@@ -7,7 +7,8 @@ a future per request). If the event cannot be recorded the reply is DENY
 ``chron:unavailable -- ...``; if anything else fails the reply is still a DENY: no request is left
 without an answer. A request id recorded before, by this replica or another, is answered with
 the decision stored then (:mod:`claiim_gate.requestids`). The trace id of a ``traceparent``
-header goes into the decision (:mod:`claiim_core.tracecontext`).
+header goes into the decision (:mod:`claiim_core.tracecontext`). On ``<ns>.gate.skills`` an agent
+learns what its skills cover (an MCP gateway lists only those tools); that is no decision.
 
 The hot path uses nats-py directly rather than a FastStream handler: ``bench/hotpaths.py``
 measures both side by side. The publish-and-await step dominates; this class is the one adapter
@@ -24,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from claiim_core.decision import deny
+from claiim_core.codes import Code
+from claiim_core.decision import Verdict, authenticate_agent, deny, skill_actions
 from claiim_core.names import Names
 from claiim_core.reasons import INTERNAL, REQUEST_ID, reason
-from claiim_core.schemas import DecisionEvent, DecisionReply, reply_for
+from claiim_core.schemas import DecisionEvent, DecisionReply, SkillsReply, SkillsRequest, reply_for
 from claiim_core.tracecontext import TRACEPARENT, trace_id_of
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.pubacks import AckPipeline, Stored
@@ -45,6 +47,7 @@ from claiim_gate.tracing import GateSpans
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _event = msgspec.json.Decoder(DecisionEvent)
+_skills_request = msgspec.json.Decoder(SkillsRequest)
 
 
 Seal = Callable[[DecisionEvent], bytes]
@@ -71,6 +74,7 @@ class GateService:
         self._recorder_timeout = publish_timeout
         self._js = nc.jetstream()
         self._sub: Subscription | None = None
+        self._skills_sub: Subscription | None = None
 
     async def start(self) -> None:
         await self._recorder.start()
@@ -78,13 +82,16 @@ class GateService:
             self._names.gate_check, queue=self._names.gate_queue, cb=self._on_request,
             pending_msgs_limit=100_000,
         )
+        self._skills_sub = await self._nc.subscribe(self._names.gate_skills, queue=self._names.gate_queue,
+                                                    cb=self._on_skills)
 
     async def stop(self, deadline: Deadline | None = None) -> None:
         """Stop taking requests and answer the ones in flight (those whose PubAck has not come by
         the deadline get DENY ``chron:unavailable``)."""
         deadline = deadline or Deadline(self._recorder_timeout)
-        if self._sub is not None:
-            await deadline.step("gate subscription", self._sub.unsubscribe())
+        for sub in (self._sub, self._skills_sub):
+            if sub is not None:
+                await deadline.step("gate subscription", sub.unsubscribe())
         await self._recorder.stop(wait=max(0.0, deadline.left() - 0.2))
         if self._spans is not None:
             await self._spans.shutdown(max(0.1, deadline.left() - 0.1))
@@ -103,6 +110,26 @@ class GateService:
             verdict = deny(reason("gate", "internal-error", type(e).__name__), INTERNAL)
             event = event_for(verdict, None, self._follower.registry.last_seq, self.instance, moment, trace)
         await self._record(event, request, first_attempt=True)
+
+    async def _on_skills(self, msg: Msg) -> None:
+        """What the agent's skills cover (:class:`SkillsReply`), for its token only; nothing is recorded."""
+        try:
+            request = _skills_request.decode(msg.data)
+        except msgspec.DecodeError as e:  # ValidationError included
+            reply = SkillsReply(ok=False, code=Code.INVALID, error=f"malformed request: {e}")
+        else:
+            registry = self._follower.registry
+            agent = authenticate_agent(registry, request.agent_id, request.token, self._secret)
+            if isinstance(agent, Verdict):
+                reply = SkillsReply(ok=False, code=Code.UNAUTHENTICATED, error=agent.reason)
+            else:
+                skills, actions = skill_actions(registry, agent)
+                reply = SkillsReply(ok=True, status=agent.status, skills=skills, actions=actions)
+        if msg.reply:
+            try:
+                await self._nc.publish(msg.reply, _encode(reply))
+            except Exception:
+                log.exception("could not send a skills reply")
 
     async def _record(self, event: DecisionEvent, request: _Request, *, first_attempt: bool) -> None:
         """Publish ``event`` and answer ``request`` once JetStream has it. A request id already

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from claiim.errors import ClaiimError
+from claiim.mcp.cli import add_proxy_arguments
+from claiim.mcp.cli import run as run_mcp
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
 
 from claiim_server.cli import chron as chron_cli
@@ -201,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(chron, "show", "show one record").add_argument("chron_id")
     add_chron_commands(chron, _leaf)
 
+    mcp = _group(sub, "mcp", "claiim in front of MCP servers")
+    add_proxy_arguments(mcp.add_parser("proxy", help="an MCP server that asks the gate before every call",
+                                       description="an MCP server that asks the gate before every call "
+                                                   "(docs/mcp.md)"))
+
     sub.add_parser("rehearsal", help="check a running stack end to end")
     add_key_commands(sub)
     return p
@@ -253,6 +260,8 @@ def _admin_token_usable() -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "mcp":
+        return run_mcp(args)
     if args.command == "up":
         from claiim_server.stack import UpOptions, main_up
         from claiim_server.workers import default_workers

@@ -16,13 +16,18 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import mcp_types
 import msgspec
 from claiim import AsyncAdmin, AsyncGate, CheckResult
 from claiim.errors import AdminError, ClaiimError, ForbiddenError, NotCheckpointedError, UnauthorizedError
+from claiim.mcp.config import ClaiimSection, ProxyConfig, ServerConfig
+from claiim.mcp.proxy import Agent, Agents, GatedProxy
 from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Verifier
 from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
 from claiim_core.schemas import Change, ChronRecord, DecisionReply
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
 
 Check = Callable[[], Awaitable[str]]
 
@@ -190,6 +195,8 @@ class Rehearsal:
         await c("a reactivated agent is ALLOWED again", expect("back", "ship:build", "ALLOW", "action allowed"))
         await c("a rotated-out token is DENIED and cannot connect", rotate)
         await c("the new token is ALLOWED", expect("rotated", "ship:build", "ALLOW", "action allowed"))
+        await c("through the MCP proxy a tool outside the skill is not listed, an allowed call runs, a denied one "
+                "never reaches its tool", self._mcp)
         await c("the ALLOW has an inclusion proof that verifies offline", lambda: self._proof(results["allow"]))
         await c("two-person control: a proposal waits, self-approval is refused, a second admin applies it",
                 self._two_person)
@@ -213,6 +220,38 @@ class Rehearsal:
             raise AssertionError(f"{decision.chron_id} was not in a signed checkpoint within 12 s")
         proven = check_inclusion(msgspec.convert(bundle, InclusionProof), Verifier.parse(key))
         return f"leaf {proven.leaf_index} of a signed tree of {proven.checkpoint.size}"
+
+    async def _mcp(self) -> str:
+        """The proxy's handlers, in this process, in front of an MCP server of this process with three tools
+        (actions ``ship:<tool>``): ``deploy`` is outside the skill, ``build`` allowed, ``release`` denied."""
+        served: list[str] = []
+
+        def tool(name: str) -> Callable[[], str]:
+            def run() -> str:
+                served.append(name)
+                return f"{name} done"
+            return run
+
+        upstream = MCPServer("rehearsal-tools")
+        for name in ("build", "release", "deploy"):
+            upstream.add_tool(tool(name), name=name, description=f"{name} the ship")
+        config = ProxyConfig(mcpServers={"ship": ServerConfig(command="(in this process)",
+                                                              claiim=ClaiimSection(action="ship:{tool}"))})
+        agents = Agents(self.admin.url, self.admin.names.namespace, Agent(self.agent, self.token))
+        try:
+            async with Client(upstream, cache=None) as tools, Client(
+                    GatedProxy(config, {"ship": tools}, agents).server(), cache=None) as client:
+                listed = sorted(t.name for t in (await client.list_tools()).tools)
+                assert listed == ["ship__build", "ship__release"], listed
+                built = await client.call_tool("ship__build", {})
+                assert not built.is_error, built
+                released = await client.call_tool("ship__release", {})
+        finally:
+            await agents.close()
+        said = " ".join(b.text for b in released.content if isinstance(b, mcp_types.TextContent))
+        assert released.is_error and "claiim denied ship:release" in said and "Chron id: chr_" in said, said
+        assert served == ["build"], served
+        return said[:100]
 
     def _as(self, token: str, org: str = "") -> AsyncAdmin:
         """A client acting in ``org`` (empty: the token's own), whatever CLAIIM_ORG says."""

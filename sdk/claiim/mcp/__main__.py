@@ -1,0 +1,3 @@
+from claiim.mcp.cli import main
+
+main()
