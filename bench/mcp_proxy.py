@@ -8,7 +8,8 @@ It starts its own nats-server and PostgreSQL, control, Chron, the OCSF feed and 
 ``mcp:files:read_file``, and starts ``examples/mcp_files_server.py`` over stdio. Each round makes ``--calls``
 sequential ``read_file`` calls (one in flight, as a model makes them), first straight to the upstream, then
 through ``claiim mcp proxy`` (stdio both ways; every proxied call is an ALLOW recorded in Chron). Prints p50 and
-p99 per path over all rounds, and what the proxy adds.
+p99 per path over all rounds, what the proxy adds, and a denied call (``delete_file``) as the MCP client receives
+it: the JSON-RPC result.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = str(ROOT / "examples" / "mcp_files_server.py")
 BUNDLE = {"org": "demo",
           "skills": [{"name": "files", "version": 1, "actions": ["mcp:files:*"]}],
-          "policies": [{"name": "files", "version": 1, "skill": "files-v1", "allow": ["mcp:files:read_file"]}],
+          "policies": [{"name": "files", "version": 1, "skill": "files-v1", "allow": ["mcp:files:read_file"],
+                        "deny": ["mcp:files:delete_file"]}],
           "agents": [{"id": "files-bot", "anchor": "f.owner", "skills": ["files-v1"], "policy": "files-v1"}]}
 
 
@@ -85,15 +87,19 @@ async def main(args: argparse.Namespace) -> None:
                 for _ in range(args.rounds):
                     results["upstream alone"] += await timed_calls(direct, "read_file", args.calls)
                     results["through claiim"] += await timed_calls(proxied, "files__read_file", args.calls)
+                async with Client(proxied, cache=None) as client:
+                    denied = await client.call_tool("files__delete_file", {"path": "readme.md"})
             finally:
                 gate.terminate()
                 gate.wait(10)
-    p50 = {path: pct(took, 0.5) * 1e3 for path, took in results.items()}
-    p99 = {path: pct(took, 0.99) * 1e3 for path, took in results.items()}
+    p50 = {path: pct(took, 50) for path, took in results.items()}
+    p99 = {path: pct(took, 99) for path, took in results.items()}
     for path in results:
         print(f"{path:<16} {len(results[path]):>5} calls  p50 {p50[path]:6.2f} ms  p99 {p99[path]:6.2f} ms")
     print(f"added by the proxy: p50 {p50['through claiim'] - p50['upstream alone']:.2f} ms, "
           f"p99 {p99['through claiim'] - p99['upstream alone']:.2f} ms")
+    print("a denied call, as the client receives it:")
+    print(json.dumps(denied.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2))
 
 
 if __name__ == "__main__":
