@@ -157,26 +157,30 @@ class GatedProxy:
             raise MCPError(types.INTERNAL_ERROR, f"claiim cannot list what this agent may use: {e}") from e
         return skills.covers
 
+    async def _listed(self, ctx: ServerRequestContext[Any], kind: str,
+                      action: Callable[[str, Any], Call]) -> list[tuple[str, Any]]:
+        """Every upstream's ``kind`` (``tools``, ``resources``, ``prompts``), as (server, item), whose
+        ``action`` the agent's skills cover; an item whose action cannot be made is left out."""
+        covers = await self._covers(ctx)
+        listed = []
+        for server, client in self._upstreams.items():
+            if getattr(client.server_capabilities, kind):
+                for item in await _all_pages(getattr(client, f"list_{kind}"), kind):
+                    try:
+                        if covers(action(server, item).action):
+                            listed.append((server, item))
+                    except CallRefused:
+                        continue
+        return listed
+
     # -- tools -----------------------------------------------------------------------------------
 
     async def list_tools(self, ctx: ServerRequestContext[Any],
                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        covers = await self._covers(ctx)
-        listed = []
-        for server, client in self._upstreams.items():
-            if not client.server_capabilities.tools:
-                continue
-            for tool in await _all_pages(client.list_tools, "tools"):
-                call = self._tool_call(server, tool.name, None)
-                if call is not None and covers(call.action):
-                    listed.append(tool.model_copy(update={"name": tool_name(server, tool.name)}))
-        return types.ListToolsResult(tools=listed)
-
-    def _tool_call(self, server: str, tool: str, arguments: dict[str, Any] | None) -> Call | None:
-        try:
-            return tool_call(server, self._config.mcpServers[server], tool, arguments)
-        except CallRefused:
-            return None
+        listed = await self._listed(ctx, "tools", lambda server, tool: tool_call(
+            server, self._config.mcpServers[server], tool.name, None))
+        return types.ListToolsResult(tools=[tool.model_copy(update={"name": tool_name(server, tool.name)})
+                                            for server, tool in listed])
 
     async def call_tool(self, ctx: ServerRequestContext[Any],
                         params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -209,20 +213,11 @@ class GatedProxy:
 
     async def list_resources(self, ctx: ServerRequestContext[Any],
                              params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
-        covers = await self._covers(ctx)
-        listed = []
-        for server, client in self._upstreams.items():
-            if not client.server_capabilities.resources:
-                continue
-            for resource in await _all_pages(client.list_resources, "resources"):
-                self._resource_server.setdefault(resource.uri, server)
-                try:
-                    action = resource_action(server, resource.uri).action
-                except CallRefused:
-                    continue
-                if covers(action):
-                    listed.append(resource)
-        return types.ListResourcesResult(resources=listed)
+        def action(server: str, resource: Any) -> Call:
+            self._resource_server.setdefault(resource.uri, server)  # where a read of it goes
+            return resource_action(server, resource.uri)
+
+        return types.ListResourcesResult(resources=[r for _, r in await self._listed(ctx, "resources", action)])
 
     async def read_resource(self, ctx: ServerRequestContext[Any],
                             params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
@@ -244,15 +239,9 @@ class GatedProxy:
 
     async def list_prompts(self, ctx: ServerRequestContext[Any],
                            params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
-        covers = await self._covers(ctx)
-        listed = []
-        for server, client in self._upstreams.items():
-            if not client.server_capabilities.prompts:
-                continue
-            for prompt in await _all_pages(client.list_prompts, "prompts"):
-                if covers(prompt_action(server, prompt.name).action):
-                    listed.append(prompt.model_copy(update={"name": tool_name(server, prompt.name)}))
-        return types.ListPromptsResult(prompts=listed)
+        listed = await self._listed(ctx, "prompts", lambda server, prompt: prompt_action(server, prompt.name))
+        return types.ListPromptsResult(prompts=[prompt.model_copy(update={"name": tool_name(server, prompt.name)})
+                                                for server, prompt in listed])
 
     async def get_prompt(self, ctx: ServerRequestContext[Any],
                          params: types.GetPromptRequestParams) -> types.GetPromptResult:
