@@ -164,9 +164,9 @@ class AsyncAdmin:
     # -- reads
 
     async def registry(self, op: RegistryOp, name: str = "", action: str = "", target: str = "",
-                       org: str | None = None) -> RegistryQueryReply:
+                       org: str | None = None, context: dict[str, str] | None = None) -> RegistryQueryReply:
         query = RegistryQuery(admin_token=self._token, op=op, org=self.org if org is None else org, name=name,
-                              action=action, target=target)
+                              action=action, target=target, context=context or {})
         return await self._call(self.names.admin_query, query, RegistryQueryReply)
 
     async def whoami(self) -> RegistryQueryReply:
@@ -208,9 +208,11 @@ class AsyncAdmin:
         """One proposal with the exact change it holds."""
         return (await self.registry("proposal", proposal_id)).proposals[0]
 
-    async def explain(self, agent_id: str, action: str, target: str = "") -> RegistryQueryReply:
-        """What the gate would decide now, with the path through skill and policy; not recorded."""
-        return await self.registry("explain", agent_id, action, target)
+    async def explain(self, agent_id: str, action: str, target: str = "",
+                      context: dict[str, str] | None = None) -> RegistryQueryReply:
+        """What the gate would decide now for a check with ``context``, with the path through skill,
+        policy and conditions; not recorded."""
+        return await self.registry("explain", agent_id, action, target, context=context)
 
     async def chron_list(self, *, agent_id: str | None = None, anchor: str | None = None,
                          action: str | None = None, outcome: Literal["ALLOW", "DENY"] | None = None,
@@ -364,8 +366,9 @@ class Admin:
     def admins(self) -> list[AdminInfo]:
         return self._run(self._admin.admins())
 
-    def explain(self, agent_id: str, action: str, target: str = "") -> RegistryQueryReply:
-        return self._run(self._admin.explain(agent_id, action, target))
+    def explain(self, agent_id: str, action: str, target: str = "",
+                context: dict[str, str] | None = None) -> RegistryQueryReply:
+        return self._run(self._admin.explain(agent_id, action, target, context))
 
     def chron_list(self, **filters: Any) -> list[ChronRecord]:
         return self._run(self._admin.chron_list(**filters))

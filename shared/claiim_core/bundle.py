@@ -20,7 +20,8 @@ from msgspec import Meta, Struct
 
 from claiim_core.canonical import canonical_bytes
 from claiim_core.codes import Code, Refusal
-from claiim_core.document import PolicyDocument, RuleLike
+from claiim_core.conditions import ConditionError, Conditions
+from claiim_core.document import PolicyDocument, Rule, RuleLike
 from claiim_core.events import (
     AgentRegistered,
     AgentUpdated,
@@ -112,6 +113,8 @@ class PlanContext:
     new_token: Callable[[Kind, str], str]
     """Makes a token of a kind (agent, admin) for an org."""
     token_secret: bytes
+    conditions: Conditions | None = None
+    """Checks rules' conditions when a policy is published; without it, a policy with one is refused."""
 
 
 def content_hash(value: Any) -> str:
@@ -158,8 +161,8 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
     for i, p in enumerate(bundle.policies):
         where = f"policies[{i}] ({p.name})"
         bad = []
-        allow = _checked_rules(p.allow, f"{where}.allow", bad)
-        deny = _checked_rules(p.deny, f"{where}.deny", bad)
+        allow = _checked_rules(p.allow, f"{where}.allow", bad, ctx.conditions)
+        deny = _checked_rules(p.deny, f"{where}.deny", bad, ctx.conditions)
         _resolve_or_report(work.resolve_skill, org, p.skill, f"{where}.skill", "skill", bad)
         if bad:
             problems += bad
@@ -225,13 +228,23 @@ def _bad_patterns(patterns: list[str], where: str) -> list[str]:
     return bad
 
 
-def _checked_rules(rules: list[RuleLike], where: str, problems: list[str]) -> tuple[RuleLike, ...]:
+def _checked_rules(rules: list[RuleLike], where: str, problems: list[str],
+                   conditions: Conditions | None) -> tuple[RuleLike, ...]:
+    """The rules in their stored form; each problem (its pattern, its condition) goes to ``problems``."""
     checked = []
     for j, rule in enumerate(rules):
         try:
             checked.append(check_rule(rule))
         except ValueError as e:
             problems.append(f"{where}[{j}]: {e}")
+            continue
+        if isinstance(rule, Rule) and rule.when is not None:
+            try:
+                if conditions is None:
+                    raise ConditionError("conditions cannot be checked here")
+                conditions.check(rule.when)
+            except ConditionError as e:
+                problems.append(f"{where}[{j}].when: {e}")
     return tuple(checked)
 
 

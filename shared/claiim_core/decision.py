@@ -7,14 +7,20 @@ default deny).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
+from claiim_core.conditions import Conditions, Facts
 from claiim_core.policy import decide_policy, first_match
 from claiim_core.reasons import AGENT_ACTIVE, AUTHENTICATE, POLICY, SKILL, reason
 from claiim_core.registry import AgentState, Registry
 from claiim_core.schemas import CheckRequest
 from claiim_core.tokens import check_token, token_org
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""The decision time when a caller gives none (conditions on ``time`` then see 1970)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +40,19 @@ def deny(reason: str, rule: str, **found: str) -> Verdict:
     return Verdict("DENY", reason, rule, **found)
 
 
-def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes) -> Verdict:
-    """Decide one request. Pure: the same registry and request always give the same verdict.
+def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes, *, now: datetime = EPOCH,
+             conditions: Conditions | None = None) -> Verdict:
+    """Decide one request. Pure: the same registry, request and time always give the same verdict.
 
     The agent is looked up in the org its token names. A request for an agent the org does not
-    have is recorded under that org when the org exists (so its auditors see the attempt).
+    have is recorded under that org when the org exists (so its auditors see the attempt). Rules
+    with a condition are evaluated by ``conditions`` at the decision time ``now``.
     """
     agent = authenticate_agent(registry, request.agent_id, request.token, token_secret)
     if isinstance(agent, Verdict):
         return agent
-    return evaluate_agent(registry, agent, request.action, request.target)
+    return evaluate_agent(registry, agent, request.action, request.target, context=request.context, now=now,
+                          conditions=conditions)
 
 
 def authenticate_agent(registry: Registry, agent_id: str, token: str, token_secret: bytes) -> AgentState | Verdict:
@@ -76,10 +85,12 @@ def skill_actions(registry: Registry, agent: AgentState) -> tuple[list[str], lis
 
 
 def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: str,
-                   trace: list[str] | None = None) -> Verdict:
+                   trace: list[str] | None = None, *, context: Mapping[str, str] | None = None,
+                   now: datetime = EPOCH, conditions: Conditions | None = None) -> Verdict:
     """Everything after authentication: agent active, skills, policy. With ``trace``, each step
     taken is appended to it as a line for people (``claiim explain`` shows them): the steps are the
-    evaluation's own, so an explanation cannot disagree with the decision."""
+    evaluation's own, so an explanation cannot disagree with the decision. ``context`` and ``now``
+    are what conditions see of the request, with the agent and its anchor."""
     who = {"org": agent.org, "anchor": agent.anchor}
     if agent.status != "active":
         return deny(reason("agent", agent.status, f"agent {agent.agent_id} is {agent.status}"), AGENT_ACTIVE, **who)
@@ -112,7 +123,9 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
             trace.append(f"policy {agent.policy or '(none)'}: not found")
         return deny(reason("policy", "none", "agent has no bound policy"), POLICY, **found)
     matched: list[str] | None = None if trace is None else []
-    outcome, why, rule = decide_policy(policy.label, policy.document, action, target, matched)
+    facts = Facts(action, target, context or {}, agent.agent_id, agent.anchor, now)
+    outcome, why, rule = decide_policy(policy.label, policy.document, action, target, matched, facts=facts,
+                                       conditions=conditions)
     if trace is not None and matched is not None:
         trace.append(f"policy {agent.policy} -> {policy.label} on target {target!r}: {', '.join(matched)}")
     return Verdict(outcome, why, rule, policy=policy.label, **found)

@@ -4,16 +4,22 @@ changed between two policy versions. Nothing here is on the gate's hot path.
 
 from __future__ import annotations
 
-from claiim_core.decision import Verdict, evaluate_agent
+from collections.abc import Mapping
+from datetime import datetime
+
+from claiim_core.conditions import Conditions
+from claiim_core.decision import EPOCH, Verdict, evaluate_agent
 from claiim_core.policy import rule_text
 from claiim_core.registry import Registry
 from claiim_core.schemas import PolicyVersionInfo
 
 
-def explain(registry: Registry, org: str, agent_id: str, action: str,
-            target: str = "") -> tuple[Verdict | None, list[str]]:
-    """The verdict an authenticated request would get now, with the evaluation's own steps through
-    skill and policy (:func:`claiim_core.policy.evaluate_agent`'s trace).
+def explain(registry: Registry, org: str, agent_id: str, action: str, target: str = "", *,
+            context: Mapping[str, str] | None = None, now: datetime = EPOCH,
+            conditions: Conditions | None = None) -> tuple[Verdict | None, list[str]]:
+    """The verdict an authenticated request with ``context`` would get at ``now``, with the
+    evaluation's own steps through skill, policy and conditions
+    (:func:`claiim_core.decision.evaluate_agent`'s trace).
 
     The token is not checked (this is the admin's view); the verdict is None for an unknown agent.
     """
@@ -22,7 +28,8 @@ def explain(registry: Registry, org: str, agent_id: str, action: str,
         return None, [f"agent {agent_id!r} is not registered in org {org}: DENY agent:unknown"]
     steps = [f"agent {agent.agent_id}: org {agent.org}, anchor {agent.anchor}, {agent.status}, "
              f"control seq {registry.last_seq}"]
-    verdict = evaluate_agent(registry, agent, action, target, trace=steps)
+    verdict = evaluate_agent(registry, agent, action, target, trace=steps, context=context, now=now,
+                             conditions=conditions)
     steps.append(f"=> {verdict.outcome} {verdict.reason} [{verdict.rule}]")
     return verdict, steps
 

@@ -17,7 +17,15 @@ optional description::
         target: prod-*          # '*' matches any run of characters, ':' and '/' included
         description: production changes need a human
 
-A rule without ``target`` applies to every target.
+A rule without ``target`` applies to every target. A rule may carry a condition, ``when``: a CEL
+expression over the request (:mod:`claiim_core.conditions`), and applies only when it is true::
+
+    allow:
+      - action: pay:send
+        when: int(context.amount_cents) < 5000
+
+A condition that cannot be evaluated (a missing context key, a value of the wrong type) makes the
+decision DENY, naming the rule: never an exception, never an ALLOW.
 
 A document's deny rules come first, then its allow rules, then the default deny: deny wins over
 allow. An explicitly denied action gets the reason ``... -- action explicitly denied`` (the seed
@@ -32,7 +40,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from claiim_core.document import MAX_DESCRIPTION, MAX_TARGET_PATTERN, PolicyDocument, RuleLike
+from claiim_core.conditions import ConditionError, Conditions, Facts
+from claiim_core.document import MAX_CONDITION, MAX_DESCRIPTION, MAX_TARGET_PATTERN, PolicyDocument, Rule, RuleLike
 from claiim_core.reasons import DEFAULT_DENY, reason
 
 # Patterns end in \Z, not $: "$" would also accept a trailing newline.
@@ -68,7 +77,9 @@ def check_rule(rule: RuleLike) -> RuleLike:
         check_target_pattern(rule.target)
     if len(rule.description) > MAX_DESCRIPTION:
         raise ValueError(f"a rule's description is at most {MAX_DESCRIPTION} characters")
-    return rule.action if rule.target is None and not rule.description else rule
+    if rule.when is not None and not (0 < len(rule.when) <= MAX_CONDITION and rule.when.strip()):
+        raise ValueError(f"a rule's condition (when) is 1 to {MAX_CONDITION} characters")
+    return rule.action if rule.target is None and not rule.description and rule.when is None else rule
 
 
 @lru_cache(maxsize=4096)
@@ -170,6 +181,8 @@ def rule_text(rule: RuleLike) -> str:
     text = rule.action
     if rule.target is not None:
         text += f" @ {rule.target}"
+    if rule.when is not None:
+        text += f" if {rule.when}"
     if rule.description:
         text += f" -- {rule.description}"
     return text
@@ -181,15 +194,62 @@ def describe_rule(kind: str, i: int, rule: RuleLike) -> str:
 
 
 def decide_policy(label: str, doc: PolicyDocument, action: str, target: str,
-                  trace: list[str] | None = None) -> tuple[Literal["ALLOW", "DENY"], str, str]:
+                  trace: list[str] | None = None, *, facts: Facts | None = None,
+                  conditions: Conditions | None = None) -> tuple[Literal["ALLOW", "DENY"], str, str]:
     """The policy step alone: deny rules, then allow rules, then default deny; ``trace`` gets what
-    each list came to (``deny no match``, ``allow matches allow[0]: ...``)."""
+    each list came to (``deny no match``, ``allow matches allow[0]: ...``). A rule with a condition
+    applies only when ``conditions`` says it holds of ``facts``; one that cannot be evaluated (or
+    without ``conditions`` to evaluate it) decides DENY, naming that rule."""
     steps: tuple[tuple[str, tuple[RuleLike, ...], Literal["ALLOW", "DENY"], str], ...] = (
         ("deny", doc.deny, "DENY", "action explicitly denied"), ("allow", doc.allow, "ALLOW", "action allowed"))
     for kind, rules, outcome, text in steps:
-        i = first_rule(rules, action, target)
+        i, failed = _first_applying(rules, action, target, facts, conditions, kind, trace)
         if trace is not None:
             trace.append(f"{kind} no match" if i is None else f"{kind} matches {describe_rule(kind, i, rules[i])}")
+        if i is not None and failed is not None:
+            return "DENY", reason("policy", label, f"condition of {kind}[{i}] not evaluated: {failed}"), \
+                describe_rule(kind, i, rules[i])
         if i is not None:
             return outcome, reason("policy", label, text), describe_rule(kind, i, rules[i])
     return "DENY", reason("policy", label, "action not in allow list"), DEFAULT_DENY
+
+
+def _first_applying(rules: tuple[RuleLike, ...], action: str, target: str, facts: Facts | None,
+                    conditions: Conditions | None, kind: str,
+                    trace: list[str] | None) -> tuple[int | None, str | None]:
+    """The first rule that applies (its action and target match and its condition, if any, holds), and
+    why its condition could not be evaluated (None: it could)."""
+    if not _conditional(rules):
+        return first_rule(rules, action, target), None
+    for i, rule in enumerate(rules):
+        if not _rule_matches(rule, action, target):
+            continue
+        when = rule.when if isinstance(rule, Rule) else None
+        if when is None:
+            return i, None
+        if conditions is None or facts is None:
+            return i, "conditions are not evaluated here"
+        try:
+            holds = conditions.holds(when, facts)
+        except ConditionError as e:
+            return i, str(e)
+        if holds:
+            return i, None
+        if trace is not None:
+            trace.append(f"{kind}[{i}] matches, but its condition is false: {when}")
+    return None, None
+
+
+_conditionals: dict[int, tuple[tuple[RuleLike, ...], bool]] = {}
+"""Whether a rule list has a condition, by the list's identity (as :data:`_indexes`), at most 1,024."""
+
+
+def _conditional(rules: tuple[RuleLike, ...]) -> bool:
+    cached = _conditionals.get(id(rules))
+    if cached is not None and cached[0] is rules:
+        return cached[1]
+    found = any(isinstance(rule, Rule) and rule.when is not None for rule in rules)
+    if len(_conditionals) >= 1024:
+        _conditionals.pop(next(iter(_conditionals)))
+    _conditionals[id(rules)] = (rules, found)
+    return found

@@ -8,22 +8,31 @@ Both files are YAML. Problems are reported as ``FILE:LINE: what is wrong``. A ca
 ``target`` defaults to the empty string. ``reason`` and ``rule``, when given, must be contained
 in the decision's reason and in the rule that decided (``rule: deny[0]``). The policy's skill is
 not consulted: this tests the policy's own rules (deny, then allow, then default deny).
+
+Rules' conditions (``when``) are evaluated as the gate evaluates them, with what a case gives:
+``context`` (a mapping of strings), ``agent``, ``anchor`` and ``time`` (RFC 3339; default
+1970-01-01T00:00:00Z)::
+
+    - {action: pay:send, context: {amount_cents: "1200"}, expect: ALLOW}
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
+from claiim_core.conditions import ConditionError, Conditions, Facts
+from claiim_core.decision import EPOCH
 from claiim_core.document import PolicyDocument, Rule, RuleLike
 from claiim_core.policy import check_rule, decide_policy
 from claiim_core.refs import parse_ref
 
 POLICY_KEYS = {"skill", "allow", "deny", "description", "name", "version"}
-RULE_KEYS = {"action", "target", "description"}
-CASE_KEYS = {"action", "target", "expect", "reason", "rule"}
+RULE_KEYS = {"action", "target", "description", "when"}
+CASE_KEYS = {"action", "target", "expect", "reason", "rule", "context", "agent", "anchor", "time"}
 
 
 class DocumentError(ValueError):
@@ -56,6 +65,10 @@ class Case:
     expect: str
     reason: str | None
     rule: str | None = None
+    context: dict[str, str] = field(default_factory=dict)
+    agent: str = ""
+    anchor: str = ""
+    time: datetime = EPOCH
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,8 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _rules(node: yaml.Node, path: str, what: str, problems: list[str]) -> list[RuleLike]:
+def _rules(node: yaml.Node, path: str, what: str, problems: list[str],
+           conditions: Conditions | None = None) -> list[RuleLike]:
     if not isinstance(node, yaml.SequenceNode):
         problems.append(f"{path}:{_line(node)}: {what} must be a list of rules")
         return []
@@ -101,6 +115,12 @@ def _rules(node: yaml.Node, path: str, what: str, problems: list[str]) -> list[R
             out.append(check_rule(rule))
         except ValueError as e:
             problems.append(f"{path}:{_line(item)}: {what}: {e}")
+            continue
+        if isinstance(rule, Rule) and rule.when is not None and conditions is not None:
+            try:
+                conditions.check(rule.when)
+            except ConditionError as e:
+                problems.append(f"{path}:{_line(item)}: {what}: when: {e}")
     return out
 
 
@@ -110,7 +130,7 @@ def _rule(node: yaml.Node, path: str, what: str, problems: list[str]) -> RuleLik
         return str(node.value)
     if not isinstance(node, yaml.MappingNode):
         problems.append(f"{path}:{_line(node)}: {what} entries are action patterns or mappings "
-                        "with action, target and description")
+                        "with action, target, description and when")
         return None
     values: dict[str, str] = {}
     for key, value in node.value:
@@ -126,11 +146,13 @@ def _rule(node: yaml.Node, path: str, what: str, problems: list[str]) -> RuleLik
         return None
     if len(values) != len(node.value):
         return None
-    return Rule(action=values["action"], target=values.get("target"), description=values.get("description", ""))
+    return Rule(action=values["action"], target=values.get("target"), description=values.get("description", ""),
+                when=values.get("when"))
 
 
-def parse_policy(text: str, path: str) -> PolicyFile:
-    """The policy in ``text`` (its name defaults to the file name); raises DocumentError."""
+def parse_policy(text: str, path: str, conditions: Conditions | None = None) -> PolicyFile:
+    """The policy in ``text`` (its name defaults to the file name), its rules' conditions checked by
+    ``conditions``; raises DocumentError."""
     root = _load(text, path)
     if not isinstance(root, yaml.MappingNode):
         raise DocumentError([f"{path}:{_line(root)}: a policy is a mapping with skill, allow and deny"])
@@ -141,7 +163,7 @@ def parse_policy(text: str, path: str) -> PolicyFile:
             problems.append(f"{path}:{_line(key)}: unknown key {key.value!r} (expected one of "
                             f"{', '.join(sorted(POLICY_KEYS))})")
         elif key.value in ("allow", "deny"):
-            fields[key.value] = _rules(value, path, key.value, problems)
+            fields[key.value] = _rules(value, path, key.value, problems, conditions)
         elif isinstance(value, yaml.ScalarNode):
             fields[key.value] = value.value
             if key.value == "version" and not (value.value.isdigit() and int(value.value) >= 1):
@@ -184,12 +206,43 @@ def parse_cases(text: str, path: str) -> list[Case]:
         if expect.value not in ("ALLOW", "DENY"):
             problems.append(f"{path}:{_line(expect)}: expect must be ALLOW or DENY, not {expect.value!r}")
             continue
+        facts = _case_facts(values, path, problems)
+        if facts is None:
+            continue
         cases.append(Case(_line(item), str(action.value), str(target.value) if target else "", expect.value,
-                          reason.value if reason else None, rule.value if rule else None))
+                          reason.value if reason else None, rule.value if rule else None, *facts))
     if problems:
         raise DocumentError(problems)
     return cases
 
 
-def run_cases(label: str, doc: PolicyDocument, cases: list[Case]) -> list[CaseResult]:
-    return [CaseResult(case, *decide_policy(label, doc, case.action, case.target)) for case in cases]
+def _case_facts(values: dict[str, yaml.Node], path: str,
+                problems: list[str]) -> tuple[dict[str, str], str, str, datetime] | None:
+    """A case's context, agent, anchor and time, for conditions; None (and a problem) when malformed."""
+    context: dict[str, str] = {}
+    node = values.get("context")
+    if node is not None:
+        if not isinstance(node, yaml.MappingNode) or not all(isinstance(v, yaml.ScalarNode) for _, v in node.value):
+            problems.append(f"{path}:{_line(node)}: context is a mapping of names to strings")
+            return None
+        context = {str(k.value): str(v.value) for k, v in node.value}
+    when = EPOCH
+    if "time" in values:
+        try:
+            when = datetime.fromisoformat(str(values["time"].value))
+        except ValueError:
+            problems.append(f"{path}:{_line(values['time'])}: time is an RFC 3339 time, e.g. 2026-11-27T10:00:00Z")
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    agent, anchor = (str(values[k].value) if k in values else "" for k in ("agent", "anchor"))
+    return context, agent, anchor, when
+
+
+def run_cases(label: str, doc: PolicyDocument, cases: list[Case],
+              conditions: Conditions | None = None) -> list[CaseResult]:
+    """Each case's verdict by the policy's rules, conditions evaluated by ``conditions``."""
+    return [CaseResult(case, *decide_policy(
+        label, doc, case.action, case.target,
+        facts=Facts(case.action, case.target, case.context, case.agent, case.anchor, case.time),
+        conditions=conditions)) for case in cases]

@@ -401,8 +401,8 @@ class RegistryQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tru
     """Read the registry of ``org`` (default: the admin's own).
 
     ``name`` is the agent, skill or policy for ``agent``, ``skill-versions``,
-    ``policy-versions`` and ``explain``; ``explain`` evaluates ``action`` on ``target`` without
-    recording anything.
+    ``policy-versions`` and ``explain``; ``explain`` evaluates ``action`` on ``target`` with
+    ``context`` (as a check would carry it, for rules' conditions) without recording anything.
     """
 
     admin_token: str
@@ -411,6 +411,7 @@ class RegistryQuery(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tru
     name: str = ""
     action: str = ""
     target: str = ""
+    context: Context = msgspec.field(default_factory=dict)
 
 
 class OrgInfo(Struct, frozen=True, kw_only=True):

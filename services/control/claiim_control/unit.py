@@ -35,6 +35,7 @@ from claiim_core.names import Names
 from claiim_core.proposals import expirations, propose, widens
 from claiim_core.registry import Registry
 from claiim_core.tokens import Kind, format_token
+from claiim_runtime.conditions import CelConditions
 from claiim_runtime.follower import RegistryFollower
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
@@ -69,6 +70,7 @@ class ControlStream:
         self._signer = signer
         self._ttl = proposal_ttl
         self._secret = token_secret
+        self._conditions = CelConditions()
         self._lock = asyncio.Lock()
 
     @property
@@ -81,7 +83,7 @@ class ControlStream:
         async with self._lock:
             await self._follower.wait_caught_up()
             context = PlanContext(actor=principal.name, now=rfc3339(time.time_ns() // 1000), new_id=new_id,
-                                  new_token=_new_token, token_secret=self._secret)
+                                  new_token=_new_token, token_secret=self._secret, conditions=self._conditions)
             yield Work(self, principal, context)
 
     async def append(self, events: list[ControlEvent], expected: dict[str, int] | None = None) -> int:

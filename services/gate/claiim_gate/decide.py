@@ -7,9 +7,11 @@ reply and every reply is recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import msgspec
-from claiim_core.decision import Verdict, deny, evaluate
+from claiim_core.conditions import Conditions
+from claiim_core.decision import EPOCH, Verdict, deny, evaluate
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.reasons import REQUEST, reason
 from claiim_core.registry import Registry
@@ -28,9 +30,10 @@ class Moment:
 
 
 def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now: Moment,
-           trace_id: str | None = None) -> DecisionEvent:
+           trace_id: str | None = None, conditions: Conditions | None = None) -> DecisionEvent:
     """Decide the request in ``data`` against ``registry``; ``trace_id``: the caller's, from its
-    ``traceparent`` header (:func:`claiim_core.tracecontext.trace_id_of`)."""
+    ``traceparent`` header (:func:`claiim_core.tracecontext.trace_id_of`); ``conditions`` evaluate
+    rules' conditions at the decision's time."""
     request: CheckRequest | None = None
     if len(data) > MAX_REQUEST_BYTES:
         verdict = deny(
@@ -44,7 +47,8 @@ def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now:
         except msgspec.DecodeError as e:
             verdict = deny(reason("request", "malformed", f"not a JSON request object: {e}"), REQUEST)
         else:
-            verdict = evaluate(registry, request, token_secret)
+            verdict = evaluate(registry, request, token_secret, now=EPOCH + timedelta(microseconds=now.unix_us),
+                               conditions=conditions)
     return event_for(verdict, request, registry.last_seq, gate, now, trace_id)
 
 

@@ -31,6 +31,7 @@ from claiim_core.names import Names
 from claiim_core.reasons import INTERNAL, REQUEST_ID, reason
 from claiim_core.schemas import DecisionEvent, DecisionReply, SkillsReply, SkillsRequest, reply_for
 from claiim_core.tracecontext import TRACEPARENT, trace_id_of
+from claiim_runtime.conditions import CelConditions
 from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.pubacks import AckPipeline, Stored
 from claiim_runtime.stopping import Deadline
@@ -65,6 +66,7 @@ class GateService:
         self._nc = nc
         self._metrics = metrics
         self._spans = spans
+        self._conditions = CelConditions()
         self._names = names
         self._follower = follower
         self._secret = token_secret
@@ -104,7 +106,8 @@ class GateService:
         moment = now()
         trace = trace_id_of(msg.headers.get(TRACEPARENT)) if msg.headers else None
         try:
-            event = decide(msg.data, self._follower.registry, self._secret, self.instance, moment, trace)
+            event = decide(msg.data, self._follower.registry, self._secret, self.instance, moment, trace,
+                           self._conditions)
         except Exception as e:  # an evaluator bug must still be answered, and recorded
             log.exception("internal error while deciding")
             verdict = deny(reason("gate", "internal-error", type(e).__name__), INTERNAL)

@@ -107,8 +107,19 @@ async def whoami(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 
 
 async def explain(admin: AsyncAdmin, args: argparse.Namespace) -> int:
-    reply = await admin.explain(args.agent, args.action, args.target)
+    reply = await admin.explain(args.agent, args.action, args.target, context_entries(args.context))
     return _say(args, reply, "\n".join(reply.steps))
+
+
+def context_entries(entries: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` options as a check's context."""
+    context = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise AdminError(f"--context {entry!r}: give KEY=VALUE")
+        context[key] = value
+    return context
 
 
 # -- org and admin ---------------------------------------------------------------------------

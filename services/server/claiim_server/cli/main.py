@@ -20,6 +20,7 @@ from claiim.errors import ClaiimError
 from claiim.mcp.cli import add_proxy_arguments
 from claiim.mcp.cli import run as run_mcp
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
+from claiim_runtime.conditions import CelConditions
 
 from claiim_server.cli import chron as chron_cli
 from claiim_server.cli.chron import add_commands as add_chron_commands
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--agent", required=True)
     explain.add_argument("--action", required=True)
     explain.add_argument("--target", default="")
+    explain.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
+                         help="a context entry the check would carry (repeatable), for rules' conditions")
 
     org = _group(sub, "org", "organizations: hard boundaries around agents, skills, policies and admins")
     _leaf(org, "list", "the orgs this token sees (all of them for the operator)", org=False)
@@ -294,13 +297,14 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def policy_test(policy_file: Path, cases_file: Path) -> int:
     """Exit 0 when every case holds, 1 on a mismatch, 2 when a document is invalid."""
+    conditions = CelConditions()
     try:
-        policy = parse_policy(policy_file.read_text(), str(policy_file))
+        policy = parse_policy(policy_file.read_text(), str(policy_file), conditions)
         cases = parse_cases(cases_file.read_text(), str(cases_file))
     except DocumentError as e:
         print(str(e), file=sys.stderr)
         return 2
-    results = run_cases(policy.label, policy.document, cases)
+    results = run_cases(policy.label, policy.document, cases, conditions)
     for r in results:
         mark = "PASS" if r.passed else "FAIL"
         want = r.case.expect + (f" ({r.case.reason})" if r.case.reason else "")
