@@ -39,6 +39,7 @@ from claiim_core.schemas import (
     RegistryQueryReply,
     SkillVersionInfo,
 )
+from claiim_core.shadow import ShadowReport, shadow_report
 from claiim_core.tracecontext import TRACE_ID
 
 from claiim.errors import InvalidRequestError, ProtocolError, UnauthenticatedError, UnauthorizedError, refusal
@@ -57,7 +58,7 @@ def _decode(data: bytes, kind: type[T]) -> T:
         raise ProtocolError(f"answer does not decode: {e}") from e
 
 
-AgentOp = Literal["suspend", "reactivate", "set-anchor", "rotate-token", "revoke-token"]
+AgentOp = Literal["suspend", "reactivate", "set-anchor", "rotate-token", "revoke-token", "set-shadow"]
 
 
 class AsyncAdmin:
@@ -93,10 +94,10 @@ class AsyncAdmin:
         return await self._call(self.names.admin_apply, request, ApplyReply)
 
     async def agent_command(self, op: AgentOp, agent_id: str, reason: str = "",
-                            anchor: str = "") -> AgentCommandReply:
+                            anchor: str = "", policy: str = "") -> AgentCommandReply:
         """Run one agent lifecycle command; rotate-token's reply carries the new token (shown once)."""
         cmd = AgentCommand(admin_token=self._token, op=op, agent_id=agent_id, org=self.org, reason=reason,
-                           anchor=anchor)
+                           anchor=anchor, policy=policy)
         return await self._call(self.names.admin_agent, cmd, AgentCommandReply)
 
     async def suspend(self, agent_id: str, reason: str = "") -> AgentCommandReply:
@@ -119,6 +120,25 @@ class AsyncAdmin:
 
     async def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         return await self.agent_command("revoke-token", agent_id, reason)
+
+    async def set_shadow(self, agent_id: str, policy: str, reason: str = "") -> AgentCommandReply:
+        """Evaluate ``policy`` (``NAME-vN``; a bare name pins its newest version) beside the agent's bound
+        policy, log-only: every decision records what it would have decided, no answer changes. An empty
+        ``policy`` removes the candidate. Needs no second admin: it changes no outcome."""
+        return await self.agent_command("set-shadow", agent_id, reason, policy=policy)
+
+    async def shadow_report(self, agent_id: str, since: str | None = None, until: str | None = None) -> ShadowReport:
+        """Of the agent's decisions in the window (all of them by default), which its log-only candidates
+        evaluated and which they would have decided otherwise, newest first."""
+        records: list[ChronRecord] = []
+        before = None
+        while True:
+            page = await self.chron_list(agent_id=agent_id, kind="decision", since=since, until=until,
+                                         before=before, limit=1000)
+            records += page
+            if len(page) < 1000:
+                return shadow_report(records)
+            before = page[-1].leaf_index
 
     async def admin_command(self, op: Literal["enrol", "revoke"], name: str,
                             role: Literal["admin", "auditor"] = "admin", reason: str = "") -> AgentCommandReply:
@@ -365,6 +385,12 @@ class Admin:
 
     def admins(self) -> list[AdminInfo]:
         return self._run(self._admin.admins())
+
+    def set_shadow(self, agent_id: str, policy: str, reason: str = "") -> AgentCommandReply:
+        return self._run(self._admin.set_shadow(agent_id, policy, reason))
+
+    def shadow_report(self, agent_id: str, since: str | None = None, until: str | None = None) -> ShadowReport:
+        return self._run(self._admin.shadow_report(agent_id, since, until))
 
     def explain(self, agent_id: str, action: str, target: str = "",
                 context: dict[str, str] | None = None) -> RegistryQueryReply:

@@ -16,6 +16,7 @@ from claiim_core.events import (
     AdminRevoked,
     AgentLifecycle,
     AgentReactivated,
+    AgentShadowSet,
     AgentSuspended,
     AgentTokenRevoked,
     AgentTokenRotated,
@@ -56,12 +57,28 @@ def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
             raise CommandError(f"agent {agent.agent_id}'s anchor is already {agent.anchor}")
         return AgentUpdated(anchor=cmd.anchor, description=agent.description, skills=agent.skills,
                             policy=agent.policy, **base), None
+    if cmd.op == "set-shadow":
+        return AgentShadowSet(policy=_candidate(registry, org, agent.shadow, cmd.policy), **base), None
     if cmd.op == "rotate-token":
         token = ctx.new_token("agent", org)
         return AgentTokenRotated(token_hash=hash_token(ctx.token_secret, token), **base), token
     if not agent.token_hash:
         raise CommandError(f"agent {agent.agent_id} has no valid token to revoke")
     return AgentTokenRevoked(reason=cmd.reason, **base), None
+
+
+def _candidate(registry: Registry, org: str, current: str, ref: str) -> str:
+    """The exact label of the candidate ``ref`` names (``pay`` pins its newest version), or "" to remove."""
+    if not ref:
+        if not current:
+            raise CommandError("the agent has no log-only candidate to remove")
+        return ""
+    found = registry.resolve_policy(org, ref)
+    if found is None:
+        raise CommandError(f"no policy {ref!r} in org {org}", Code.NOT_FOUND)
+    if found.label == current:
+        raise CommandError(f"{found.label} is already the agent's log-only candidate")
+    return found.label
 
 
 def plan_admin_command(registry: Registry, org: str, cmd: AdminCommand,

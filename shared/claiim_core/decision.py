@@ -16,7 +16,7 @@ from claiim_core.conditions import Conditions, Facts
 from claiim_core.policy import decide_policy, first_match
 from claiim_core.reasons import AGENT_ACTIVE, AUTHENTICATE, POLICY, SKILL, reason
 from claiim_core.registry import AgentState, Registry
-from claiim_core.schemas import CheckRequest
+from claiim_core.schemas import CheckRequest, ShadowDecision
 from claiim_core.tokens import check_token, token_org
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,10 +34,12 @@ class Verdict:
     anchor: str = ""
     policy: str = ""
     skill: str = ""
+    shadow: ShadowDecision | None = None
+    """What the agent's log-only candidate policy would have decided (never the answer)."""
 
 
-def deny(reason: str, rule: str, **found: str) -> Verdict:
-    return Verdict("DENY", reason, rule, **found)
+def deny(reason: str, rule: str, *, org: str = "", anchor: str = "", policy: str = "", skill: str = "") -> Verdict:
+    return Verdict("DENY", reason, rule, org=org, anchor=anchor, policy=policy, skill=skill)
 
 
 def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes, *, now: datetime = EPOCH,
@@ -128,4 +130,18 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
                                        conditions=conditions)
     if trace is not None and matched is not None:
         trace.append(f"policy {agent.policy} -> {policy.label} on target {target!r}: {', '.join(matched)}")
-    return Verdict(outcome, why, rule, policy=policy.label, **found)
+    shadow = _shadow(registry, agent, action, target, facts, conditions)
+    if trace is not None and shadow is not None:
+        trace.append(f"log-only candidate {shadow.policy}: {shadow.outcome} [{shadow.rule}] (not the answer)")
+    return Verdict(outcome, why, rule, policy=policy.label, shadow=shadow, **found)
+
+
+def _shadow(registry: Registry, agent: AgentState, action: str, target: str, facts: Facts,
+            conditions: Conditions | None) -> ShadowDecision | None:
+    """The agent's log-only candidate's policy step, when it has one that resolves."""
+    candidate = registry.resolve_policy(agent.org, agent.shadow) if agent.shadow else None
+    if candidate is None:
+        return None
+    outcome, _, rule = decide_policy(candidate.label, candidate.document, action, target, facts=facts,
+                                     conditions=conditions)
+    return ShadowDecision(policy=candidate.label, outcome=outcome, rule=rule)

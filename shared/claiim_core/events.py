@@ -116,7 +116,15 @@ class ApprovalRuleSet(ControlEventBase, tag="org.approval-rule", frozen=True):
     approvals: int
 
 
-AgentLifecycle = AgentSuspended | AgentReactivated | AgentTokenRotated | AgentTokenRevoked
+class AgentShadowSet(ControlEventBase, tag="agent.shadow-set", frozen=True):
+    """A candidate policy version evaluated beside the agent's bound one, log-only: each decision
+    records what it would have decided, and no answer changes. An empty ``policy`` removes it."""
+
+    agent_id: str
+    policy: str
+
+
+AgentLifecycle = AgentSuspended | AgentReactivated | AgentTokenRotated | AgentTokenRevoked | AgentShadowSet
 ChangeEvent = (OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated | AgentLifecycle
                | AdminEnrolled | AdminRevoked | ApprovalRuleSet)
 """The events that change the registry; a proposal holds some of them until it is approved."""
@@ -199,5 +207,5 @@ def aggregate(event: ControlEvent) -> tuple[str, str]:
         case PolicyPublished():
             return "policy", event.name
         case (AgentRegistered() | AgentUpdated() | AgentSuspended() | AgentReactivated()
-              | AgentTokenRotated() | AgentTokenRevoked()):
+              | AgentTokenRotated() | AgentTokenRevoked() | AgentShadowSet()):
             return "agent", event.agent_id

@@ -15,6 +15,7 @@ from claiim_core.events import (
     AdminRevoked,
     AgentReactivated,
     AgentRegistered,
+    AgentShadowSet,
     AgentSuspended,
     AgentTokenRevoked,
     AgentTokenRotated,
@@ -74,6 +75,8 @@ class AgentState:
     status: Literal["active", "suspended"] = "active"
     retired_tokens: tuple[tuple[str, str], ...] = ()
     """Hashes of tokens no longer valid, each with why: ``rotated`` or ``revoked``."""
+    shadow: str = ""
+    """A candidate policy version (a label) evaluated log-only beside ``policy``; empty: none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,8 @@ class Registry:
                 self._retire_token(event.org, event.agent_id, "rotated", event.token_hash)
             case AgentTokenRevoked():
                 self._retire_token(event.org, event.agent_id, "revoked", "")
+            case AgentShadowSet():
+                self._change_agent(event.org, event.agent_id, shadow=event.policy)
         self.skip(seq, subject)
 
     def skip(self, seq: int, subject: str) -> None:

@@ -79,6 +79,14 @@ class SkillsReply(Struct, frozen=True, kw_only=True):
         return any(matches(pattern, action) for pattern in self.actions)
 
 
+class ShadowDecision(Struct, frozen=True, kw_only=True):
+    """What the agent's log-only candidate policy version would have decided (it changed nothing)."""
+
+    policy: str
+    outcome: Outcome
+    rule: str
+
+
 class DecisionEvent(Struct, frozen=True, kw_only=True):
     """One decision as published to the decisions stream and stored in Chron.
 
@@ -109,6 +117,9 @@ class DecisionEvent(Struct, frozen=True, kw_only=True):
     control_seq: int
     auth: EventAuth | None = None
     trace_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")] | UnsetType = UNSET
+    shadow: ShadowDecision | UnsetType = UNSET
+    """The log-only candidate's decision, when the agent has one and the policy step was reached;
+    left out of the encoding otherwise, as ``trace_id``."""
 
 
 class DecisionReply(Struct, frozen=True, kw_only=True):
@@ -332,14 +343,17 @@ class ApplyReply(Struct, frozen=True, kw_only=True):
 
 
 class AgentCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Suspend or reactivate an agent, change its anchor, or rotate or revoke its token."""
+    """Suspend or reactivate an agent, change its anchor, rotate or revoke its token, or attach (or
+    remove) a log-only candidate policy version."""
 
     admin_token: str
-    op: Literal["suspend", "reactivate", "set-anchor", "rotate-token", "revoke-token"]
+    op: Literal["suspend", "reactivate", "set-anchor", "rotate-token", "revoke-token", "set-shadow"]
     agent_id: str
     org: str = ""
     anchor: Annotated[str, Meta(max_length=128)] = ""
     reason: Annotated[str, Meta(max_length=512)] = ""
+    policy: Annotated[str, Meta(max_length=256)] = ""
+    """set-shadow: the candidate policy version evaluated log-only (empty: remove the candidate)."""
 
 
 AdminName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
@@ -438,6 +452,8 @@ class AgentInfo(Struct, frozen=True, kw_only=True):
     policy_version: str
     has_token: bool
     retired_tokens: int
+    shadow: str = ""
+    """The log-only candidate policy version, if any."""
 
 
 class SkillVersionInfo(Struct, frozen=True, kw_only=True):

@@ -34,7 +34,7 @@ def agent_info(registry: Registry, agent: AgentState) -> AgentInfo:
                      status=agent.status, skills=agent.skills,
                      skill_versions=tuple(s.label if s else "" for s in skills), policy=agent.policy,
                      policy_version=policy.label if policy else "", has_token=bool(agent.token_hash),
-                     retired_tokens=len(agent.retired_tokens))
+                     retired_tokens=len(agent.retired_tokens), shadow=agent.shadow)
 
 
 def agent_infos(registry: Registry, org: str) -> list[AgentInfo]:

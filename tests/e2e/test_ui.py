@@ -331,3 +331,29 @@ async def test_a_forged_decision_makes_the_overview_say_chron_is_not_ready(ui: U
     assert len(await ui.operator.chron_acknowledge_parked([], "UI test: forged on purpose")) == 1
     await expect(page.locator("#m-problems")).to_be_hidden(timeout=15_000)
     await context.close()
+
+
+async def test_a_log_only_candidate_is_attached_from_the_agents_page_and_its_report_shows_what_would_change(
+        ui: UiStack) -> None:
+    """Alice attaches a stricter candidate to deploy-bot from its page (no proposal: it changes no outcome); a
+    staging deploy is still allowed, and the report page shows that the candidate would have denied it."""
+    await ui.operator.apply({"org": "demo", "policies": [{"name": "strict", "version": 1, "skill": "deploy-v2",
+                                                          "allow": ["health:check"], "deny": ["deploy:*"]}]})
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/agents/deploy-bot")
+    await page.fill("#shadow-form input[name=policy]", "strict-v1")
+    await page.click("#set-shadow")
+    await expect(page.locator("#shadow")).to_have_text("strict-v1")
+    async with ui.gate("deploy-bot") as gate:
+        allowed = await gate.check("deploy:staging", "shadowed")
+    assert allowed.outcome == "ALLOW"
+    for _ in range(50):  # the decision reaches Chron a moment after the reply
+        if [r.chron_id for r in await ui.operator.chron_list(agent_id="deploy-bot", limit=1)] == [allowed.chron_id]:
+            break
+        await page.wait_for_timeout(100)
+    await page.click("#shadow-report")
+    await expect(page.locator("#shadow-summary")).to_contain_text("1 would change (ALLOW -> DENY: 1)")
+    await expect(page.locator("#shadow-changed tbody tr").first).to_contain_text(allowed.chron_id)
+    await shot(page, "shadow-report")
+    await ui.operator.set_shadow("deploy-bot", "")
+    await context.close()

@@ -17,7 +17,7 @@ from claiim_core.schemas import AgentCommandReply, ApplyReply, PolicyVersionInfo
 from claiim_admin.diff import document, proposed, side_by_side
 from claiim_admin.web import admin_of, back, render, session_of
 
-AGENT_OPS = {"suspend", "reactivate", "rotate-token", "revoke-token", "set-anchor"}
+AGENT_OPS = {"suspend", "reactivate", "rotate-token", "revoke-token", "set-anchor", "set-shadow"}
 
 
 async def _form(request: web.Request) -> dict[str, str]:
@@ -44,13 +44,21 @@ async def agent(request: web.Request) -> web.Response:
     return render(request, "agent.html", a=found, recent=recent)
 
 
+async def shadow(request: web.Request) -> web.Response:
+    """What the agent's log-only candidates would have decided otherwise, over ``since`` (all by default)."""
+    admin, agent_id = admin_of(request), request.match_info["agent_id"]
+    since = request.query.get("since") or None
+    return render(request, "shadow.html", a=await admin.agent(agent_id), since=since or "",
+                  report=await admin.shadow_report(agent_id, since=since))
+
+
 async def agent_command(request: web.Request) -> web.StreamResponse:
     admin, agent_id, op = admin_of(request), request.match_info["agent_id"], request.match_info["op"]
     if op not in AGENT_OPS:
         raise web.HTTPNotFound()
     form = await _form(request)
     reply = await admin.agent_command(op, agent_id, reason=form.get("reason", ""),  # type: ignore[arg-type]
-                                      anchor=form.get("anchor", ""))
+                                      anchor=form.get("anchor", ""), policy=form.get("policy", ""))
     if reply.token:
         session_of(request).flash("secret", f"new token of {agent_id} (shown once, copy it now): {reply.token}")
     _report(request, reply, reply.change or f"{op}: done")

@@ -44,6 +44,7 @@ def routes(app: web.Application) -> None:
     r.add_post("/checkpoints/verify", pages_chron.verify_now)
     r.add_get("/agents", pages_registry.agents)
     r.add_get("/agents/{agent_id}", pages_registry.agent)
+    r.add_get("/agents/{agent_id}/shadow", pages_registry.shadow)
     r.add_post("/agents/{agent_id}/{op}", pages_registry.agent_command)
     r.add_get("/policies", pages_registry.catalogue)
     r.add_post("/policies", pages_registry.publish_policy)

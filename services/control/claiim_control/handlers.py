@@ -13,7 +13,14 @@ from claiim_core.access import Principal, scope, visible_orgs
 from claiim_core.bundle import parse_bundle, plan_bundle
 from claiim_core.codes import Code, Refusal
 from claiim_core.commands import plan_admin_command, plan_agent_command, plan_org_create
-from claiim_core.events import ApprovalRuleSet, ChangeEvent, ProposalApplied, ProposalCreated, ProposalFailed
+from claiim_core.events import (
+    AgentShadowSet,
+    ApprovalRuleSet,
+    ChangeEvent,
+    ProposalApplied,
+    ProposalCreated,
+    ProposalFailed,
+)
 from claiim_core.explain import explain
 from claiim_core.proposals import approve, reject
 from claiim_core.registry import ProposalState
@@ -78,6 +85,9 @@ async def agent_command(cmd: AgentCommand, principal: Principal, stream: Control
     async with stream.begin(principal) as work:
         event, token = plan_agent_command(work.registry, org, cmd, work.context)
         change = f"{cmd.op} {cmd.agent_id}"
+        if isinstance(event, AgentShadowSet):
+            change = (f"{cmd.agent_id}: {event.policy} evaluated log-only beside its bound policy" if event.policy
+                      else f"{cmd.agent_id}: log-only candidate removed")
         return await _committed(work, org, [event], change, token)
 
 

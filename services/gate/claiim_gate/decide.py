@@ -72,4 +72,5 @@ def event_for(verdict: Verdict, request: CheckRequest | None, control_seq: int, 
         gate=gate,
         control_seq=control_seq,
         trace_id=trace_id or UNSET,
+        shadow=verdict.shadow or UNSET,
     )

@@ -334,6 +334,18 @@ async def policy_diff_cmd(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     return 0
 
 
+async def policy_shadow(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    if bool(args.candidate) == args.remove:
+        raise AdminError("name the candidate (NAME-vN), or pass --remove")
+    done = await admin.set_shadow(args.agent, args.candidate)
+    return _say(args, done, f"{done.change} (control seq {done.control_seq})")
+
+
+async def policy_shadow_report(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    report = await admin.shadow_report(args.agent, args.since, args.until)
+    return _say(args, report, "\n".join(report.lines()))
+
+
 # -- chron -----------------------------------------------------------------------------------
 
 RECORD_COLUMNS = ("chron_id", "occurred_at", "outcome", "agent_id", "anchor", "action", "target", "policy", "skill")
@@ -391,6 +403,8 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("policy", "versions"): policy_versions,
     ("policy", "publish"): policy_publish,
     ("policy", "diff"): policy_diff_cmd,
+    ("policy", "shadow"): policy_shadow,
+    ("policy", "shadow-report"): policy_shadow_report,
     ("chron", "list"): chron_list,
     ("chron", "show"): chron_show,
     ("chron", "checkpoints"): chron.checkpoints,

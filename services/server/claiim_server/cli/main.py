@@ -184,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("name")
     diff.add_argument("v1", type=int)
     diff.add_argument("v2", type=int)
+    shadow = _leaf(policy, "shadow", "evaluate a candidate policy version beside an agent's bound one, log-only: "
+                                     "decisions record what it would decide, no answer changes")
+    shadow.add_argument("candidate", nargs="?", default="", help="NAME-vN (a bare NAME pins its newest version)")
+    shadow.add_argument("--agent", required=True)
+    shadow.add_argument("--remove", action="store_true", help="stop evaluating the agent's candidate")
+    report = _leaf(policy, "shadow-report", "which of an agent's decisions its log-only candidate would have "
+                                            "decided otherwise")
+    report.add_argument("--agent", required=True)
+    report.add_argument("--since", help="ISO 8601 time (inclusive)")
+    report.add_argument("--until", help="ISO 8601 time (exclusive)")
     test = _leaf(policy, "test", "run a policy file against expected cases (exit 1 on a mismatch)",
                  org=False, json=False)
     test.add_argument("policy_file", type=Path)
