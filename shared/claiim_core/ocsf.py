@@ -1,9 +1,10 @@
 """A decision rendered as an OCSF 1.5.0 API Activity event (class 6003) for SIEMs.
 
 The allow/deny is in the Security Control profile's ``action``/``disposition`` attributes, next to
-the ``policy`` that decided. Fields with no OCSF home (rule, skill, context, control_seq) go under
-``unmapped``. A decision with a W3C trace id adds the Trace profile: ``trace.uid``. Pure: the
-event's time comes from ``decided_at``; publishing is left to the caller.
+the ``policy`` that decided. Fields with no OCSF home (rule, skill, context, control_seq, and a
+log-only candidate's result, ``shadow``) go under ``unmapped``. A decision with a W3C trace id adds
+the Trace profile: ``trace.uid``. Pure: the event's time comes from ``decided_at``; publishing is
+left to the caller.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def ocsf_decision(event: DecisionEvent) -> dict[str, Any]:
         rendered["resources"] = [{"name": event.target}]
     if event.trace_id:
         rendered["trace"] = {"uid": event.trace_id}
+    if event.shadow:
+        rendered["unmapped"]["shadow"] = {"policy": event.shadow.policy, "outcome": event.shadow.outcome,
+                                          "rule": event.shadow.rule}
     return rendered
 
 

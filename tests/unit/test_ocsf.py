@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 from claiim_core.ocsf import ocsf_bytes, ocsf_decision
-from claiim_core.schemas import DecisionEvent
+from claiim_core.schemas import DecisionEvent, ShadowDecision
 
 ALLOW = DecisionEvent(
     chron_id="chr_01jd8m6z7b0000000000000000", decided_at="2026-11-25T21:07:30.123456Z", outcome="ALLOW",
@@ -89,6 +89,13 @@ def test_a_traced_decision_has_the_trace_profile() -> None:
     ocsf = ocsf_decision(msgspec.structs.replace(DENY, trace_id="4bf92f3577b34da6a3ce929d0e0e4736"))
     assert ocsf["metadata"]["profiles"] == ["security_control", "trace"]
     assert ocsf["trace"] == {"uid": "4bf92f3577b34da6a3ce929d0e0e4736"}
+
+
+def test_a_log_only_candidates_result_is_unmapped() -> None:
+    shadow = ShadowDecision(policy="strict-v1", outcome="DENY", rule="deny[0]: deploy:*")
+    ocsf = ocsf_decision(msgspec.structs.replace(ALLOW, shadow=shadow))
+    assert ocsf["unmapped"]["shadow"] == {"policy": "strict-v1", "outcome": "DENY", "rule": "deny[0]: deploy:*"}
+    assert "shadow" not in ocsf_decision(ALLOW)["unmapped"]
 
 
 def test_every_decision_field_is_somewhere() -> None:
