@@ -16,34 +16,38 @@ _WHERE = re.compile(r"<input>:(\d+):(\d+): ")
 
 
 class CelConditions:
-    """Compiles each expression once (at most :data:`MAX_PROGRAMS` kept) and evaluates it."""
+    """Compiles each expression once (at most :data:`MAX_PROGRAMS` kept) and evaluates it, handing it
+    only the variables it uses (converting the others into CEL values would cost more than the
+    evaluation itself)."""
 
     def __init__(self) -> None:
-        self._programs: dict[str, Any] = {}
+        self._programs: dict[str, tuple[Any, tuple[str, ...]]] = {}
 
-    def _program(self, expression: str) -> Any:
-        program = self._programs.get(expression)
-        if program is not None:
-            return program
+    def _program(self, expression: str) -> tuple[Any, tuple[str, ...]]:
+        found = self._programs.get(expression)
+        if found is not None:
+            return found
         try:
             program = cel.compile(expression)
         except (ValueError, RuntimeError) as e:
             raise ConditionError(_compile_error(str(e))) from None
-        unknown = sorted(set(program.variables()) - set(VARIABLES))
+        used = tuple(program.variables())
+        unknown = sorted(set(used) - set(VARIABLES))
         if unknown:
             raise ConditionError(f"unknown variable {', '.join(unknown)} (a condition sees {', '.join(VARIABLES)})")
         if len(self._programs) >= MAX_PROGRAMS:
             self._programs.pop(next(iter(self._programs)))
-        self._programs[expression] = program
-        return program
+        self._programs[expression] = program, used
+        return program, used
 
     def check(self, expression: str) -> None:
         self._program(expression)
 
     def holds(self, expression: str, facts: Facts) -> bool:
-        program = self._program(expression)
+        program, used = self._program(expression)
+        variables = facts.variables()
         try:
-            result = program.execute(facts.variables())
+            result = program.execute({name: variables[name] for name in used})
         except KeyError as e:
             raise ConditionError(f"no {e.args[0]!r} in the request (has(context.{e.args[0]}) tests for it)") from None
         except Exception as e:  # the interpreter's errors: a bad conversion, division by zero, a type mismatch
