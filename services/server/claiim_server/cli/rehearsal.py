@@ -25,7 +25,7 @@ from claiim.mcp.proxy import Agent, Agents, GatedProxy
 from claiim.transport import NatsTransport
 from claiim_core.checkpoint import Verifier
 from claiim_core.proofs import InclusionProof, ProofError, check_inclusion
-from claiim_core.schemas import Change, ChronRecord, DecisionReply
+from claiim_core.schemas import Change, ChronRecord, DecisionEvent, DecisionReply
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
@@ -202,6 +202,8 @@ class Rehearsal:
                 self._two_person)
         await c("an auditor reads the org and can change nothing", self._auditor)
         await c("an admin of another org gets nothing of this one", self._outsider)
+        await c("a rule's condition allows on the request's context and denies otherwise", self._condition)
+        await c("a log-only candidate is recorded beside a decision and changes no answer", self._shadow)
         return self.finish()
 
     async def _proof(self, decision: CheckResult) -> str:
@@ -220,6 +222,32 @@ class Rehearsal:
             raise AssertionError(f"{decision.chron_id} was not in a signed checkpoint within 12 s")
         proven = check_inclusion(msgspec.convert(bundle, InclusionProof), Verifier.parse(key))
         return f"leaf {proven.leaf_index} of a signed tree of {proven.checkpoint.size}"
+
+    async def _condition(self) -> str:
+        """A third agent bound to a policy that allows ship:build only on branch main."""
+        agent = f"{self.agent}-cond"
+        bundle = {"org": self.org, "policies": [{"name": "main-only", "skill": "ship-v1", "allow": [
+            {"action": "ship:build", "when": "context.branch == 'main'"}]}],
+                  "agents": [{"id": agent, "anchor": "rehearsal.owner", "skills": ["ship-v1"], "policy": "main-only"}]}
+        token = (await self.admin.apply(bundle)).tokens[agent]
+        async with AsyncGate(agent, token, self.admin.url, namespace=self.admin.names.namespace) as gate:
+            main = await gate.check("ship:build", "rehearsal", {"branch": "main"})
+            dev = await gate.check("ship:build", "rehearsal", {"branch": "dev"})
+        assert (main.outcome, main.rule) == ("ALLOW", "allow[0]: ship:build if context.branch == 'main'"), main
+        assert (dev.outcome, dev.rule) == ("DENY", "default-deny"), dev
+        return f"main: {main.chron_id} ALLOW, dev: {dev.chron_id} DENY"
+
+    async def _shadow(self) -> str:
+        """The agent's candidate main-only-v1 denies what its bound policy allows: the answer stays ALLOW."""
+        await self.admin.set_shadow(self.agent, "main-only-v1")
+        try:
+            decision = await self.decide("ship:build")
+        finally:
+            await self.admin.set_shadow(self.agent, "")
+        assert decision.outcome == "ALLOW", decision
+        event = msgspec.json.decode(bytes((await self.in_chron(decision.chron_id)).event), type=DecisionEvent)
+        assert event.shadow and (event.shadow.policy, event.shadow.outcome) == ("main-only-v1", "DENY"), event.shadow
+        return f"{decision.chron_id}: ALLOW, the candidate would have said DENY [{event.shadow.rule}]"
 
     async def _mcp(self) -> str:
         """The proxy's handlers, in this process, in front of an MCP server of this process with three tools
