@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from typing import Protocol
 
@@ -36,41 +35,22 @@ async def connect_with_token(url: str, token: str, *, user: str = "admin", name:
     the token is refused, :class:`ServiceUnavailableError` when NATS cannot be reached: what went
     wrong, never a traceback's worth of retries."""
     errors: list[Exception] = []
-    refused = asyncio.Event()
 
     async def remember(e: Exception) -> None:  # reported by the call that meets it, not printed
         errors.append(e)
-        if _refusal(e):
-            refused.set()
 
-    connecting = asyncio.ensure_future(nats.connect(
-        nats_servers(url), name=name, connect_timeout=2, max_reconnect_attempts=reconnects, reconnect_time_wait=0.5,
-        allow_reconnect=True, error_cb=remember, user=(user or None) if token else None, password=token or None,
-        inbox_prefix=inbox_prefix(token) if token else "_INBOX",
-    ))
-    waiting = asyncio.ensure_future(refused.wait())
-    try:  # a refused token is final: no need to wait for nats-py's further attempts
-        await asyncio.wait({connecting, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-        if not connecting.done():
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connecting
     try:
-        if refused.is_set():
-            raise NatsError("authorization violation")
-        return connecting.result()
+        return await nats.connect(
+            nats_servers(url), name=name, connect_timeout=2, max_reconnect_attempts=reconnects, reconnect_time_wait=0.5,
+            allow_reconnect=True, error_cb=remember, user=(user or None) if token else None, password=token or None,
+            inbox_prefix=inbox_prefix(token) if token else "_INBOX",
+        )
     except (NoServersError, OSError, NatsTimeout, NatsError) as e:
-        if any(_refusal(x) for x in [*errors, e]):
+        if any("authorization violation" in str(x).lower() for x in [*errors, e]):
             raise UnauthorizedError(f"unauthorized: NATS at {url} refused this token (unknown, rotated or "
                                     "revoked, or its agent suspended)") from None
         last = errors[-1] if errors else e
         raise ServiceUnavailableError(f"cannot connect to {url}: {str(last) or type(last).__name__}") from e
-
-
-def _refusal(e: Exception) -> bool:
-    return "authorization violation" in str(e).lower()
 
 
 class Transport(Protocol):
