@@ -146,3 +146,14 @@ def cycles(package: str) -> list[list[str]]:
 @pytest.mark.parametrize("package", ["claiim_core", "claiim"])
 def test_the_client_packages_have_no_import_cycle(package: str) -> None:
     assert cycles(package) == []
+
+
+def test_the_cli_loads_neither_the_mcp_sdk_nor_cel_until_a_command_needs_them() -> None:
+    """Every `claiim` command starts by importing the CLI: the MCP SDK (0.8 s here) and the CEL library are
+    imported by the commands that use them only."""
+    import subprocess
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, claiim_server.cli.main; "
+                             "print(sorted(m for m in ('mcp', 'cel', 'uvicorn') if m in sys.modules))"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -9,10 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from claiim.mcp.config import ConfigError, load_config
-from claiim.mcp.proxy import Agent, Agents
-from claiim.mcp.serve import serve
+
+if TYPE_CHECKING:
+    from claiim.mcp.proxy import Agent
 
 
 def add_proxy_arguments(cmd: argparse.ArgumentParser) -> None:
@@ -44,7 +46,11 @@ class UsageError(Exception):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start the proxy with parsed arguments; the exit code (errors are one line on stderr)."""
+    """Start the proxy with parsed arguments; the exit code (errors are one line on stderr). The MCP SDK
+    is imported here, not with this module, so that ``claiim --help`` does not pay for it."""
+    from claiim.mcp.proxy import Agents
+    from claiim.mcp.serve import serve
+
     logging.basicConfig(level=os.environ.get("CLAIIM_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -68,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _agent(args: argparse.Namespace) -> Agent | None:
+    from claiim.mcp.proxy import Agent
+
     agent_id = args.agent or os.environ.get("CLAIIM_AGENT_ID")
     if args.token_file is not None:
         try:

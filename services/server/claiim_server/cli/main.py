@@ -20,7 +20,6 @@ from claiim.errors import ClaiimError
 from claiim.mcp.cli import add_proxy_arguments
 from claiim.mcp.cli import run as run_mcp
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
-from claiim_runtime.conditions import CelConditions
 
 from claiim_server.cli import chron as chron_cli
 from claiim_server.cli.chron import add_commands as add_chron_commands
@@ -307,6 +306,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def policy_test(policy_file: Path, cases_file: Path) -> int:
     """Exit 0 when every case holds, 1 on a mismatch, 2 when a document is invalid."""
+    from claiim_runtime.conditions import CelConditions  # here: the CEL library is not loaded by every command
+
     conditions = CelConditions()
     try:
         policy = parse_policy(policy_file.read_text(), str(policy_file), conditions)
