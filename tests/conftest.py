@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import psutil
 import pytest
 from claiim import AsyncAdmin, AsyncGate
 from claiim.transport import NatsTransport
@@ -85,7 +87,19 @@ def pg_url(workdir: Path) -> Iterator[str]:
     try:
         yield url
     finally:
+        stop_at_once(workdir / "pg")
         server.cleanup()
+
+
+def stop_at_once(pg_dir: Path) -> None:
+    """PostgreSQL's immediate shutdown (SIGQUIT) of the suite's own server: its data is thrown away, so it
+    skips the shutdown checkpoint, which took 16 s after a whole run's databases."""
+    try:
+        postmaster = psutil.Process(int((pg_dir / "postmaster.pid").read_text().split("\n", 1)[0]))
+        postmaster.send_signal(signal.SIGQUIT)
+        postmaster.wait(10)
+    except (OSError, ValueError, psutil.Error):
+        pass  # gone already, or never started: pgserver's cleanup deals with it
 
 
 @dataclass
