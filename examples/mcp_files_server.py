@@ -53,6 +53,12 @@ def today() -> str:
     return "stand-up at ten"
 
 
+@server.resource("files://{name}")
+def file(name: str) -> str:
+    counted("file")
+    return FILES.get(name, f"no file {name}")
+
+
 @server.prompt()
 def summarise(path: str) -> str:
     counted("summarise")

@@ -24,6 +24,7 @@ from claiim_server.servers import free_port
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from tests.conftest import Stack, gate_via
 from tests.integration.test_decision_path import wait_in_chron
@@ -36,7 +37,8 @@ FILES_BUNDLE = {
     "skills": [{"name": "files", "version": 1, "actions": [
         "mcp:files:read_file", "mcp:files:delete_file", "mcp:files:resource:*", "mcp:files:prompt:*"]}],
     "policies": [{"name": "files", "version": 1, "skill": "files-v1",
-                  "allow": ["mcp:files:read_file", "mcp:files:resource:memo", "mcp:files:prompt:summarise"],
+                  "allow": ["mcp:files:read_file", "mcp:files:resource:memo", "mcp:files:resource:files",
+                            "mcp:files:prompt:summarise"],
                   "deny": [{"action": "mcp:files:delete_file", "description": "files are deleted by people"}]}],
     "agents": [{"id": "files-bot", "anchor": "f.owner", "skills": ["files-v1"], "policy": "files-v1"}],
 }
@@ -122,12 +124,20 @@ async def test_over_stdio_allowed_calls_pass_and_denied_ones_never_reach_the_ups
 
         memo = await client.read_resource("memo://today")
         assert [c.text for c in memo.contents if isinstance(c, types.TextResourceContents)] == ["stand-up at ten"]
+        templates = (await client.list_resource_templates()).resource_templates
+        assert [t.uri_template for t in templates] == ["files://{name}"]
+        with pytest.raises(MCPError, match=r"claiim denied mcp:files:resource:secret on secret://plans: .* "
+                                           r"The resource was not read\."):
+            await client.read_resource("secret://plans")
+        notes = await client.read_resource("files://notes.txt")  # made from the template: checked the same way
+        assert [c.text for c in notes.contents if isinstance(c, types.TextResourceContents)] == ["remember the milk"]
         prompts = {p.name for p in (await client.list_prompts()).prompts}
         assert prompts == {"files__summarise"}
         prompt = await client.get_prompt("files__summarise", {"path": "notes.txt"})
         assert "Summarise notes.txt" in json.dumps(prompt.model_dump(mode="json"))
 
-        assert counts(calls) == {"read_file": 1, "memo": 1, "summarise": 1}, "denied calls never reach the upstream"
+        assert counts(calls) == {"read_file": 1, "memo": 1, "file": 1, "summarise": 1}, \
+            "denied calls never reach the upstream"
         chron_id = text(deleted).split("Chron id: ", 1)[1].split(".", 1)[0]
         denied_row = await wait_in_chron(stack, chron_id)
         assert (denied_row["outcome"], denied_row["action"], denied_row["target"], denied_row["policy"],

@@ -162,9 +162,15 @@ def tool_call(server: str, config: ServerConfig, tool: str, arguments: Mapping[s
     return Call(action, target, context)
 
 
+def scheme_of(uri: str) -> str:
+    """A URI's (or URI template's) scheme; ``none`` without one."""
+    return uri.split(":", 1)[0] if ":" in uri else "none"
+
+
 def resource_action(server: str, uri: str) -> Call:
-    """A resource read: ``mcp:<server>:resource:<uri-scheme>``, the URI its target."""
-    scheme = uri.split(":", 1)[0] if ":" in uri else "none"
+    """A resource read: ``mcp:<server>:resource:<uri-scheme>``, the URI its target (a template's action
+    is that of the URIs it makes)."""
+    scheme = scheme_of(uri)
     if len(uri) > MAX_VALUE:
         raise CallRefused(f"the resource URI is longer than {MAX_VALUE} characters, the limit of a target")
     return Call(f"mcp:{action_segment(server)}:resource:{action_segment(scheme)}", uri, {})

@@ -42,6 +42,7 @@ from claiim.mcp.config import (
     ServerConfig,
     prompt_action,
     resource_action,
+    scheme_of,
     split_name,
     tool_call,
     tool_name,
@@ -129,11 +130,14 @@ class GatedProxy:
                  show_all: bool = False) -> None:
         self._config, self._upstreams, self._agents, self._show_all = config, upstreams, agents, show_all
         self._resource_server: dict[str, str] = {}
+        self._template_server: dict[str, str] = {}
+        """By URI scheme, the server whose resource template has it: where a read of a URI it makes goes."""
 
     def server(self, name: str = "claiim-mcp-proxy") -> Server[Any]:
         return Server(name, instructions="Tools behind claiim: each call is checked and recorded before it runs.",
                       on_list_tools=self.list_tools, on_call_tool=self.call_tool,
                       on_list_resources=self.list_resources, on_read_resource=self.read_resource,
+                      on_list_resource_templates=self.list_resource_templates,
                       on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt)
 
     # -- who asks --------------------------------------------------------------------------------
@@ -157,14 +161,15 @@ class GatedProxy:
             raise MCPError(types.INTERNAL_ERROR, f"claiim cannot list what this agent may use: {e}") from e
         return skills.covers
 
-    async def _listed(self, ctx: ServerRequestContext[Any], kind: str,
-                      action: Callable[[str, Any], Call]) -> list[tuple[str, Any]]:
-        """Every upstream's ``kind`` (``tools``, ``resources``, ``prompts``), as (server, item), whose
-        ``action`` the agent's skills cover; an item whose action cannot be made is left out."""
+    async def _listed(self, ctx: ServerRequestContext[Any], kind: str, action: Callable[[str, Any], Call],
+                      capability: str = "") -> list[tuple[str, Any]]:
+        """Every upstream's ``kind`` (``tools``, ``resources``, ``resource_templates``, ``prompts``), as
+        (server, item), whose ``action`` the agent's skills cover, from the servers that declare the
+        ``capability`` (default: ``kind``); an item whose action cannot be made is left out."""
         covers = await self._covers(ctx)
         listed = []
         for server, client in self._upstreams.items():
-            if getattr(client.server_capabilities, kind):
+            if getattr(client.server_capabilities, capability or kind):
                 for item in await _all_pages(getattr(client, f"list_{kind}"), kind):
                     try:
                         if covers(action(server, item).action):
@@ -197,8 +202,9 @@ class GatedProxy:
             return refused
         return await self._upstreams[server].call_tool(tool, params.arguments)
 
-    async def _check(self, ctx: ServerRequestContext[Any], call: Call) -> types.CallToolResult | None:
-        """None when the gate allows ``call``, else the tool error to return instead."""
+    async def _check(self, ctx: ServerRequestContext[Any], call: Call,
+                     undone: str = "The tool was not called.") -> types.CallToolResult | None:
+        """None when the gate allows ``call``, else the tool error to return instead (ending in ``undone``)."""
         try:
             decision = await self._agents.gate(self._agent(ctx)).check(call.action, call.target, call.context)
         except (GateUnavailableError, ProtocolError) as e:
@@ -207,7 +213,7 @@ class GatedProxy:
         if decision.outcome == "ALLOW":
             return None
         log.info("DENY %s %s: %s (%s)", call.action, call.target, decision.reason, decision.chron_id)
-        return _tool_error(denial(call, decision))
+        return _tool_error(denial(call, decision, undone))
 
     # -- resources -------------------------------------------------------------------------------
 
@@ -219,18 +225,29 @@ class GatedProxy:
 
         return types.ListResourcesResult(resources=[r for _, r in await self._listed(ctx, "resources", action)])
 
+    async def list_resource_templates(self, ctx: ServerRequestContext[Any],
+                                      params: types.PaginatedRequestParams | None) -> types.ListResourceTemplatesResult:
+        def action(server: str, template: Any) -> Call:
+            call = resource_action(server, template.uri_template)
+            self._template_server.setdefault(scheme_of(template.uri_template), server)
+            return call
+
+        listed = await self._listed(ctx, "resource_templates", action, capability="resources")
+        return types.ListResourceTemplatesResult(resource_templates=[t for _, t in listed])
+
     async def read_resource(self, ctx: ServerRequestContext[Any],
                             params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
-        server = self._resource_server.get(params.uri)
+        server = self._resource_server.get(params.uri) or self._template_server.get(scheme_of(params.uri))
         if server is None and len(self._upstreams) == 1:
             server = next(iter(self._upstreams))
         if server is None:
-            raise MCPError(types.INVALID_PARAMS, f"no listed resource {params.uri!r} (list resources first)")
+            raise MCPError(types.INVALID_PARAMS, f"no listed resource or resource template for {params.uri!r} "
+                                                 "(list them first)")
         try:
             call = resource_action(server, params.uri)
         except CallRefused as e:
             raise MCPError(types.INVALID_PARAMS, f"claiim did not check this read, so it was not made: {e}") from e
-        refused = await self._check(ctx, call)
+        refused = await self._check(ctx, call, "The resource was not read.")
         if refused is not None:
             raise MCPError(types.INVALID_REQUEST, _text(refused))
         return await self._upstreams[server].read_resource(params.uri)
@@ -249,18 +266,18 @@ class GatedProxy:
         if found is None or found[0] not in self._upstreams:
             raise MCPError(types.INVALID_PARAMS, f"no prompt {params.name!r} here (prompts are named <server>__<name>)")
         server, prompt = found
-        refused = await self._check(ctx, prompt_action(server, prompt))
+        refused = await self._check(ctx, prompt_action(server, prompt), "The prompt was not fetched.")
         if refused is not None:
             raise MCPError(types.INVALID_REQUEST, _text(refused))
         return await self._upstreams[server].get_prompt(prompt, params.arguments)
 
 
-def denial(call: Call, decision: CheckResult) -> str:
+def denial(call: Call, decision: CheckResult, undone: str = "The tool was not called.") -> str:
     """What the model and the person reading the transcript see of a DENY."""
     on = f" on {call.target}" if call.target else ""
     return (f"claiim denied {call.action}{on}: {decision.reason}. Rule: {decision.rule}. Chron id: "
             f"{decision.chron_id or 'none (the decision could not be recorded)'}. Accountable human: "
-            f"{decision.anchor or 'none'}. The tool was not called.")
+            f"{decision.anchor or 'none'}. {undone}")
 
 
 def _tool_error(text: str) -> types.CallToolResult:
