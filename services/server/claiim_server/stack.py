@@ -24,7 +24,7 @@ bundle, and writes:
 All data stays across restarts. This dev mode is the only place claiim makes up its own secrets.
 
 On SIGINT or SIGTERM (to it or to its whole process group, as a terminal's Ctrl-C sends) it stops
-the services (at most 2 s), then its nats-servers and PostgreSQL, which run in sessions of their own
+the services (at most 1.5 s), then its nats-servers and PostgreSQL, which run in sessions of their own
 so that they outlive the signal until then. Servers that a killed ``claiim up`` left running on DIR
 are stopped (nats-server) or taken over (PostgreSQL) by the next one.
 """
