@@ -149,6 +149,8 @@ class _RuleIndex:
     """Per action, the rules whose action pattern is that action (no ``*``), in order."""
     wild: tuple[int, ...]
     """The rules whose action pattern has a ``*``, in order."""
+    conditional: bool
+    """Whether a rule of the list has a condition (then it is walked in order, conditions evaluated)."""
 
 
 _indexes: dict[int, tuple[tuple[RuleLike, ...], _RuleIndex]] = {}
@@ -167,7 +169,8 @@ def _rule_index(rules: tuple[RuleLike, ...]) -> _RuleIndex:
             wild.append(i)
         else:
             exact.setdefault(pattern, []).append(i)
-    index = _RuleIndex({a: tuple(ix) for a, ix in exact.items()}, tuple(wild))
+    conditional = any(isinstance(rule, Rule) and rule.when is not None for rule in rules)
+    index = _RuleIndex({a: tuple(ix) for a, ix in exact.items()}, tuple(wild), conditional)
     if len(_indexes) >= 1024:
         _indexes.pop(next(iter(_indexes)))
     _indexes[id(rules)] = (rules, index)
@@ -219,7 +222,7 @@ def _first_applying(rules: tuple[RuleLike, ...], action: str, target: str, facts
                     trace: list[str] | None) -> tuple[int | None, str | None]:
     """The first rule that applies (its action and target match and its condition, if any, holds), and
     why its condition could not be evaluated (None: it could)."""
-    if not _conditional(rules):
+    if not _rule_index(rules).conditional:
         return first_rule(rules, action, target), None
     for i, rule in enumerate(rules):
         if not _rule_matches(rule, action, target):
@@ -238,18 +241,3 @@ def _first_applying(rules: tuple[RuleLike, ...], action: str, target: str, facts
         if trace is not None:
             trace.append(f"{kind}[{i}] matches, but its condition is false: {when}")
     return None, None
-
-
-_conditionals: dict[int, tuple[tuple[RuleLike, ...], bool]] = {}
-"""Whether a rule list has a condition, by the list's identity (as :data:`_indexes`), at most 1,024."""
-
-
-def _conditional(rules: tuple[RuleLike, ...]) -> bool:
-    cached = _conditionals.get(id(rules))
-    if cached is not None and cached[0] is rules:
-        return cached[1]
-    found = any(isinstance(rule, Rule) and rule.when is not None for rule in rules)
-    if len(_conditionals) >= 1024:
-        _conditionals.pop(next(iter(_conditionals)))
-    _conditionals[id(rules)] = (rules, found)
-    return found

@@ -47,13 +47,9 @@ from claiim_core.views import (
     proposal_infos,
     skill_info,
 )
-from claiim_runtime.conditions import CelConditions
 from msgspec.structs import replace
 
 from claiim_control.unit import AppendError, ControlStream, Work
-
-_CONDITIONS = CelConditions()
-"""Evaluates rules' conditions for ``explain`` as the gate does."""
 
 Reply = ApplyReply | AgentCommandReply | RegistryQueryReply
 Handler = Callable[[Any, Principal, ControlStream], Awaitable[Reply]]
@@ -180,7 +176,7 @@ async def query(q: RegistryQuery, principal: Principal, stream: ControlStream) -
             raise Refusal(f"no proposal {q.name!r} in org {org}", Code.NOT_FOUND)
         return replace(reply, proposals=[proposal_info(found)])
     verdict, steps = explain(registry, org, q.name, q.action, q.target, context=q.context, now=datetime.now(UTC),
-                             conditions=_CONDITIONS)
+                             conditions=stream.conditions)
     if verdict is None:
         return replace(reply, outcome="DENY", reason="agent:unknown", steps=steps)
     return replace(reply, outcome=verdict.outcome, reason=verdict.reason, rule=verdict.rule, steps=steps)

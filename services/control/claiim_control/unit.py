@@ -70,7 +70,8 @@ class ControlStream:
         self._signer = signer
         self._ttl = proposal_ttl
         self._secret = token_secret
-        self._conditions = CelConditions()
+        self.conditions = CelConditions()
+        """Checks rules' conditions when a policy is published, and evaluates them for ``explain``."""
         self._lock = asyncio.Lock()
 
     @property
@@ -83,7 +84,7 @@ class ControlStream:
         async with self._lock:
             await self._follower.wait_caught_up()
             context = PlanContext(actor=principal.name, now=rfc3339(time.time_ns() // 1000), new_id=new_id,
-                                  new_token=_new_token, token_secret=self._secret, conditions=self._conditions)
+                                  new_token=_new_token, token_secret=self._secret, conditions=self.conditions)
             yield Work(self, principal, context)
 
     async def append(self, events: list[ControlEvent], expected: dict[str, int] | None = None) -> int:
