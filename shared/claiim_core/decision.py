@@ -27,7 +27,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Verdict:
     """The result of evaluating one request against the registry."""
 
-    outcome: Literal["ALLOW", "DENY"]
+    outcome: Literal["ALLOW", "DENY", "PENDING"]
     reason: str
     rule: str
     org: str = ""

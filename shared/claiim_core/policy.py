@@ -41,7 +41,15 @@ from functools import lru_cache
 from typing import Literal
 
 from claiim_core.conditions import ConditionError, Conditions, Facts
-from claiim_core.document import MAX_CONDITION, MAX_DESCRIPTION, MAX_TARGET_PATTERN, PolicyDocument, Rule, RuleLike
+from claiim_core.document import (
+    MAX_APPROVAL_TTL_S,
+    MAX_CONDITION,
+    MAX_DESCRIPTION,
+    MAX_TARGET_PATTERN,
+    PolicyDocument,
+    Rule,
+    RuleLike,
+)
 from claiim_core.reasons import DEFAULT_DENY, reason
 
 # Patterns end in \Z, not $: "$" would also accept a trailing newline.
@@ -64,10 +72,12 @@ def check_target_pattern(pattern: str) -> None:
         )
 
 
-def check_rule(rule: RuleLike) -> RuleLike:
-    """The rule in its stored form, a bare string when it has neither target nor description.
+def check_rule(rule: RuleLike, *, approve: bool = False) -> RuleLike:
+    """The rule in its stored form, a bare string when it has neither target, description nor
+    condition (nor, for an ``approve`` rule, a ttl or approver).
 
-    Raises ValueError naming what is wrong with its action, target or description.
+    Raises ValueError naming what is wrong with its action, target, description, condition, or with
+    a ttl or approver on a rule that is not an ``approve`` rule.
     """
     if isinstance(rule, str):
         check_pattern(rule)
@@ -79,7 +89,12 @@ def check_rule(rule: RuleLike) -> RuleLike:
         raise ValueError(f"a rule's description is at most {MAX_DESCRIPTION} characters")
     if rule.when is not None and not (0 < len(rule.when) <= MAX_CONDITION and rule.when.strip()):
         raise ValueError(f"a rule's condition (when) is 1 to {MAX_CONDITION} characters")
-    return rule.action if rule.target is None and not rule.description and rule.when is None else rule
+    if not approve and (rule.ttl or rule.approver):
+        raise ValueError("only approve rules have a ttl or an approver")
+    if not 0 <= rule.ttl <= MAX_APPROVAL_TTL_S:
+        raise ValueError(f"an approval's ttl is 1 to {MAX_APPROVAL_TTL_S} seconds")
+    plain = rule.target is None and not rule.description and rule.when is None and not rule.ttl and not rule.approver
+    return rule.action if plain else rule
 
 
 @lru_cache(maxsize=4096)
@@ -196,16 +211,25 @@ def describe_rule(kind: str, i: int, rule: RuleLike) -> str:
     return f"{kind}[{i}]: {rule_text(rule)}"
 
 
+PolicyOutcome = Literal["ALLOW", "DENY", "PENDING"]
+
+
 def decide_policy(label: str, doc: PolicyDocument, action: str, target: str,
                   trace: list[str] | None = None, *, facts: Facts | None = None,
-                  conditions: Conditions | None = None) -> tuple[Literal["ALLOW", "DENY"], str, str]:
-    """The policy step alone: deny rules, then allow rules, then default deny; ``trace`` gets what
-    each list came to (``deny no match``, ``allow matches allow[0]: ...``). A rule with a condition
-    applies only when ``conditions`` says it holds of ``facts``; one that cannot be evaluated (or
-    without ``conditions`` to evaluate it) decides DENY, naming that rule."""
-    steps: tuple[tuple[str, tuple[RuleLike, ...], Literal["ALLOW", "DENY"], str], ...] = (
-        ("deny", doc.deny, "DENY", "action explicitly denied"), ("allow", doc.allow, "ALLOW", "action allowed"))
+                  conditions: Conditions | None = None) -> tuple[PolicyOutcome, str, str]:
+    """The policy step alone: deny rules, then approve rules (PENDING: a person must approve), then
+    allow rules, then default deny; ``trace`` gets what each list came to (``deny no match``,
+    ``allow matches allow[0]: ...``). A rule with a condition applies only when ``conditions`` says
+    it holds of ``facts``; one that cannot be evaluated (or without ``conditions`` to evaluate it)
+    decides DENY, naming that rule."""
+    approve = doc.approve or ()
+    steps: tuple[tuple[str, tuple[RuleLike, ...], PolicyOutcome, str], ...] = (
+        ("deny", doc.deny, "DENY", "action explicitly denied"),
+        ("approve", approve, "PENDING", "action needs approval"),
+        ("allow", doc.allow, "ALLOW", "action allowed"))
     for kind, rules, outcome, text in steps:
+        if not rules and kind == "approve":
+            continue
         i, failed = _first_applying(rules, action, target, facts, conditions, kind, trace)
         if trace is not None:
             trace.append(f"{kind} no match" if i is None else f"{kind} matches {describe_rule(kind, i, rules[i])}")

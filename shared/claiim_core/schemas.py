@@ -18,7 +18,7 @@ from claiim_core.reasons import category
 MAX_REQUEST_BYTES = 16 * 1024
 """Largest gate request the gate evaluates; larger ones are answered DENY ``request:oversized``."""
 
-Outcome = Literal["ALLOW", "DENY"]
+Outcome = Literal["ALLOW", "DENY", "PENDING"]
 DECISION_SCHEMA = "claiim.decision/1"
 
 ShortStr = Annotated[str, Meta(max_length=256)]
