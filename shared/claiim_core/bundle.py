@@ -54,6 +54,7 @@ class PolicySpec(Struct, forbid_unknown_fields=True):
     skill: str
     allow: list[RuleLike] = []
     deny: list[RuleLike] = []
+    approve: list[RuleLike] = []
     description: str = ""
     version: Annotated[int, Meta(ge=1)] | None = None
 
@@ -163,11 +164,12 @@ def plan_bundle(registry: Registry, bundle: Bundle, ctx: PlanContext) -> Plan:
         bad = []
         allow = _checked_rules(p.allow, f"{where}.allow", bad, ctx.conditions)
         deny = _checked_rules(p.deny, f"{where}.deny", bad, ctx.conditions)
+        approve = _checked_rules(p.approve, f"{where}.approve", bad, ctx.conditions, approve=True)
         _resolve_or_report(work.resolve_skill, org, p.skill, f"{where}.skill", "skill", bad)
         if bad:
             problems += bad
             continue
-        doc = PolicyDocument(skill=p.skill, allow=allow, deny=deny)
+        doc = PolicyDocument(skill=p.skill, allow=allow, deny=deny, **({"approve": approve} if approve else {}))
         digest = content_hash({"document": doc, "description": p.description})
         pversions = work.policies.get((org, p.name), [])
         version = _next_version(where, p.version, [v.content_hash for v in pversions], digest, problems)
@@ -229,12 +231,12 @@ def _bad_patterns(patterns: list[str], where: str) -> list[str]:
 
 
 def _checked_rules(rules: list[RuleLike], where: str, problems: list[str],
-                   conditions: Conditions | None) -> tuple[RuleLike, ...]:
+                   conditions: Conditions | None, *, approve: bool = False) -> tuple[RuleLike, ...]:
     """The rules in their stored form; each problem (its pattern, its condition) goes to ``problems``."""
     checked = []
     for j, rule in enumerate(rules):
         try:
-            checked.append(check_rule(rule))
+            checked.append(check_rule(rule, approve=approve))
         except ValueError as e:
             problems.append(f"{where}[{j}]: {e}")
             continue

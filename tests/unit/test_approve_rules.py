@@ -33,3 +33,20 @@ def test_only_approve_rules_have_a_ttl_or_an_approver() -> None:
                                                                                         approver="admins")
     with pytest.raises(ValueError, match="ttl"):
         check_rule(Rule(action="pay:send", ttl=10**9), approve=True)
+
+
+def test_a_bundle_publishes_approve_rules_and_refuses_a_ttl_elsewhere() -> None:
+    from claiim_core.bundle import BundleError, PlanContext, parse_bundle, plan_bundle
+    from claiim_core.events import PolicyPublished
+    from claiim_core.registry import Registry
+
+    ctx = PlanContext(actor="alice", now="2026-11-27T12:00:00Z", new_id=lambda: "chr_1",
+                      new_token=lambda kind, org: f"clm_{org}.x", token_secret=b"s" * 32)
+    bundle = {"org": "acme", "skills": [{"name": "pay", "actions": ["pay:send"]}],
+              "policies": [{"name": "pay", "skill": "pay-v1", "approve": [{"action": "pay:send", "ttl": 600}]}]}
+    plan = plan_bundle(Registry(), parse_bundle(bundle), ctx)
+    (published,) = [e for e in plan.events if isinstance(e, PolicyPublished)]
+    assert published.document.approve == (Rule(action="pay:send", ttl=600),)
+    bundle["policies"][0]["allow"] = [{"action": "pay:send", "ttl": 600}]  # type: ignore[index]
+    with pytest.raises(BundleError, match=r"allow\[0\]: only approve rules have a ttl"):
+        plan_bundle(Registry(), parse_bundle(bundle), ctx)
