@@ -229,7 +229,7 @@ class GateBench:
         """A gate on the check subject with this way of sealing its events (the only one subscribed)."""
         s = self.settings
         gate = GateService(self.nc, s.names, self.follower, s.require_token_secret(), "bench-gate",
-                           s.publish_timeout, seal)
+                           s.publish_timeout, seal, s.gate_keyring_with(s.require_gate_key()))
         await gate.start()
         return gate.stop
 

@@ -23,6 +23,9 @@ from claiim_core.schemas import (
     AgentInfo,
     ApplyReply,
     ApplyRequest,
+    ApprovalCommand,
+    ApprovalReply,
+    ApprovalView,
     CheckpointInfo,
     ChronQuery,
     ChronRecord,
@@ -141,14 +144,16 @@ class AsyncAdmin:
             before = page[-1].leaf_index
 
     async def admin_command(self, op: Literal["enrol", "revoke"], name: str,
-                            role: Literal["admin", "auditor"] = "admin", reason: str = "") -> AgentCommandReply:
+                            role: Literal["admin", "auditor", "anchor"] = "admin",
+                            reason: str = "") -> AgentCommandReply:
         """Enrol (the reply carries the token, shown once; with ``proposal_id`` set it is valid once
         the proposal is applied) or revoke an admin of the org."""
         cmd = AdminCommand(admin_token=self._token, op=op, name=name, org=self.org, role=role, reason=reason)
         return await self._call(self.names.admin_admins, cmd, AgentCommandReply)
 
-    async def enrol_admin(self, name: str, role: Literal["admin", "auditor"] = "admin") -> str:
-        """Enrol an admin or auditor of the org; returns its token (shown once)."""
+    async def enrol_admin(self, name: str, role: Literal["admin", "auditor", "anchor"] = "admin") -> str:
+        """Enrol an admin, auditor or anchor of the org; returns its token (shown once). An anchor decides
+        the approvals of the agents whose anchor is ``name`` and reads their records, nothing else."""
         token = (await self.admin_command("enrol", name, role)).token
         if token is None:
             raise ProtocolError("enrol answered without a token")
@@ -161,6 +166,37 @@ class AsyncAdmin:
         """How many admins besides the proposer approve a widening change (itself a proposal for an admin)."""
         cmd = OrgCommand(admin_token=self._token, op="set-approvals", org=self.org, approvals=approvals)
         return await self._call(self.names.admin_org, cmd, AgentCommandReply)
+
+    async def set_webhook(self, url: str) -> AgentCommandReply:
+        """Announce every approval that waits in the org with a JSON POST to ``url`` (empty: stop); setting one
+        is a proposal for an admin, like every widening change."""
+        cmd = OrgCommand(admin_token=self._token, op="set-webhook", org=self.org, webhook=url)
+        return await self._call(self.names.admin_org, cmd, AgentCommandReply)
+
+    # -- approvals of single actions
+
+    async def _approval(self, op: Literal["list", "show", "grant", "refuse"], approval_id: str = "",
+                        **fields: Any) -> ApprovalReply:
+        cmd = ApprovalCommand(admin_token=self._token, op=op, org=self.org, approval_id=approval_id, **fields)
+        return await self._call(self.names.admin_approval, cmd, ApprovalReply)
+
+    async def approvals(self, *, agent_id: str = "", closed: bool = False) -> list[ApprovalView]:
+        """The approvals waiting for a decision that this principal can see (an anchor: those of its
+        agents), newest first; with ``closed``, the decided and expired ones too."""
+        return (await self._approval("list", agent_id=agent_id, closed=closed)).approvals
+
+    async def approval(self, approval_id: str) -> ApprovalView:
+        """One approval: the request, its rule and policy version, where it stands."""
+        return (await self._approval("show", approval_id)).approvals[0]
+
+    async def grant(self, approval_id: str, reason: str, request_hash: str = "") -> ApprovalReply:
+        """Grant one waiting approval: the agent's wait gets ALLOW for exactly that request, once. With
+        ``request_hash`` (from :meth:`approval`), only if it is the request reviewed."""
+        return await self._approval("grant", approval_id, reason=reason, request_hash=request_hash)
+
+    async def refuse(self, approval_id: str, reason: str, request_hash: str = "") -> ApprovalReply:
+        """Refuse one waiting approval: the agent's wait gets DENY ``approval:refused`` with ``reason``."""
+        return await self._approval("refuse", approval_id, reason=reason, request_hash=request_hash)
 
     async def approve(self, proposal_id: str, reason: str = "", change_hash: str = "") -> AgentCommandReply:
         """Approve a proposal of another admin; the last approval needed applies the stored change.
@@ -235,15 +271,17 @@ class AsyncAdmin:
         return await self.registry("explain", agent_id, action, target, context=context)
 
     async def chron_list(self, *, agent_id: str | None = None, anchor: str | None = None,
-                         action: str | None = None, outcome: Literal["ALLOW", "DENY"] | None = None,
+                         action: str | None = None, outcome: Literal["ALLOW", "DENY", "PENDING"] | None = None,
                          since: str | None = None, until: str | None = None,
                          kind: Literal["decision", "control"] | None = None, trace_id: str | None = None,
-                         before: int | None = None, after: int | None = None, limit: int = 50) -> list[ChronRecord]:
+                         approval_id: str | None = None, before: int | None = None, after: int | None = None,
+                         limit: int = 50) -> list[ChronRecord]:
         """Chron records of the org, newest first by leaf index (the operator without an org sees every org).
 
         ``action`` is exact, or a prefix when it ends with ``*`` (``deploy:*``). ``since`` (inclusive)
         and ``until`` (exclusive) are ISO 8601 times of occurrence; ``trace_id`` (32 lowercase hex digits)
-        finds the decisions of one W3C trace. Page with leaf indexes:
+        finds the decisions of one W3C trace, ``approval_id`` every record of one approval. Page with leaf
+        indexes:
         ``before=records[-1].leaf_index`` gives the next older page, ``after=records[0].leaf_index``
         the next newer one.
         """
@@ -251,8 +289,8 @@ class AsyncAdmin:
             raise InvalidRequestError(f"trace id {trace_id!r}: a W3C trace id is 32 lowercase hex digits")
         return await self._chron(ChronQuery(admin_token=self._token, op="list", org=self.org, agent_id=agent_id,
                                             anchor=anchor, action=action, outcome=outcome, since=since, until=until,
-                                            kind=kind, trace_id=trace_id, before=before, after=after,
-                                            limit=limit))
+                                            kind=kind, trace_id=trace_id, approval_id=approval_id, before=before,
+                                            after=after, limit=limit))
 
     async def chron_show(self, chron_id: str) -> ChronRecord | None:
         records = await self._chron(ChronQuery(admin_token=self._token, op="show", org=self.org,
@@ -335,8 +373,23 @@ class Admin:
     def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         return self._run(self._admin.revoke_token(agent_id, reason))
 
-    def enrol_admin(self, name: str, role: Literal["admin", "auditor"] = "admin") -> str:
+    def enrol_admin(self, name: str, role: Literal["admin", "auditor", "anchor"] = "admin") -> str:
         return self._run(self._admin.enrol_admin(name, role))
+
+    def set_webhook(self, url: str) -> AgentCommandReply:
+        return self._run(self._admin.set_webhook(url))
+
+    def approvals(self, *, agent_id: str = "", closed: bool = False) -> list[ApprovalView]:
+        return self._run(self._admin.approvals(agent_id=agent_id, closed=closed))
+
+    def approval(self, approval_id: str) -> ApprovalView:
+        return self._run(self._admin.approval(approval_id))
+
+    def grant(self, approval_id: str, reason: str, request_hash: str = "") -> ApprovalReply:
+        return self._run(self._admin.grant(approval_id, reason, request_hash))
+
+    def refuse(self, approval_id: str, reason: str, request_hash: str = "") -> ApprovalReply:
+        return self._run(self._admin.refuse(approval_id, reason, request_hash))
 
     def revoke_admin(self, name: str, reason: str = "") -> AgentCommandReply:
         return self._run(self._admin.revoke_admin(name, reason))

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import msgspec
 from claiim_core.names import Names
-from claiim_core.schemas import CheckRequest, DecisionReply, SkillsReply, SkillsRequest
+from claiim_core.schemas import MAX_WAIT_S, CheckRequest, DecisionReply, SkillsReply, SkillsRequest, WaitRequest
+from msgspec.structs import replace
 
 from claiim._guard import AsyncGuard, Context, Guard, Target
 from claiim._trace import trace_headers
@@ -45,12 +46,19 @@ class AsyncGate:
         self.timeout = timeout
         self._subject = Names(namespace).gate_check
         self._skills_subject = Names(namespace).gate_skills
+        self._wait_subject = Names(namespace).gate_wait
         self._transport = transport or NatsTransport(self.url, name=f"claiim-agent:{agent_id}", user=agent_id,
                                                      token=token)
 
     async def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
-                    request_id: str | None = None, *, traceparent: str | None = None) -> CheckResult:
+                    request_id: str | None = None, *, traceparent: str | None = None,
+                    wait: float | None = None) -> CheckResult:
         """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``.
+
+        An ``approve`` rule answers PENDING: a person must approve first, and PENDING is never
+        permission. With ``wait`` (seconds) the call waits that long for the approval's outcome
+        (:meth:`wait`) and returns the ALLOW or DENY that ends it, or the PENDING decision when the time
+        is up; without, it returns the PENDING decision at once (``approval_id``, ``expires_at``).
 
         The check carries the W3C trace context of the current OpenTelemetry span when
         ``opentelemetry-api`` is installed, or ``traceparent`` when given; the decision records its
@@ -64,7 +72,45 @@ class AsyncGate:
         up without an answer (the last ``chron:unavailable`` DENY is returned when that was the
         answer), at once :class:`UnauthorizedError` when NATS refuses the token.
         """
-        return await self._check(action, target, context, request_id, trace_headers(traceparent))
+        reply = await self._check(action, target, context, request_id, trace_headers(traceparent))
+        if wait and reply.outcome == "PENDING":
+            return await self.wait(reply.approval_id, wait)
+        return reply
+
+    async def wait(self, approval_id: str, timeout: float) -> CheckResult:
+        """Wait up to ``timeout`` seconds for the outcome of approval ``approval_id`` (of a PENDING
+        decision of this agent): the ALLOW or DENY that ends it, recorded, as soon as a person decides
+        or it expires; the PENDING decision again when the time is up first. A grant is good once: a
+        later wait for the same approval gets DENY ``approval:used``. Raises
+        :class:`GateUnavailableError` when no gate answers in time."""
+        waiting = WaitRequest(agent_id=self.agent_id, token=self._token, approval_id=approval_id,
+                              request_id=os.urandom(12).hex())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = FIRST_PAUSE_S
+        while True:
+            hold = max(0.0, min(deadline - loop.time(), MAX_WAIT_S))
+            try:
+                data = await self._transport.request(self._wait_subject, _encode(replace(waiting, wait=hold)),
+                                                     hold + ATTEMPT_S)
+                reply = self._decode(data)
+                retry = not reply.chron_id and reply.reason.startswith(UNRECORDED)
+                if not retry and (reply.outcome != "PENDING" or loop.time() >= deadline):
+                    return reply
+            except UnauthorizedError:
+                raise
+            except ServiceUnavailableError as e:
+                if loop.time() + pause >= deadline:
+                    if isinstance(e, GateUnavailableError):
+                        raise
+                    raise GateUnavailableError(str(e)) from e
+            else:
+                if not retry:
+                    continue
+                if loop.time() + pause >= deadline:
+                    return reply
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_S)
 
     async def _check(self, action: str, target: str, context: dict[str, str] | None, request_id: str | None,
                      headers: dict[str, str]) -> CheckResult:
@@ -152,11 +198,19 @@ class Gate:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def check(self, action: str, target: str = "", context: dict[str, str] | None = None,
-              request_id: str | None = None, *, traceparent: str | None = None) -> CheckResult:
-        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``
-        (:meth:`AsyncGate.check`; the trace context is the calling thread's)."""
+              request_id: str | None = None, *, traceparent: str | None = None,
+              wait: float | None = None) -> CheckResult:
+        """Ask whether ``action`` on ``target`` is allowed; act only on ``outcome == "ALLOW"``, never on
+        PENDING (:meth:`AsyncGate.check`; the trace context is the calling thread's)."""
         headers = trace_headers(traceparent)  # here: the current span is this thread's, not the loop's
-        return self._run(self._gate._check(action, target, context, request_id, headers))
+        reply = self._run(self._gate._check(action, target, context, request_id, headers))
+        if wait and reply.outcome == "PENDING":
+            return self.wait(reply.approval_id, wait)
+        return reply
+
+    def wait(self, approval_id: str, timeout: float) -> CheckResult:
+        """Wait for an approval's outcome (:meth:`AsyncGate.wait`)."""
+        return self._run(self._gate.wait(approval_id, timeout))
 
     def guard(self, action: str, target: Target = "", context: Context = None) -> Guard:
         """Check ``action`` before a function or a ``with`` block runs; anything but ALLOW raises

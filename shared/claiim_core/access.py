@@ -1,9 +1,11 @@
 """Who is asking, and what they may do: admin authentication and authorization.
 
-Three kinds of principal:
+Four kinds of principal:
 
 - an org **admin** reads and changes everything in its own org;
 - an org **auditor** reads everything in its own org and changes nothing;
+- an org **anchor** decides the approvals of the agents it anchors (whose ``anchor`` is its name)
+  and reads those agents' records (:mod:`claiim_core.approvals`); nothing else;
 - the **operator** (the installation's bootstrap token, ``CLAIIM_ADMIN_TOKEN``) creates orgs and
   may act in any org. It is the break-glass path for an org that has lost its admins; everything
   it does is recorded with ``actor: operator``.
@@ -23,7 +25,7 @@ from claiim_core.registry import Registry
 from claiim_core.tokens import hash_token, token_org
 
 OPERATOR = "operator"
-Role = Literal["operator", "admin", "auditor"]
+Role = Literal["operator", "admin", "auditor", "anchor"]
 
 
 class AccessError(Refusal):
@@ -59,8 +61,12 @@ def authenticate(registry: Registry, token_secret: bytes, operator_token: str, p
 def scope(principal: Principal, org: str, *, write: bool) -> str:
     """The org a request acts in: ``org`` if given, else the principal's own.
 
-    Raises :class:`AccessError` when the principal may not read (or, with ``write``, change) it.
+    Raises :class:`AccessError` when the principal may not read (or, with ``write``, change) it. An
+    anchor may do neither: it reaches only its agents' approvals and records, which check it themselves.
     """
+    if principal.role == "anchor":
+        raise AccessError(f"forbidden: {principal} decides the approvals of the agents it anchors and reads "
+                          "their records, nothing else")
     if principal.org is None:
         if not org:
             raise AccessError("the operator acts in every org: name the org (--org)", Code.INVALID)

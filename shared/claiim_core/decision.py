@@ -1,8 +1,8 @@
 """The decision: one request against the registry, pure. In this order: the agent's token names an
 org and the agent is registered there; the token matches (a keyed hash, constant-time; a rotated
 or revoked token is refused by name); the agent is active; the action is within one of its skill
-versions; its policy decides (:func:`claiim_core.policy.decide_policy`: deny rules, allow rules,
-default deny).
+versions; its policy decides (:func:`claiim_core.policy.decide_policy`: deny rules, approve rules,
+allow rules, default deny).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from claiim_core.conditions import Conditions, Facts
-from claiim_core.policy import decide_policy, first_match
+from claiim_core.policy import approval_terms, decide_policy, first_match
 from claiim_core.reasons import AGENT_ACTIVE, AUTHENTICATE, POLICY, SKILL, reason
 from claiim_core.registry import AgentState, Registry
 from claiim_core.schemas import CheckRequest, ShadowDecision
@@ -36,6 +36,8 @@ class Verdict:
     skill: str = ""
     shadow: ShadowDecision | None = None
     """What the agent's log-only candidate policy would have decided (never the answer)."""
+    approval: tuple[int, Literal["anchor", "admins"]] | None = None
+    """PENDING only: the approve rule's ttl in seconds and who approves."""
 
 
 def deny(reason: str, rule: str, *, org: str = "", anchor: str = "", policy: str = "", skill: str = "") -> Verdict:
@@ -133,7 +135,8 @@ def evaluate_agent(registry: Registry, agent: AgentState, action: str, target: s
     shadow = _shadow(registry, agent, action, target, facts, conditions)
     if trace is not None and shadow is not None:
         trace.append(f"log-only candidate {shadow.policy}: {shadow.outcome} [{shadow.rule}] (not the answer)")
-    return Verdict(outcome, why, rule, policy=policy.label, shadow=shadow, **found)
+    terms = approval_terms(policy.document, rule) if outcome == "PENDING" else None
+    return Verdict(outcome, why, rule, policy=policy.label, shadow=shadow, approval=terms, **found)
 
 
 def _shadow(registry: Registry, agent: AgentState, action: str, target: str, facts: Facts,

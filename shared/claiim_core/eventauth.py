@@ -152,6 +152,12 @@ class _Keyring(Generic[K]):
     def __len__(self) -> int:
         return len(self._keys)
 
+    def knows(self, name: str) -> bool:
+        return name in self._keys
+
+    def entries(self) -> list[Trusted[K]]:
+        return list(self._keys.values())
+
     def _key(self, name: str, seq: int | None) -> K:
         trusted = self._keys.get(name)
         if trusted is None:
@@ -260,10 +266,17 @@ def check_decision(event: DecisionEvent, keyring: GateKeyring, seq: int | None =
     return auth.key
 
 
+def decision_subject(names: Names, event: DecisionEvent) -> str:
+    """Where ``event`` is published: its approval's subject when it asks for or ends one."""
+    if event.approval:
+        return names.approval_subject(event.org, event.agent_id, event.approval.id)
+    return names.decision_subject(event.org, event.agent_id, event.outcome)
+
+
 def open_decision(event: DecisionEvent, subject: str, seq: int, keyring: GateKeyring, names: Names) -> None:
     """Accept a decision event stored at ``seq`` on ``subject``, or raise :class:`AuthError`."""
     check_decision(event, keyring, seq)
-    want = names.decision_subject(event.org, event.agent_id, event.outcome)
+    want = decision_subject(names, event)
     if subject != want:
         raise AuthError(f"a genuine decision replayed on {subject}; it belongs on {want}")
 

@@ -96,10 +96,11 @@ class AgentTokenRevoked(ControlEventBase, tag="agent.token-revoked", frozen=True
 
 
 class AdminEnrolled(ControlEventBase, tag="admin.enrolled", frozen=True):
-    """An admin of ``org`` with a role: ``admin`` (read and change) or ``auditor`` (read only)."""
+    """A person of ``org`` with a role: ``admin`` (read and change), ``auditor`` (read only) or
+    ``anchor`` (decides the approvals of the agents it anchors and reads their records)."""
 
     name: str
-    role: Literal["admin", "auditor"]
+    role: Literal["admin", "auditor", "anchor"]
     token_hash: str
 
 
@@ -124,9 +125,40 @@ class AgentShadowSet(ControlEventBase, tag="agent.shadow-set", frozen=True):
     policy: str
 
 
+class OrgWebhookSet(ControlEventBase, tag="org.webhook-set", frozen=True):
+    """Where the org's waiting approvals are announced (a JSON POST); an empty ``url`` removes it."""
+
+    url: str
+
+
+class ApprovalGranted(ControlEventBase, tag="approval.granted", frozen=True):
+    """A person (``actor``) granted one waiting approval: the agent's next wait gets ALLOW, once.
+    ``request_hash`` is the hash of the request the person saw."""
+
+    approval_id: str
+    agent_id: str
+    request_hash: str
+    reason: str
+
+
+class ApprovalRefused(ControlEventBase, tag="approval.refused", frozen=True):
+    approval_id: str
+    agent_id: str
+    request_hash: str
+    reason: str
+
+
+class ApprovalExpired(ControlEventBase, tag="approval.expired", frozen=True):
+    """Nobody decided the approval before it expired; the agent's wait gets DENY ``approval:expired``."""
+
+    approval_id: str
+    agent_id: str
+
+
+ApprovalEvent = ApprovalGranted | ApprovalRefused | ApprovalExpired
 AgentLifecycle = AgentSuspended | AgentReactivated | AgentTokenRotated | AgentTokenRevoked | AgentShadowSet
 ChangeEvent = (OrgCreated | SkillPublished | PolicyPublished | AgentRegistered | AgentUpdated | AgentLifecycle
-               | AdminEnrolled | AdminRevoked | ApprovalRuleSet)
+               | AdminEnrolled | AdminRevoked | ApprovalRuleSet | OrgWebhookSet)
 """The events that change the registry; a proposal holds some of them until it is approved."""
 
 
@@ -179,7 +211,7 @@ class ProposalFailed(ControlEventBase, tag="proposal.failed", frozen=True):
 
 ProposalEvent = (ProposalCreated | ProposalApproved | ProposalRejected | ProposalExpired | ProposalApplied
                  | ProposalFailed)
-ControlEvent = ChangeEvent | ProposalEvent
+ControlEvent = ChangeEvent | ProposalEvent | ApprovalEvent
 
 _decoder = msgspec.json.Decoder(ControlEvent)
 
@@ -197,8 +229,10 @@ def aggregate(event: ControlEvent) -> tuple[str, str]:
             return "org", event.org
         case AdminEnrolled() | AdminRevoked():
             return "admin", event.name
-        case ApprovalRuleSet():
+        case ApprovalRuleSet() | OrgWebhookSet():
             return "org", event.org
+        case ApprovalGranted() | ApprovalRefused() | ApprovalExpired():
+            return "approval", event.approval_id
         case (ProposalCreated() | ProposalApproved() | ProposalRejected() | ProposalExpired() | ProposalApplied()
               | ProposalFailed()):
             return "proposal", event.proposal_id

@@ -6,13 +6,18 @@ streams on a shared NATS server (the test suite uses one per test).
 Subjects (namespace ``claiim``)::
 
     claiim.gate.check                               gate request/reply (queue group claiim-gate)
+    claiim.gate.skills                              gate request/reply: what an agent's skills cover
+    claiim.gate.wait                                gate request/reply: wait for an approval's outcome
     claiim.decision.<org>.<agent>.<allow|deny>      decision events   (stream CLAIIM_DECISIONS)
+    claiim.decision.<org>.<agent>.approval.<id>     an approval's PENDING decision and the ALLOW or DENY
+                                                    that ends it      (stream CLAIIM_DECISIONS)
     claiim.control.<org>.<kind>.<name>              control events    (stream CLAIIM_CONTROL)
     claiim.admin.apply                              admin request/reply: apply a bundle
     claiim.admin.agent                              admin request/reply: suspend, reactivate, set anchor, tokens
     claiim.admin.admins                             admin request/reply: enrol and revoke admins
     claiim.admin.org                                admin request/reply: create an org, set its approval rule
     claiim.admin.proposal                           admin request/reply: approve or reject a proposal
+    claiim.admin.approval                           admin request/reply: list, grant, refuse approvals
     claiim.admin.query                              admin request/reply: read the registry, explain
     claiim.chron.query                              Chron request/reply: records, proofs, checkpoints
     claiim.chron.leaves                             Chron's leaf batches         (stream CLAIIM_PROOFS)
@@ -69,6 +74,10 @@ class Names:
         return f"{self.namespace}.gate.skills"
 
     @property
+    def gate_wait(self) -> str:
+        return f"{self.namespace}.gate.wait"
+
+    @property
     def gate_queue(self) -> str:
         return f"{self.namespace}-gate"
 
@@ -91,6 +100,10 @@ class Names:
     @property
     def admin_proposal(self) -> str:
         return f"{self.namespace}.admin.proposal"
+
+    @property
+    def admin_approval(self) -> str:
+        return f"{self.namespace}.admin.approval"
 
     @property
     def admin_query(self) -> str:
@@ -154,6 +167,16 @@ class Names:
             f"{subject_token(agent_id)}.{outcome.lower()}"
         )
 
+    def approval_subject(self, org: str, agent_id: str, approval_id: str) -> str:
+        """Where an approval's PENDING decision and the ALLOW or DENY that ends it are published."""
+        return (f"{self.namespace}.decision.{subject_token(org)}.{subject_token(agent_id)}.approval."
+                f"{subject_token(approval_id)}")
+
+    @property
+    def approvals_wildcard(self) -> str:
+        """Every approval's subject."""
+        return f"{self.namespace}.decision.*.*.approval.*"
+
     def control_subject(self, org: str, kind: str, name: str) -> str:
         return f"{self.namespace}.control.{subject_token(org)}.{kind}.{subject_token(name)}"
 
@@ -161,3 +184,8 @@ class Names:
     @property
     def chron_durable(self) -> str:
         return "chron"
+
+    @property
+    def approval_notify_durable(self) -> str:
+        """Control's consumer of waiting approvals, which it announces to the org's webhook."""
+        return "approval-notify"

@@ -42,6 +42,7 @@ from typing import Literal
 
 from claiim_core.conditions import ConditionError, Conditions, Facts
 from claiim_core.document import (
+    DEFAULT_APPROVAL_TTL_S,
     MAX_APPROVAL_TTL_S,
     MAX_CONDITION,
     MAX_DESCRIPTION,
@@ -212,6 +213,14 @@ def describe_rule(kind: str, i: int, rule: RuleLike) -> str:
 
 
 PolicyOutcome = Literal["ALLOW", "DENY", "PENDING"]
+
+
+def approval_terms(doc: PolicyDocument, rule: str) -> tuple[int, Literal["anchor", "admins"]]:
+    """The ttl (seconds) and approver of the ``approve`` rule a PENDING decision names (``approve[i]: ...``)."""
+    found = doc.approve[int(rule[len("approve["):rule.index("]")])] if doc.approve else None
+    if not isinstance(found, Rule):
+        return DEFAULT_APPROVAL_TTL_S, "anchor"
+    return found.ttl or DEFAULT_APPROVAL_TTL_S, found.approver or "anchor"
 
 
 def decide_policy(label: str, doc: PolicyDocument, action: str, target: str,

@@ -24,6 +24,7 @@ from claiim_core.events import (
     AgentUpdated,
     ApprovalRuleSet,
     ChangeEvent,
+    OrgWebhookSet,
     PolicyPublished,
     ProposalApproved,
     ProposalCreated,
@@ -49,8 +50,9 @@ class ProposalError(Refusal):
 
 
 def widens(events: list[ChangeEvent]) -> bool:
-    """True when any event widens what agents may do (or who may approve): it needs approval."""
-    return any(isinstance(e, WIDENING) for e in events)
+    """True when any event widens what agents may do (or who may approve, or where approvals are
+    announced): it needs approval."""
+    return any(isinstance(e, WIDENING) or (isinstance(e, OrgWebhookSet) and e.url) for e in events)
 
 
 def propose(registry: Registry, org: str, proposer: str, events: list[ChangeEvent], summary: list[str], *,

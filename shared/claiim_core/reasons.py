@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-Category = Literal["policy", "skill", "auth", "agent", "request", "chron", "gate"]
-CATEGORIES: tuple[Category, ...] = ("policy", "skill", "auth", "agent", "request", "chron", "gate")
+Category = Literal["policy", "skill", "auth", "agent", "request", "approval", "chron", "gate"]
+CATEGORIES: tuple[Category, ...] = ("policy", "skill", "auth", "agent", "request", "approval", "chron", "gate")
 
 # The rule of a decision that no policy rule made: the step that decided.
 AUTHENTICATE = "authenticate"

@@ -20,9 +20,13 @@ from claiim_core.events import (
     AgentTokenRevoked,
     AgentTokenRotated,
     AgentUpdated,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRefused,
     ApprovalRuleSet,
     ControlEvent,
     OrgCreated,
+    OrgWebhookSet,
     PolicyPublished,
     ProposalApplied,
     ProposalApproved,
@@ -83,8 +87,20 @@ class AgentState:
 class AdminState:
     org: str
     name: str
-    role: Literal["admin", "auditor"]
+    role: Literal["admin", "auditor", "anchor"]
     token_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    """What became of one approval: granted or refused by a person, or expired undecided."""
+
+    status: Literal["granted", "refused", "expired"]
+    by: str
+    at: str
+    reason: str
+    event_id: str
+    request_hash: str
 
 
 ProposalStatus = Literal["pending", "applied", "rejected", "expired", "failed"]
@@ -123,6 +139,10 @@ class Registry:
     approvals_required: dict[str, int] = field(default_factory=dict)
     """Per org; an org not in it needs one approval besides the proposer's."""
     proposals: dict[tuple[str, str], ProposalState] = field(default_factory=dict)
+    approvals: dict[tuple[str, str], ApprovalDecision] = field(default_factory=dict)
+    """How each decided or expired approval ended, by ``(org, approval id)``; a waiting one is not here."""
+    webhooks: dict[str, str] = field(default_factory=dict)
+    """Per org: where waiting approvals are announced."""
     last_seq: int = 0
     subject_seq: dict[str, int] = field(default_factory=dict)
 
@@ -140,6 +160,18 @@ class Registry:
                 del self.admin_tokens[gone.token_hash]
             case ApprovalRuleSet():
                 self.approvals_required[event.org] = event.approvals
+            case OrgWebhookSet():
+                if event.url:
+                    self.webhooks[event.org] = event.url
+                else:
+                    self.webhooks.pop(event.org, None)
+            case ApprovalGranted() | ApprovalRefused():
+                self.approvals[(event.org, event.approval_id)] = ApprovalDecision(
+                    "granted" if isinstance(event, ApprovalGranted) else "refused", event.actor, event.at,
+                    event.reason, event.event_id, event.request_hash)
+            case ApprovalExpired():
+                self.approvals[(event.org, event.approval_id)] = ApprovalDecision(
+                    "expired", event.actor, event.at, "", event.event_id, "")
             case ProposalCreated():
                 self.proposals[(event.org, event.proposal_id)] = ProposalState(event)
             case ProposalApproved():

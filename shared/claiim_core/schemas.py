@@ -87,6 +87,31 @@ class ShadowDecision(Struct, frozen=True, kw_only=True):
     rule: str
 
 
+ApproverKind = Literal["anchor", "admins"]
+
+
+class Approval(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An approval a decision waits for or ends (:mod:`claiim_core.approvals`).
+
+    On the PENDING decision that asks for it: its id (that decision's chron id), when it expires,
+    who may decide it and the hash of the request it is for. The ALLOW or DENY that ends it carries
+    the same fields and, once someone decided, who, when, their reason and the control event that
+    recorded it: Chron links every approval's records through ``id``.
+    """
+
+    id: str
+    expires_at: str
+    approver: ApproverKind
+    request_hash: str
+    decided_by: str = ""
+    """Who granted or refused it (empty when it expired)."""
+    decided_at: str = ""
+    note: str = ""
+    """The grant's or refusal's reason."""
+    event_id: str = ""
+    """The chron id of the control event that recorded the grant, refusal or expiry."""
+
+
 class DecisionEvent(Struct, frozen=True, kw_only=True):
     """One decision as published to the decisions stream and stored in Chron.
 
@@ -120,10 +145,14 @@ class DecisionEvent(Struct, frozen=True, kw_only=True):
     shadow: ShadowDecision | UnsetType = UNSET
     """The log-only candidate's decision, when the agent has one and the policy step was reached;
     left out of the encoding otherwise, as ``trace_id``."""
+    approval: Approval | UnsetType = UNSET
+    """On a PENDING decision the approval it waits for; on the ALLOW or DENY that ends an approval the
+    link to it; left out of the encoding otherwise."""
 
 
 class DecisionReply(Struct, frozen=True, kw_only=True):
-    """The gate's answer. The agent may act only on ``outcome == "ALLOW"``."""
+    """The gate's answer. The agent may act only on ``outcome == "ALLOW"``: PENDING is not
+    permission, it says that a person must approve first (``approval_id``, until ``expires_at``)."""
 
     outcome: Outcome
     reason: str
@@ -134,11 +163,15 @@ class DecisionReply(Struct, frozen=True, kw_only=True):
     anchor: str
     agent_id: str
     decided_at: str
+    approval_id: str = ""
+    """The approval a PENDING decision waits for, or that an ALLOW or DENY ends."""
+    expires_at: str = ""
+    """When that approval expires (ISO 8601)."""
 
     @property
     def category(self) -> str:
         """What decided, from the reason: ``policy``, ``skill``, ``auth``, ``agent``, ``request``,
-        ``chron`` (the decision could not be recorded) or ``gate``."""
+        ``approval``, ``chron`` (the decision could not be recorded) or ``gate``."""
         return category(self.reason)
 
 
@@ -154,7 +187,28 @@ def reply_for(event: DecisionEvent) -> DecisionReply:
         anchor=event.anchor,
         agent_id=event.agent_id,
         decided_at=event.decided_at,
+        approval_id=event.approval.id if event.approval else "",
+        expires_at=event.approval.expires_at if event.approval else "",
     )
+
+
+MAX_WAIT_S = 25.0
+"""The longest one wait request is held by the gate; the SDK asks again until its own timeout."""
+
+
+class WaitRequest(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """An agent waits for the outcome of one of its approvals (``<ns>.gate.wait``).
+
+    The gate answers at once when the approval is decided or expired (the ALLOW or DENY that ends
+    it, recorded), or after ``wait`` seconds with the PENDING decision again (nothing recorded).
+    ``request_id`` makes a retried wait get the first answer instead of ``approval:used``.
+    """
+
+    agent_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    token: Annotated[str, Meta(min_length=1, max_length=512)]
+    approval_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+    request_id: Annotated[str, Meta(max_length=128)]
+    wait: Annotated[float, Meta(ge=0, le=MAX_WAIT_S)] = 0.0
 
 
 # -- Chron queries ---------------------------------------------------------------------------
@@ -176,6 +230,9 @@ class RecordFilter(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     until: str | None = None
     """ISO 8601; only records that occurred before it."""
     kind: Literal["decision", "control"] | None = None
+    approval_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] | None = None
+    """Every record of one approval: the PENDING decision, the grant, refusal or expiry, and the ALLOW or
+    DENY that ended it."""
     trace_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{32}\Z")] | None = None
     """The W3C trace id (32 lowercase hex digits) that decisions carry."""
     before: Annotated[int, Meta(ge=0)] | None = None
@@ -236,6 +293,8 @@ class ChronRecord(Struct, frozen=True, kw_only=True):
     event: msgspec.Raw
     trace_id: str | None = None
     """The W3C trace id of the agent's span, when its check carried one."""
+    approval_id: str | None = None
+    """The approval the record asks for, decides or ends (:mod:`claiim_core.approvals`)."""
 
 
 class CheckpointInfo(Struct, frozen=True, kw_only=True):
@@ -340,6 +399,8 @@ class ApplyReply(Struct, frozen=True, kw_only=True):
     problems: list[str] = []
     """Each problem of an invalid bundle, starting with its path (``policies[0] (name).allow[1]: ...``)."""
     control_seq: int = 0
+    warnings: list[str] = []
+    """What is valid but will not work as meant: ``approve`` rules that nobody enrolled can grant."""
 
 
 class AgentCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -366,18 +427,20 @@ class AdminCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     op: Literal["enrol", "revoke"]
     name: AdminName
     org: str = ""
-    role: Literal["admin", "auditor"] = "admin"
+    role: Literal["admin", "auditor", "anchor"] = "admin"
     reason: Annotated[str, Meta(max_length=512)] = ""
 
 
 class OrgCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Create an org (the operator only), or set how many approvals its widening changes need."""
+    """Create an org (the operator only), set how many approvals its widening changes need, or set
+    (empty: remove) the webhook told of every approval that waits."""
 
     admin_token: str
-    op: Literal["create", "set-approvals"]
+    op: Literal["create", "set-approvals", "set-webhook"]
     org: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{0,64}\Z")] = ""
     description: Annotated[str, Meta(max_length=512)] = ""
     approvals: Annotated[int, Meta(ge=1, le=10)] = 1
+    webhook: Annotated[str, Meta(max_length=2048)] = ""
 
 
 class ProposalCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -390,6 +453,65 @@ class ProposalCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     org: str = ""
     reason: Annotated[str, Meta(max_length=512)] = ""
     change_hash: str = ""
+
+
+ApprovalId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+
+
+class ApprovalCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """List, show, grant or refuse the approvals agents wait for (``<ns>.admin.approval``).
+
+    An anchor sees and decides the approvals of the agents it anchors; an admin sees every approval
+    of its org and decides those whose rule names ``admins`` (or the ones it anchors itself).
+    ``list`` shows what still waits unless ``closed`` is set; ``agent_id`` narrows it to one agent.
+    """
+
+    admin_token: str
+    op: Literal["list", "show", "grant", "refuse"]
+    org: str = ""
+    approval_id: ApprovalId | Literal[""] = ""
+    reason: Annotated[str, Meta(max_length=512)] = ""
+    agent_id: Annotated[str, Meta(max_length=128)] = ""
+    closed: bool = False
+    request_hash: str = ""
+    """grant/refuse: the request hash the person reviewed; when given, it must be the approval's."""
+
+
+class ApprovalView(Struct, frozen=True, kw_only=True):
+    """One approval as people decide it: the request, the rule and policy version that asked for it,
+    and where it stands (``pending``, ``granted``, ``refused``, ``expired``; ``final_outcome`` is set
+    once the agent's ALLOW or DENY ending it is recorded)."""
+
+    approval_id: str
+    org: str
+    agent_id: str
+    anchor: str
+    action: str
+    target: str
+    context: dict[str, str]
+    rule: str
+    policy: str
+    skill: str
+    approver: str
+    request_hash: str
+    requested_at: str
+    expires_at: str
+    status: Literal["pending", "granted", "refused", "expired"]
+    decided_by: str = ""
+    decided_at: str = ""
+    note: str = ""
+    final_outcome: str = ""
+    final_chron_id: str = ""
+
+
+class ApprovalReply(Struct, frozen=True, kw_only=True):
+    ok: bool
+    code: str = ""
+    """A :class:`claiim_core.codes.Code` when ``ok`` is false."""
+    error: str | None = None
+    approvals: list[ApprovalView] = []
+    change: str = ""
+    control_seq: int = 0
 
 
 class AgentCommandReply(Struct, frozen=True, kw_only=True):

@@ -127,12 +127,13 @@ def registry() -> tuple[Registry, dict[str, str]]:
 
 
 def test_an_active_agent_gets_the_gate_and_its_own_inbox_only() -> None:
-    """An agent may ask the gate (a check, or what its skills cover) and read its own inbox; nothing else."""
+    """An agent may ask the gate (a check, what its skills cover, or an approval's outcome) and read its own
+    inbox; nothing else."""
     reg, tokens = registry()
     token = tokens["deploy-bot"]
     granted = grant(reg, SECRET, OPERATOR, NAMES, "deploy-bot", token)
     assert granted.name == "agent:demo/deploy-bot"
-    assert granted.permissions == Permissions(("claiim.gate.check", "claiim.gate.skills"),
+    assert granted.permissions == Permissions(("claiim.gate.check", "claiim.gate.skills", "claiim.gate.wait"),
                                               (f"{inbox_prefix(token)}.>",))
 
 

@@ -82,7 +82,8 @@ def _agent(registry: Registry, token_secret: bytes, names: Names, user: str, tok
     if agent.status != "active":
         raise Denied(f"agent {org}/{user} is {agent.status}")
     return Grant(agent_name(agent.org, agent.agent_id),
-                 Permissions(publish=(names.gate_check, names.gate_skills), subscribe=(f"{inbox_prefix(token)}.>",)))
+                 Permissions(publish=(names.gate_check, names.gate_skills, names.gate_wait),
+                             subscribe=(f"{inbox_prefix(token)}.>",)))
 
 
 def operator_denied(names: Names) -> tuple[str, ...]:
@@ -91,9 +92,9 @@ def operator_denied(names: Names) -> tuple[str, ...]:
     JetStream calls that delete or change streams and their messages."""
     ns = names.namespace
     durables = [(names.decisions_stream, names.chron_durable), (names.control_stream, names.chron_durable),
-                (names.decisions_stream, OCSF_DURABLE)]
+                (names.decisions_stream, OCSF_DURABLE), (names.decisions_stream, names.approval_notify_durable)]
     return (f"{ns}.decision.>", f"{ns}.control.>", f"{ns}.ocsf.>", names.chron_leaves, names.chron_checkpoint,
-            names.gate_check, names.gate_skills, "$SYS.>", "_INBOX.>", f"{INBOX_ROOT}.>",
+            names.gate_check, names.gate_skills, names.gate_wait, "$SYS.>", "_INBOX.>", f"{INBOX_ROOT}.>",
             *(f"{service_inbox(user)}.>" for user in SERVICE_USERS),
             "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.UPDATE.>",
             "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.RESTORE.>",

@@ -65,6 +65,8 @@ class ChronQueries:
             principal = authenticate(self._follower.registry, self._secret, self._operator_token, q.admin_token)
             if q.op in ("parked", "ack-parked"):
                 return await self._parked(q, principal)
+            if principal.role == "anchor":
+                return await self._run(*_anchored(q, principal))
             org = None if principal.org is None and not q.org else scope(principal, q.org, write=False)
             return await self._run(q, org)
         except Refusal as e:
@@ -140,6 +142,16 @@ class ChronQueries:
                            checkpoint_size=latest[0].size if latest else 0,
                            checkpoint_signed_at=latest[0].signed_at.isoformat() if latest else "", pending=pending,
                            parked=await self._store.unacknowledged_parked(), problems=await self._problems())
+
+
+def _anchored(q: ChronQuery, principal: Principal) -> tuple[ChronQuery, str]:
+    """An anchor's query: the records of the agents it anchors (their decisions name it), in its org."""
+    if q.op not in ("list", "show", "checkpoints", "consistency", "status"):
+        raise AccessError(f"forbidden: {principal} reads its agents' records (list, show), nothing else")
+    if q.org and q.org != principal.org:
+        raise AccessError(f"forbidden: {principal} cannot act in org {q.org}")
+    assert principal.org is not None
+    return msgspec.structs.replace(q, anchor=principal.name, kind="decision"), principal.org
 
 
 def _search_of(q: ChronQuery, org: str | None) -> Search:

@@ -43,6 +43,8 @@ class Row(NamedTuple):
     event: bytes
     trace_id: str | None = None
     """The W3C trace id a decision carries (None for control events and untraced decisions)."""
+    approval_id: str | None = None
+    """The approval a decision asks for or ends, or a grant, refusal or expiry decides (else None)."""
 
 
 ROW_COLUMNS = Row._fields
@@ -67,7 +69,7 @@ def decision_row(stream: str, seq: int, subject: str, data: bytes, e: DecisionEv
     e = e or _decision.decode(data)
     return Row(e.chron_id, "decision", stream, seq, subject, e.org, e.agent_id, "", e.outcome, e.action, e.target,
                e.anchor, e.policy, e.skill, e.reason, e.rule, e.gate, e.control_seq, _time(e.decided_at), data,
-               e.trace_id or None)
+               e.trace_id or None, e.approval.id if e.approval else None)
 
 
 def control_row(stream: str, seq: int, subject: str, data: bytes, e: ControlEvent | None = None) -> Row:
@@ -80,8 +82,9 @@ def control_row(stream: str, seq: int, subject: str, data: bytes, e: ControlEven
     policy = what if e.__struct_config__.tag == "policy.published" else ""
     skill = what if e.__struct_config__.tag == "skill.published" else ""
     tag = str(e.__struct_config__.tag)
+    approval = getattr(e, "approval_id", None)
     return Row(e.event_id, "control", stream, seq, subject, e.org, agent, e.actor, "", tag, what, anchor, policy,
-               skill, f"{e.actor} {tag} {what}", "", "", seq, _time(e.at), data)
+               skill, f"{e.actor} {tag} {what}", "", "", seq, _time(e.at), data, None, approval)
 
 
 def to_row(kind: str, stream: str, seq: int, subject: str, data: bytes, check: Check | None = None) -> Row | Parked:

@@ -9,7 +9,7 @@ leaf_index) index, and a page of it a walk down that range, however far back the
 Paging is by keyset, never by OFFSET, so that a page deep in a log of millions of rows costs what
 the first page costs: ``before`` (a record's leaf index) gives the page after that record in the
 search's order, ``after`` the page before it. Every value is a query parameter; only column names
-and operators, all fixed here, are part of the SQL text. Migrations 004, 005 and 007 hold the
+and operators, all fixed here, are part of the SQL text. Migrations 004, 005, 007 and 008 hold the
 indexes these queries use.
 """
 
@@ -32,6 +32,7 @@ class Search:
     outcome: str | None = None
     kind: str | None = None
     trace_id: str | None = None
+    approval_id: str | None = None
     since: datetime | None = None
     """Inclusive lower bound on ``occurred_at``."""
     until: datetime | None = None
@@ -43,7 +44,7 @@ class Search:
     limit: int = 50
 
 
-_EQUAL = ("org", "chron_id", "agent_id", "anchor", "outcome", "kind", "trace_id")
+_EQUAL = ("org", "chron_id", "agent_id", "anchor", "outcome", "kind", "trace_id", "approval_id")
 
 
 def escape_like(text: str) -> str:

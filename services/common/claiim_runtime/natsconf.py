@@ -61,7 +61,8 @@ def rights(names: Names) -> dict[str, Rights]:
         return f"{service_inbox(user)}.>"
 
     protected = [f"{api}.CONSUMER.{op}.{stream}.{name}{tail}" for stream, name in
-                 ((d, names.chron_durable), (c, names.chron_durable), (d, OCSF_DURABLE))
+                 ((d, names.chron_durable), (c, names.chron_durable), (d, OCSF_DURABLE),
+                  (d, names.approval_notify_durable))
                  for op in ("CREATE", "DELETE", "DURABLE.CREATE") for tail in ("", ".>")]
     readers = [f"{api}.CONSUMER.{op}.{s}{tail}" for s in (d, o) for op in ("CREATE", "DELETE", "INFO", "MSG.NEXT")
                for tail in ("", ".>")] + [f"{api}.{op}.{s}{tail}" for s in (d, o)
@@ -69,10 +70,12 @@ def rights(names: Names) -> dict[str, Rights]:
                                                            ("DIRECT.GET", ""), ("DIRECT.GET", ".>"))]
     readers += [f"$JS.{kind}.{s}.>" for s in (d, o) for kind in ("FC", "ACK")]
     return {
-        "gate": Rights([f"{ns}.decision.>", *create_streams, *ordered(c), f"{api}.DIRECT.GET.{d}"],
-                       [names.gate_check, names.gate_skills, inbox("gate")], responses=True),
-        "control": Rights([f"{ns}.control.>", *create_streams, *ordered(c)], [f"{ns}.admin.>", inbox("control")],
-                          responses=True),
+        "gate": Rights([f"{ns}.decision.>", *create_streams, *ordered(c), f"{api}.DIRECT.GET.{d}",
+                        f"{api}.DIRECT.GET.{d}.>"],
+                       [names.gate_check, names.gate_skills, names.gate_wait, inbox("gate")], responses=True),
+        "control": Rights([f"{ns}.control.>", *create_streams, *ordered(c), *ordered(d),
+                           *durable(d, names.approval_notify_durable), f"{api}.DIRECT.GET.{d}",
+                           f"{api}.DIRECT.GET.{d}.>"], [f"{ns}.admin.>", inbox("control")], responses=True),
         "chron": Rights([names.chron_leaves, names.chron_checkpoint, *create_streams, *ordered(c),
                          *durable(d, names.chron_durable), *durable(c, names.chron_durable),
                          f"{api}.STREAM.MSG.GET.{p}", f"{api}.DIRECT.GET.{p}", f"{api}.DIRECT.GET.{p}.>"],

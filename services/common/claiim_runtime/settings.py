@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from claiim_core.checkpoint import CheckpointError, Signer, Verifier
-from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, KeyFormatError
+from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, KeyFormatError, Trusted
 from claiim_core.names import Names
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,7 +82,8 @@ class Settings(BaseSettings):
         description="this gate's MAC key for decision events (`claiim keygen gate ID`); required by the gate")
     gate_key_file: Path | None = Field(default=None, description="... or a file holding it")
     gate_keys: SecretStr | None = Field(default=None,
-        description="the gate keys whose decisions are accepted (a keyring); required by Chron and the OCSF feed")
+        description=("the gate keys whose decisions are accepted (a keyring); required by Chron and the OCSF feed; "
+                     "gates verify approvals with it (without it, a gate knows only its own key)"))
     gate_keys_file: Path | None = Field(default=None, description="... or a file holding them")
     nats_passwords: SecretStr | None = Field(default=None,
         description=("user=password,...: each service's NATS user (gate, control, chron, ocsf, ui, auth, sys); "
@@ -145,6 +146,14 @@ class Settings(BaseSettings):
         """The gate keys whose decisions Chron and the OCSF feed accept (CLAIIM_GATE_KEYS or _FILE)."""
         return _load("GATE_KEYS", self.gate_keys, self.gate_keys_file, _nonempty(GateKeyring.parse),
                      "list every gate's key (`claiim keygen gate ID`)")
+
+    def gate_keyring_with(self, own: GateKey) -> GateKeyring:
+        """The keys a gate verifies approvals' PENDING decisions with: CLAIIM_GATE_KEYS when set (every
+        replica's key, so that any replica ends an approval another one recorded), else its own key."""
+        if self.gate_keys is None and self.gate_keys_file is None:
+            return GateKeyring([Trusted(own)])
+        ring = self.require_gate_keyring()
+        return ring if ring.knows(own.id) else GateKeyring([*ring.entries(), Trusted(own)])
 
     def nats_password(self, user: str) -> str | None:
         """The NATS password of service ``user`` from CLAIIM_NATS_PASSWORDS (``user=password,...``)."""

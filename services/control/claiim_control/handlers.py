@@ -5,11 +5,14 @@ reply's ``code`` and ``error``."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from claiim_core.access import Principal, scope, visible_orgs
+from claiim_core.approvals import unsatisfiable
 from claiim_core.bundle import parse_bundle, plan_bundle
 from claiim_core.codes import Code, Refusal
 from claiim_core.commands import plan_admin_command, plan_agent_command, plan_org_create
@@ -17,19 +20,21 @@ from claiim_core.events import (
     AgentShadowSet,
     ApprovalRuleSet,
     ChangeEvent,
+    OrgWebhookSet,
     ProposalApplied,
     ProposalCreated,
     ProposalFailed,
 )
 from claiim_core.explain import explain
 from claiim_core.proposals import approve, reject
-from claiim_core.registry import ProposalState
+from claiim_core.registry import ProposalState, Registry
 from claiim_core.schemas import (
     AdminCommand,
     AgentCommand,
     AgentCommandReply,
     ApplyReply,
     ApplyRequest,
+    ApprovalReply,
     OrgCommand,
     ProposalCommand,
     RegistryQuery,
@@ -51,7 +56,7 @@ from msgspec.structs import replace
 
 from claiim_control.unit import AppendError, ControlStream, Work
 
-Reply = ApplyReply | AgentCommandReply | RegistryQueryReply
+Reply = ApplyReply | AgentCommandReply | RegistryQueryReply | ApprovalReply
 Handler = Callable[[Any, Principal, ControlStream], Awaitable[Reply]]
 
 
@@ -60,9 +65,10 @@ async def apply(request: ApplyRequest, principal: Principal, stream: ControlStre
     scope(principal, bundle.org, write=True)
     async with stream.begin(principal) as work:
         plan = plan_bundle(work.registry, bundle, work.context)
+        warnings = _warnings(work.registry, bundle.org, plan.events)
         if request.dry_run or plan.unchanged:
             return ApplyReply(ok=True, changed=plan.changes, changes=[str(c) for c in plan.changes],
-                              control_seq=work.registry.last_seq)
+                              control_seq=work.registry.last_seq, warnings=warnings)
         changed = [c for c in plan.changes if c.op != "unchanged"]
         try:
             seq, proposal = await work.commit(bundle.org, plan.events, [str(c) for c in changed])
@@ -73,7 +79,24 @@ async def apply(request: ApplyRequest, principal: Principal, stream: ControlStre
                               error=f"{e} (applied before: {[str(c) for c in done]})")
         proposal_id, pending = _pending(proposal)
         return ApplyReply(ok=True, changed=plan.changes, changes=[str(c) for c in plan.changes], tokens=plan.tokens,
-                          control_seq=seq, proposal_id=proposal_id, pending=pending)
+                          control_seq=seq, proposal_id=proposal_id, pending=pending, warnings=warnings)
+
+
+def _warnings(registry: Registry, org: str, events: list[ChangeEvent]) -> list[str]:
+    """What would be wrong with ``org`` once ``events`` are applied: approve rules nobody can grant."""
+    projected = copy.deepcopy(registry)
+    for event in events:
+        projected.apply(projected.last_seq, "", event)
+    return unsatisfiable(projected, org)
+
+
+def check_webhook(url: str) -> None:
+    """Refuse a webhook that is not an http(s) URL with a host (empty: remove it)."""
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Refusal(f"a webhook is an http:// or https:// URL with a host, not {url!r}", Code.INVALID)
 
 
 async def agent_command(cmd: AgentCommand, principal: Principal, stream: ControlStream) -> AgentCommandReply:
@@ -96,6 +119,16 @@ async def admin_command(cmd: AdminCommand, principal: Principal, stream: Control
 
 
 async def org_command(cmd: OrgCommand, principal: Principal, stream: ControlStream) -> AgentCommandReply:
+    if cmd.op == "set-webhook":
+        org = scope(principal, cmd.org, write=True)
+        check_webhook(cmd.webhook)
+        async with stream.begin(principal) as work:
+            if work.registry.webhooks.get(org, "") == cmd.webhook:
+                raise Refusal(f"org {org}'s webhook is already {'that' if cmd.webhook else 'unset'}", Code.CONFLICT)
+            ctx = work.context
+            hook = OrgWebhookSet(event_id=ctx.new_id(), at=ctx.now, actor=principal.name, org=org, url=cmd.webhook)
+            return await _committed(work, org, [hook], f"org {org} announces waiting approvals to {cmd.webhook}"
+                                    if cmd.webhook else f"org {org} announces waiting approvals nowhere")
     if cmd.op == "set-approvals":
         org = scope(principal, cmd.org, write=True)
         async with stream.begin(principal) as work:

@@ -35,6 +35,8 @@ from claiim_core.schemas import (
     AgentCommandReply,
     ApplyReply,
     ApplyRequest,
+    ApprovalCommand,
+    ApprovalReply,
     OrgCommand,
     ProposalCommand,
     RegistryQuery,
@@ -49,6 +51,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from claiim_control import handlers
+from claiim_control.approvals import ApprovalBook, WebhookNotifier, approval_command
 from claiim_control.handlers import Handler, Reply
 from claiim_control.unit import ControlStream
 
@@ -56,6 +59,8 @@ log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 EXPIRY_SWEEP_S = 30.0
 """How often pending proposals past their expiry are recorded as expired."""
+APPROVAL_SWEEP_S = 2.0
+"""How often undecided approvals past their expiry (and its grace) are recorded as expired."""
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -70,6 +75,7 @@ ROUTES: dict[str, Route] = {
     "admins": Route(AdminCommand, handlers.admin_command, AgentCommandReply),
     "org": Route(OrgCommand, handlers.org_command, AgentCommandReply),
     "proposal": Route(ProposalCommand, handlers.proposal_command, AgentCommandReply),
+    "approval": Route(ApprovalCommand, approval_command, ApprovalReply),
     "query": Route(RegistryQuery, handlers.query, RegistryQueryReply),
 }
 """The admin subjects (``<ns>.admin.<name>``) and what answers each."""
@@ -93,25 +99,35 @@ class ControlService:
         self._secret = token_secret
         self._operator_token = operator_token
         self.stream = ControlStream(js, names, follower, signer, proposal_ttl, token_secret)
+        self.approvals = ApprovalBook(js, names)
+        self.stream.approvals = self.approvals
+        self.notifier = WebhookNotifier(nc, names, self.stream)
         self._subs: list[Subscription] = []
         self._expiry: asyncio.Task[None] | None = None
+        self._approval_expiry: asyncio.Task[None] | None = None
         self.answered: Counter[tuple[str, str]] = Counter()
         """Requests answered, by subject name (apply, agent, ...) and result (ok, or the refusal's code)."""
 
     async def start(self) -> None:
+        await self.approvals.start()
+        await self.notifier.start()
         for name in ROUTES:
             subject = getattr(self._names, f"admin_{name}")  # Names.admin_apply, ...
             self._subs.append(await self._nc.subscribe(subject, queue=self._names.admin_queue,
                                                        cb=self._responder(name)))
-        self._expiry = asyncio.create_task(self._expiry_loop())
+        self._expiry = asyncio.create_task(self._sweep("proposal", EXPIRY_SWEEP_S, self.expire_proposals))
+        self._approval_expiry = asyncio.create_task(self._sweep("approval", APPROVAL_SWEEP_S, self.expire_approvals))
 
     async def stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
-        if self._expiry is not None:
-            self._expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry
+        for task in (self._expiry, self._approval_expiry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.notifier.stop()
+        await self.approvals.stop()
 
     async def answer(self, name: str, data: bytes) -> Reply:
         """The reply to one request on ``<ns>.admin.<name>``; never raises."""
@@ -153,10 +169,15 @@ class ControlService:
         """Record the expiry of every pending proposal past its time; returns how many."""
         return await self.stream.expire()
 
-    async def _expiry_loop(self) -> None:
+    async def expire_approvals(self) -> int:
+        """Record the expiry of every undecided approval past its time; returns how many."""
+        return await self.approvals.expire(self.stream)
+
+    @staticmethod
+    async def _sweep(what: str, every: float, sweep: Callable[[], Awaitable[int]]) -> None:
         while True:
-            await asyncio.sleep(EXPIRY_SWEEP_S)
+            await asyncio.sleep(every)
             try:
-                await self.expire_proposals()
+                await sweep()
             except Exception:
-                log.exception("proposal expiry sweep failed")
+                log.exception("%s expiry sweep failed", what)

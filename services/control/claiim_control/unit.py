@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from claiim_core.access import Principal
 from claiim_core.bundle import PlanContext
@@ -39,6 +40,9 @@ from claiim_runtime.conditions import CelConditions
 from claiim_runtime.follower import RegistryFollower
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
+
+if TYPE_CHECKING:
+    from claiim_control.approvals import ApprovalBook
 
 WRONG_LAST_SEQUENCE = 10071
 
@@ -73,10 +77,19 @@ class ControlStream:
         self.conditions = CelConditions()
         """Checks rules' conditions when a policy is published, and evaluates them for ``explain``."""
         self._lock = asyncio.Lock()
+        self.approvals: ApprovalBook | None = None
+        """The approvals agents wait for (set by the service that follows them)."""
 
     @property
     def registry(self) -> Registry:
         return self._follower.registry
+
+    @asynccontextmanager
+    async def locked(self) -> AsyncIterator[Registry]:
+        """No other change in progress, and the registry caught up, until it ends."""
+        async with self._lock:
+            await self._follower.wait_caught_up()
+            yield self.registry
 
     @asynccontextmanager
     async def begin(self, principal: Principal) -> AsyncIterator[Work]:
@@ -112,9 +125,8 @@ class ControlStream:
 
     async def expire(self) -> int:
         """Record the expiry of every pending proposal past its time; returns how many."""
-        async with self._lock:
-            await self._follower.wait_caught_up()
-            expired = expirations(self.registry, datetime.now(UTC), new_id)
+        async with self.locked() as registry:
+            expired = expirations(registry, datetime.now(UTC), new_id)
             if expired:
                 await self.append(list(expired))
         return len(expired)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import msgspec
+from claiim_core.approvals import new_approval
 from claiim_core.conditions import Conditions
 from claiim_core.decision import EPOCH, Verdict, deny, evaluate
 from claiim_core.ids import chron_id, rfc3339
 from claiim_core.reasons import REQUEST, reason
 from claiim_core.registry import Registry
-from claiim_core.schemas import MAX_REQUEST_BYTES, CheckRequest, DecisionEvent
-from msgspec import UNSET
+from claiim_core.schemas import MAX_REQUEST_BYTES, Approval, CheckRequest, DecisionEvent
+from msgspec import UNSET, UnsetType
 
 _decoder = msgspec.json.Decoder(CheckRequest)
 
@@ -54,8 +55,15 @@ def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now:
 
 def event_for(verdict: Verdict, request: CheckRequest | None, control_seq: int, gate: str,
               now: Moment, trace_id: str | None = None) -> DecisionEvent:
+    """The decision event of ``verdict``; a PENDING one asks for an approval whose id is its chron id."""
+    cid = chron_id(now.unix_us // 1000, now.randomness)
+    approval: Approval | UnsetType = UNSET
+    if verdict.approval is not None and request is not None:
+        ttl, approver = verdict.approval
+        approval = new_approval(cid, now.unix_us, ttl, approver, verdict.org, request.agent_id, request.action,
+                                request.target, request.context)
     return DecisionEvent(
-        chron_id=chron_id(now.unix_us // 1000, now.randomness),
+        chron_id=cid,
         decided_at=rfc3339(now.unix_us),
         outcome=verdict.outcome,
         reason=verdict.reason,
@@ -73,4 +81,5 @@ def event_for(verdict: Verdict, request: CheckRequest | None, control_seq: int, 
         control_seq=control_seq,
         trace_id=trace_id or UNSET,
         shadow=verdict.shadow or UNSET,
+        approval=approval,
     )

@@ -8,7 +8,9 @@ a future per request). If the event cannot be recorded the reply is DENY
 without an answer. A request id recorded before, by this replica or another, is answered with
 the decision stored then (:mod:`claiim_gate.requestids`). The trace id of a ``traceparent``
 header goes into the decision (:mod:`claiim_core.tracecontext`). On ``<ns>.gate.skills`` an agent
-learns what its skills cover (an MCP gateway lists only those tools); that is no decision.
+learns what its skills cover (an MCP gateway lists only those tools); that is no decision. A
+PENDING decision (an ``approve`` rule) is published on its approval's subject, and on
+``<ns>.gate.wait`` the agent collects the approval's outcome (:mod:`claiim_gate.approvals`).
 
 The hot path uses nats-py directly rather than a FastStream handler: ``bench/hotpaths.py``
 measures both side by side. The publish-and-await step dominates; this class is the one adapter
@@ -27,6 +29,7 @@ from typing import Any
 import msgspec
 from claiim_core.codes import Code
 from claiim_core.decision import Verdict, authenticate_agent, deny, skill_actions
+from claiim_core.eventauth import GateKeyring, decision_subject
 from claiim_core.names import Names
 from claiim_core.reasons import INTERNAL, REQUEST_ID, reason
 from claiim_core.schemas import DecisionEvent, DecisionReply, SkillsReply, SkillsRequest, reply_for
@@ -40,6 +43,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from claiim_gate.approvals import ApprovalDesk
 from claiim_gate.decide import Moment, decide, event_for
 from claiim_gate.metrics import GateMetrics
 from claiim_gate.requestids import claims_request_id, fingerprint, msg_id
@@ -61,8 +65,8 @@ def now() -> Moment:
 
 class GateService:
     def __init__(self, nc: Client, names: Names, follower: RegistryFollower, token_secret: bytes,
-                 instance: str, publish_timeout: float, seal: Seal, metrics: GateMetrics | None = None,
-                 spans: GateSpans | None = None) -> None:
+                 instance: str, publish_timeout: float, seal: Seal, keyring: GateKeyring,
+                 metrics: GateMetrics | None = None, spans: GateSpans | None = None) -> None:
         self._nc = nc
         self._metrics = metrics
         self._spans = spans
@@ -77,6 +81,9 @@ class GateService:
         self._js = nc.jetstream()
         self._sub: Subscription | None = None
         self._skills_sub: Subscription | None = None
+        self._wait_sub: Subscription | None = None
+        self.approvals = ApprovalDesk(nc, names, follower, token_secret, keyring, seal, self._conditions, instance,
+                                      publish_timeout, now)
 
     async def start(self) -> None:
         await self._recorder.start()
@@ -86,14 +93,17 @@ class GateService:
         )
         self._skills_sub = await self._nc.subscribe(self._names.gate_skills, queue=self._names.gate_queue,
                                                     cb=self._on_skills)
+        self._wait_sub = await self._nc.subscribe(self._names.gate_wait, queue=self._names.gate_queue,
+                                                  cb=self.approvals.on_wait)
 
     async def stop(self, deadline: Deadline | None = None) -> None:
         """Stop taking requests and answer the ones in flight (those whose PubAck has not come by
         the deadline get DENY ``chron:unavailable``)."""
         deadline = deadline or Deadline(self._recorder_timeout)
-        for sub in (self._sub, self._skills_sub):
+        for sub in (self._sub, self._skills_sub, self._wait_sub):
             if sub is not None:
                 await deadline.step("gate subscription", sub.unsubscribe())
+        await deadline.step("approval waits", self.approvals.stop())
         await self._recorder.stop(wait=max(0.0, deadline.left() - 0.2))
         if self._spans is not None:
             await self._spans.shutdown(max(0.1, deadline.left() - 0.1))
@@ -153,7 +163,7 @@ class GateService:
             else:
                 await self._answer(request, reply_for(event), event.org)
 
-        subject = self._names.decision_subject(event.org, event.agent_id, event.outcome)
+        subject = decision_subject(self._names, event)
         sent = time.perf_counter()
         await self._recorder.publish(subject, self._seal(event), msg_id(event), stored)
 

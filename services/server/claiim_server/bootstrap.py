@@ -177,7 +177,8 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             metrics = None if http is None else GateMetrics(http.registry)
             spans = None if settings.otlp_endpoint is None else GateSpans(settings.otlp_endpoint, instance)
             gate = GateService(nc, names, follower, secret, instance, settings.publish_timeout,
-                               partial(seal_decision, key=gate_key), metrics, spans)
+                               partial(seal_decision, key=gate_key), settings.gate_keyring_with(gate_key), metrics,
+                               spans)
             await gate.start()
             running.gates.append(gate)
             if http is not None and metrics is not None:

@@ -60,6 +60,7 @@ def _changes(reply: ApplyReply) -> str:
     if all(c.op == "unchanged" for c in reply.changed):
         lines.append("nothing to change")
     lines += _proposed(reply.proposal_id, reply.pending)
+    lines += [f"warning: {w}" for w in reply.warnings]
     valid = " (valid once the proposal is applied)" if reply.proposal_id else ""
     lines += [f"token for {agent} (shown once){valid}: {token}" for agent, token in reply.tokens.items()]
     return "\n".join(lines)
@@ -159,6 +160,36 @@ async def admin_enrol(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 
 async def admin_revoke(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     done = await admin.revoke_admin(args.name, args.reason)
+    return _say(args, done, f"{done.change} (control seq {done.control_seq})")
+
+
+async def org_set_webhook(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    if bool(args.url) == bool(args.remove):
+        return _fail("give the webhook's URL, or --remove")
+    done = await admin.set_webhook("" if args.remove else args.url)
+    return _say(args, done, "\n".join([done.change, *_proposed(done.proposal_id, done.pending)]))
+
+
+APPROVAL_COLUMNS = ("approval_id", "status", "agent_id", "anchor", "action", "target", "expires_at")
+APPROVAL_FIELDS = ("approval_id", "org", "status", "agent_id", "anchor", "action", "target", "context", "rule",
+                   "policy", "skill", "approver", "request_hash", "requested_at", "expires_at", "decided_by",
+                   "decided_at", "note", "final_outcome", "final_chron_id")
+
+
+async def approvals_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    found = await admin.approvals(agent_id=args.agent, closed=args.closed)
+    text = table(found, APPROVAL_COLUMNS) if found else "no approval waits" + ("" if args.closed else " for you")
+    return _say(args, found, text)
+
+
+async def approvals_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    found = await admin.approval(args.approval_id)
+    return _say(args, found, fields(found, APPROVAL_FIELDS))
+
+
+async def approvals_decide(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    decide = admin.grant if args.subcommand == "grant" else admin.refuse
+    done = await decide(args.approval_id, args.reason, args.hash)
     return _say(args, done, f"{done.change} (control seq {done.control_seq})")
 
 
@@ -356,7 +387,8 @@ CONTROL_HEADERS = ("chron_id", "occurred_at", "actor", "event", "subject", "cont
 async def chron_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     records = await admin.chron_list(agent_id=args.agent, anchor=args.anchor, action=args.action,
                                      outcome=args.outcome, since=args.since, until=args.until, kind=args.kind,
-                                     trace_id=args.trace_id, before=args.before, after=args.after, limit=args.limit)
+                                     trace_id=args.trace_id, approval_id=args.approval, before=args.before,
+                                     after=args.after, limit=args.limit)
     if args.kind == "control":
         return _say(args, records, table(records, CONTROL_COLUMNS, CONTROL_HEADERS))
     return _say(args, records, table(records, RECORD_COLUMNS))
@@ -379,6 +411,11 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("org", "show"): org_show,
     ("org", "create"): org_create,
     ("org", "set-approvals"): org_set_approvals,
+    ("org", "set-webhook"): org_set_webhook,
+    ("approvals", "list"): approvals_list,
+    ("approvals", "show"): approvals_show,
+    ("approvals", "grant"): approvals_decide,
+    ("approvals", "refuse"): approvals_decide,
     ("proposals", "list"): proposals_list,
     ("proposals", "show"): proposals_show,
     ("proposals", "approve"): proposals_decide,

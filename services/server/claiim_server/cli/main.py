@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     _leaf(org, "set-approvals", "how many admins besides the proposer approve a widening change (a proposal)"
           ).add_argument("approvals", type=int)
+    hook = _leaf(org, "set-webhook", "announce each waiting approval with a JSON POST to URL (a proposal)")
+    hook.add_argument("url", nargs="?", default="", help="http(s) URL; Slack and Teams incoming webhooks work")
+    hook.add_argument("--remove", action="store_true", help="announce approvals nowhere")
 
     proposals = _group(sub, "proposals", "two-person control: changes waiting for another admin's approval")
     ls = _leaf(proposals, "list", "the org's proposals, newest first")
@@ -125,11 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
         if op == "approve":
             cmd.add_argument("--hash", default="", help="the change hash you reviewed (`proposals show`)")
 
-    admin = _group(sub, "admin", "admins of an org: admin (read and change) or auditor (read only)")
+    approvals = _group(sub, "approvals", "single actions waiting for a person's approval (policies' approve rules)")
+    ls = _leaf(approvals, "list", "the approvals waiting for a decision that you can see, newest first")
+    ls.add_argument("--agent", default="", help="only this agent's")
+    ls.add_argument("--all", action="store_true", dest="closed", help="decided and expired ones too")
+    _leaf(approvals, "show", "one approval: the request, its rule and policy version, where it stands"
+          ).add_argument("approval_id")
+    for op, text in (("grant", "grant: the agent gets ALLOW for exactly that request, once"),
+                     ("refuse", "refuse: the agent gets DENY approval:refused with your reason")):
+        cmd = _leaf(approvals, op, text)
+        cmd.add_argument("approval_id")
+        cmd.add_argument("--reason", required=True, help="why (recorded in Chron with your name)")
+        cmd.add_argument("--hash", default="", help="the request hash you reviewed (`approvals show`)")
+
+    admin = _group(sub, "admin", "people of an org: admin (read and change), auditor (read only) or anchor "
+                                 "(decides its agents' approvals)")
     _leaf(admin, "list", "the org's admins and their roles")
-    enrol = _leaf(admin, "enrol", "enrol an admin; prints its token once")
+    enrol = _leaf(admin, "enrol", "enrol an admin, auditor or anchor; prints its token once")
     enrol.add_argument("name")
-    enrol.add_argument("--role", choices=["admin", "auditor"], default="admin")
+    enrol.add_argument("--role", choices=["admin", "auditor", "anchor"], default="admin",
+                       help="an anchor's name is the anchor its agents name")
     revoke = _leaf(admin, "revoke", "revoke an admin's token")
     revoke.add_argument("name")
     revoke.add_argument("--reason", default="")
@@ -203,12 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--agent")
     ls.add_argument("--anchor", help="the accountable human")
     ls.add_argument("--action", help="exact action, or a prefix ending in *, e.g. 'deploy:*'")
-    ls.add_argument("--outcome", choices=["ALLOW", "DENY"], type=str.upper)
+    ls.add_argument("--outcome", choices=["ALLOW", "DENY", "PENDING"], type=str.upper)
     ls.add_argument("--since", help="ISO 8601 time (inclusive), e.g. 2026-11-25T10:00:00+00:00")
     ls.add_argument("--until", help="ISO 8601 time (exclusive)")
     ls.add_argument("--kind", choices=["decision", "control"], default="decision")
     ls.add_argument("--trace-id", type=str.lower, metavar="TRACE",
                     help="the decisions of one W3C trace (32 hex digits, as in a traceparent)")
+    ls.add_argument("--approval", metavar="ID", help="every record of one approval: the PENDING decision, the "
+                                                     "grant, refusal or expiry, and the ALLOW or DENY ending it")
     ls.add_argument("--before", type=int, metavar="LEAF", help="only older records: the next page after LEAF")
     ls.add_argument("--after", type=int, metavar="LEAF", help="only newer records: the page just newer than LEAF")
     ls.add_argument("--limit", type=int, default=50)
