@@ -37,7 +37,7 @@ from claiim_core.reasons import reason
 from claiim_core.registry import AgentState, ApprovalDecision, Registry
 from claiim_core.schemas import Approval, ApprovalView, ApproverKind, DecisionEvent
 
-EXPIRY_GRACE = timedelta(seconds=5)
+EXPIRY_GRACE = timedelta(seconds=2)
 """How long after its expiry an undecided approval is recorded as expired (a waiting agent's own
 DENY ``approval:expired`` usually ends it first)."""
 

@@ -27,6 +27,7 @@ Subjects (namespace ``claiim``)::
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,12 @@ def service_inbox(service: str) -> str:
 def subject_token(value: str) -> str:
     """Return ``value`` if it is a safe subject token, else the placeholder ``_unknown``."""
     return value if TOKEN_RE.match(value) else UNKNOWN
+
+
+def name_token(value: str) -> str:
+    """``value`` if it is a safe subject token, else ``h`` and a hash of it: one subject per name, for the
+    names of people, which may hold dots (``s.emp1``)."""
+    return value if TOKEN_RE.match(value) else "h" + hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +185,7 @@ class Names:
         return f"{self.namespace}.decision.*.*.approval.*"
 
     def control_subject(self, org: str, kind: str, name: str) -> str:
-        return f"{self.namespace}.control.{subject_token(org)}.{kind}.{subject_token(name)}"
+        return f"{self.namespace}.control.{subject_token(org)}.{kind}.{name_token(name)}"
 
     # -- consumers
     @property

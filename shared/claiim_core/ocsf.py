@@ -1,8 +1,10 @@
 """A decision rendered as an OCSF 1.5.0 API Activity event (class 6003) for SIEMs.
 
 The allow/deny is in the Security Control profile's ``action``/``disposition`` attributes, next to
-the ``policy`` that decided. Fields with no OCSF home (rule, skill, context, control_seq, and a
-log-only candidate's result, ``shadow``) go under ``unmapped``. A decision with a W3C trace id adds
+the ``policy`` that decided; a PENDING decision (waiting for a person's approval) is action 99
+Other, disposition 14 Delayed. Fields with no OCSF home (rule, skill, context, control_seq, a
+log-only candidate's result, ``shadow``, and the ``approval`` a decision asks for or ends) go under
+``unmapped``. A decision with a W3C trace id adds
 the Trace profile: ``trace.uid``. Pure: the event's time comes from ``decided_at``; publishing is
 left to the caller.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from claiim_core.canonical import canonical_bytes
 from claiim_core.schemas import DecisionEvent
@@ -27,6 +31,8 @@ _BY_OUTCOME: dict[str, dict[str, Any]] = {
               "status_id": 1, "status": "Success", "severity_id": 1, "severity": "Informational"},
     "DENY": {"action_id": 2, "action": "Denied", "disposition_id": 2, "disposition": "Blocked",
              "status_id": 2, "status": "Failure", "severity_id": 3, "severity": "Medium"},
+    "PENDING": {"action_id": 99, "action": "Pending approval", "disposition_id": 14, "disposition": "Delayed",
+                "status_id": 99, "status": "Pending", "severity_id": 2, "severity": "Low"},
 }
 
 
@@ -90,6 +96,8 @@ def ocsf_decision(event: DecisionEvent) -> dict[str, Any]:
         rendered["resources"] = [{"name": event.target}]
     if event.trace_id:
         rendered["trace"] = {"uid": event.trace_id}
+    if event.approval:
+        rendered["unmapped"]["approval"] = {k: v for k, v in msgspec.structs.asdict(event.approval).items() if v}
     if event.shadow:
         rendered["unmapped"]["shadow"] = {"policy": event.shadow.policy, "outcome": event.shadow.outcome,
                                           "rule": event.shadow.rule}

@@ -417,7 +417,8 @@ class AgentCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """set-shadow: the candidate policy version evaluated log-only (empty: remove the candidate)."""
 
 
-AdminName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+AdminName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.@+-]{1,128}\Z")]
+"""A person's name: an anchor's is the name its agents give as their anchor (``s.emp1``, an e-mail address)."""
 
 
 class AdminCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -455,9 +456,6 @@ class ProposalCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     change_hash: str = ""
 
 
-ApprovalId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
-
-
 class ApprovalCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """List, show, grant or refuse the approvals agents wait for (``<ns>.admin.approval``).
 
@@ -469,7 +467,7 @@ class ApprovalCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     admin_token: str
     op: Literal["list", "show", "grant", "refuse"]
     org: str = ""
-    approval_id: ApprovalId | Literal[""] = ""
+    approval_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{0,64}\Z")] = ""
     reason: Annotated[str, Meta(max_length=512)] = ""
     agent_id: Annotated[str, Meta(max_length=128)] = ""
     closed: bool = False

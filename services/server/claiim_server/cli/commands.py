@@ -385,8 +385,9 @@ CONTROL_HEADERS = ("chron_id", "occurred_at", "actor", "event", "subject", "cont
 
 
 async def chron_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    kind = args.kind or (None if args.approval else "decision")
     records = await admin.chron_list(agent_id=args.agent, anchor=args.anchor, action=args.action,
-                                     outcome=args.outcome, since=args.since, until=args.until, kind=args.kind,
+                                     outcome=args.outcome, since=args.since, until=args.until, kind=kind,
                                      trace_id=args.trace_id, approval_id=args.approval, before=args.before,
                                      after=args.after, limit=args.limit)
     if args.kind == "control":

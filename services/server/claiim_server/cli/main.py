@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--outcome", choices=["ALLOW", "DENY", "PENDING"], type=str.upper)
     ls.add_argument("--since", help="ISO 8601 time (inclusive), e.g. 2026-11-25T10:00:00+00:00")
     ls.add_argument("--until", help="ISO 8601 time (exclusive)")
-    ls.add_argument("--kind", choices=["decision", "control"], default="decision")
+    ls.add_argument("--kind", choices=["decision", "control"],
+                    help="decision (the default) or control records; with --approval, both")
     ls.add_argument("--trace-id", type=str.lower, metavar="TRACE",
                     help="the decisions of one W3C trace (32 hex digits, as in a traceparent)")
     ls.add_argument("--approval", metavar="ID", help="every record of one approval: the PENDING decision, the "
