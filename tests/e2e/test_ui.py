@@ -28,6 +28,7 @@ from claiim_server.stack import DEMO_ADMINS, demo_bundle
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.conftest import AUTH_ON, backend, connect_as, new_settings, secured_nats
+from tests.integration.test_approvals import gated
 
 pytestmark = pytest.mark.e2e
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
@@ -236,7 +237,7 @@ async def test_a_policy_proposed_by_one_admin_is_applied_when_another_approves(u
     pid = proposal_id.group(1)
     assert [v.label for v in await ui.operator.policy_versions("no-prod")] == ["no-prod-v1"]
 
-    await page.goto(f"{ui.url}/approvals/{pid}")
+    await page.goto(f"{ui.url}/proposals/{pid}")
     await expect(page.locator("#change")).to_contain_text("infra:wipe")
     await expect(page.locator(".proposal-diff tr.d-added, .proposal-diff tr.d-changed").first).to_contain_text(
         "infra:wipe")
@@ -246,9 +247,9 @@ async def test_a_policy_proposed_by_one_admin_is_applied_when_another_approves(u
     await alice.close()
 
     bob, page = await ui.login("bob")
-    await page.goto(ui.url + "/approvals")
+    await page.goto(ui.url + "/proposals")
     await expect(page.locator("#pending")).to_contain_text(pid)
-    await shot(page, "approvals")
+    await shot(page, "proposals")
     await page.click(f"#pending a:text('{pid}')")
     await shot(page, "proposal")
     await page.fill("#approve-form input[name=reason]", "reviewed")
@@ -356,4 +357,65 @@ async def test_a_log_only_candidate_is_attached_from_the_agents_page_and_its_rep
     await expect(page.locator("#shadow-changed tbody tr").first).to_contain_text(allowed.chron_id)
     await shot(page, "shadow-report")
     await ui.operator.set_shadow("deploy-bot", "")
+    await context.close()
+
+
+@pytest.fixture
+async def gated_deploys(ui: UiStack) -> AsyncIterator[None]:
+    """deploy-bot's production deploys wait for its anchor s.emp1, enrolled, until the test ends; then
+    deploy-bot is the demo's again."""
+    await ui.operator.apply(gated())
+    ui.admins["s.emp1"] = await ui.operator.enrol_admin("s.emp1", "anchor")
+    yield
+    demo = next(a for a in demo_bundle()["agents"] if a["id"] == "deploy-bot")
+    await ui.operator.apply({"org": "demo", "agents": [demo]})
+
+
+@pytest.mark.usefixtures("gated_deploys")
+async def test_an_anchor_grants_an_approval_in_the_ui_and_the_waiting_agent_gets_allow(ui: UiStack) -> None:
+    """Alice, an admin, sees the approval but cannot grant it; s.emp1 signs in with its anchor token to its
+    approvals only and grants it, bound to the request it reviewed; the agent's wait gets ALLOW, and the
+    approval's page says who granted it and links the PENDING decision and the ALLOW that ended it."""
+    async with ui.gate("deploy-bot") as gate:
+        pending = await gate.check("deploy:production", "api-v2", {"ticket": "CHG-7"})
+        assert pending.outcome == "PENDING"
+        reviewed = await ui.operator.approval(pending.approval_id)
+        alice, page = await ui.login("alice")
+        await page.goto(f"{ui.url}/approvals/{pending.approval_id}")
+        await page.fill("#grant-form input[name=reason]", "I approve")
+        await page.click("#grant")
+        await expect(page.locator(".flash-error")).to_contain_text("only deploy-bot's anchor s.emp1")
+        await expect(page.locator("#approval-status")).to_have_text("pending")
+        await alice.close()
+
+        context, page = await ui.login("s.emp1")
+        await expect(page).to_have_url(re.compile(r"/approvals$"))
+        await expect(page.locator(".role")).to_have_text("anchor")
+        await expect(page.locator(".side a")).to_have_text(["Approvals", "Chron search", "Checkpoints"])
+        assert (await context.request.get(ui.url + "/live")).status == 403
+        row = page.locator("#approvals tbody tr", has_text=pending.approval_id)
+        await expect(row).to_contain_text("deploy:production")
+        await expect(row.locator(".pill")).to_have_text("pending")
+        await shot(page, "approvals")
+        await row.locator(f"a:text('{pending.approval_id}')").click()
+        await expect(page.locator("#request-hash")).to_have_text(reviewed.request_hash)
+        await expect(page.locator(".facts")).to_contain_text("ticket=CHG-7")
+        await shot(page, "approval")
+        await page.fill("#grant-form input[name=reason]", "change CHG-7 reviewed")
+        await page.click("#grant")
+        await expect(page.locator(".flash-ok")).to_contain_text(f"granted approval {pending.approval_id}")
+        await expect(page.locator("#approval-status")).to_have_text("granted")
+        await expect(page.locator("#decided")).to_contain_text("granted by s.emp1")
+        allowed = await gate.wait(pending.approval_id, 10)
+    assert (allowed.outcome, allowed.approval_id) == ("ALLOW", pending.approval_id)
+    for _ in range(50):  # control learns of the ALLOW from the decision stream a moment after the reply
+        await page.reload()
+        if await page.locator("#final").count():
+            break
+        await page.wait_for_timeout(100)
+    await expect(page.locator("#final")).to_have_text(allowed.chron_id)
+    await shot(page, "approval-granted")
+    await page.click("#pending-decision")
+    await expect(page).to_have_url(re.compile(f"/decisions/{pending.approval_id}$"))
+    await expect(page.locator("#approval")).to_have_attribute("href", f"/approvals/{pending.approval_id}")
     await context.close()

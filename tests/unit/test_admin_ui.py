@@ -1,12 +1,18 @@
-"""The admin UI's pure parts: decision counts over time, side-by-side diffs and sessions."""
+"""The admin UI's pure parts: decision counts over time, side-by-side diffs, sessions and the approval pages'
+templates."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import msgspec
 from claiim_admin.diff import document, proposed, side_by_side
-from claiim_admin.sessions import Sessions
+from claiim_admin.sessions import Session, Sessions
 from claiim_admin.stats import MINUTES, DecisionStats
+from claiim_admin.web import templates
 from claiim_core.policytest import parse_policy
-from claiim_core.schemas import PolicyVersionInfo
+from claiim_core.schemas import ApprovalView, PolicyVersionInfo
 
 NOW = 1_800_000_000.0  # a minute boundary: 30,000,000 minutes
 
@@ -100,3 +106,51 @@ def test_a_proposed_policy_version_reads_like_a_published_one() -> None:
     assert version is not None and version.label == "p-v1"
     assert document(version) == document(policy(1, ("deploy:staging",), ("deploy:production",)))
     assert proposed({"type": "agent.suspended", "agent_id": "x"}) is None
+
+
+WAITING = ApprovalView(approval_id="chr_01pending", org="demo", agent_id="deploy-bot", anchor="s.emp1",
+                       action="deploy:production", target="api-v2", context={"ticket": "CHG-1"},
+                       rule="approve[0]: deploy:production", policy="gated-v1", skill="deploy-v2", approver="anchor",
+                       request_hash="sha256:" + "ab" * 32, requested_at="2026-11-28T10:00:00+00:00",
+                       expires_at="2026-11-28T10:01:00+00:00", status="pending")
+
+
+def person(name: str, role: str) -> Session:
+    return Sessions(idle=100, absolute=1000, clock=lambda: 0.0).create(token="t", org="demo", name=name, role=role)
+
+
+def page(template: str, session: Session, **context: Any) -> str:
+    return templates().get_template(template).render(session=session, flashes=[], path="/approvals/x", **context)
+
+
+def test_an_anchor_sees_its_pages_only_and_its_grant_is_bound_to_the_request_shown() -> None:
+    """An anchor's page links only the pages it may use; both forms post the request hash shown, with the CSRF
+    token and a required reason; the PENDING decision is linked."""
+    anchor = person("s.emp1", "anchor")
+    html = page("approval.html", anchor, a=WAITING)
+    assert re.findall(r'<li><a href="([^"]+)"', html) == ["/approvals", "/search", "/checkpoints"]
+    forms = re.findall(r'<form method="post" action="(/approvals/[^"]+)"[^>]*>(.*?)</form>', html, re.S)
+    assert [action for action, _ in forms] == ["/approvals/chr_01pending/grant", "/approvals/chr_01pending/refuse"]
+    for _, body in forms:
+        assert f'name="request_hash" value="{WAITING.request_hash}"' in body
+        assert f'name="csrf" value="{anchor.csrf}"' in body
+        assert '<input name="reason" placeholder="reason" required>' in body
+    assert 'href="/decisions/chr_01pending"' in html and "decides this approval" not in html
+
+
+def test_an_admin_is_told_who_decides_and_a_closed_approval_links_its_outcome() -> None:
+    """An admin sees every page and that only the anchor decides an anchor's approval; a granted one shows who
+    granted it and why, links the decision that ended it, and offers no form."""
+    admin = person("alice", "admin")
+    waiting = page("approval.html", admin, a=WAITING)
+    assert "/proposals" in waiting and "/agents" in waiting
+    assert "Only deploy-bot's anchor s.emp1 decides this approval." in waiting
+    granted = msgspec.structs.replace(WAITING, status="granted", decided_by="s.emp1",
+                                      decided_at="2026-11-28T10:00:30+00:00", note="CHG-1 ok",
+                                      final_outcome="ALLOW", final_chron_id="chr_01allow")
+    html = page("approval.html", admin, a=granted)
+    assert "granted by s.emp1 at 2026-11-28 10:00:30 UTC: CHG-1 ok" in html
+    assert '<a id="final" class="mono" href="/decisions/chr_01allow">chr_01allow</a>' in html
+    assert 'action="/approvals' not in html
+    listed = page("approvals.html", admin, approvals=[granted], closed=True)
+    assert 'href="/approvals/chr_01pending"' in listed and 'href="/approvals">Waiting only' in listed

@@ -24,4 +24,4 @@ def test_the_category_is_read_from_the_reason(text: str, expected: str) -> None:
 def test_a_reason_is_category_subject_and_text() -> None:
     assert reason("skill", "deploy-v2", "action outside the agent's skills") == (
         "skill:deploy-v2 -- action outside the agent's skills")
-    assert set(CATEGORIES) == {"policy", "skill", "auth", "agent", "request", "chron", "gate"}
+    assert set(CATEGORIES) == {"policy", "skill", "auth", "agent", "request", "approval", "chron", "gate"}

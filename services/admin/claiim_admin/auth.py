@@ -1,4 +1,4 @@
-"""Logging in with an admin token, and out."""
+"""Logging in with an admin, auditor or anchor token, and out."""
 
 from __future__ import annotations
 
@@ -24,8 +24,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         me = await admin.whoami()
         if me.role == "operator" and not org:
             raise ClaiimError("the operator token acts in a named org: fill in the org")
-        # The admin API decides whether this token may act in that org, as for every later request.
-        if not (await admin.registry("orgs", org=org or me.org)).orgs:
+        # The admin API decides whether this token may act in that org, as for every later request. An
+        # anchor reads no registry: listing its approvals asks the same question.
+        if me.role == "anchor":
+            await admin.approvals()
+        elif not (await admin.registry("orgs", org=org or me.org)).orgs:
             raise ClaiimError(f"no org {org}")
     except ServiceUnavailableError as e:  # nothing was refused: the admin API did not answer
         return render(request, "login.html", status=503, error=f"the service is unavailable, try again later: {e}",

@@ -1,4 +1,4 @@
-"""Agents, policies and skills with version history and diffs, and approvals. Every change is an
+"""Agents, policies and skills with version history and diffs, and proposals. Every change is an
 admin API command with the logged-in admin's token: the API decides what applies at once, what
 becomes a proposal and what is refused, and the page says which."""
 
@@ -132,12 +132,12 @@ def _plain(rules: Any) -> list[Any]:
     return list(msgspec.to_builtins(rules))
 
 
-async def approvals(request: web.Request) -> web.Response:
+async def proposals(request: web.Request) -> web.Response:
     admin = admin_of(request)
     proposals = await admin.proposals()
     pending = [p for p in proposals if p.status == "pending"]
     closed = [p for p in proposals if p.status != "pending"][:20]
-    return render(request, "approvals.html", pending=pending, closed=closed)
+    return render(request, "proposals.html", pending=pending, closed=closed)
 
 
 async def proposal(request: web.Request) -> web.Response:
@@ -176,4 +176,4 @@ async def decide_proposal(request: web.Request) -> web.StreamResponse:
     else:
         raise web.HTTPNotFound()
     session_of(request).flash("ok", reply.change or f"{op}d {pid}")
-    raise back(f"/approvals/{pid}")
+    raise back(f"/proposals/{pid}")

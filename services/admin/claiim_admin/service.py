@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from claiim_admin import auth, pages_chron, pages_registry
+from claiim_admin import auth, pages_approvals, pages_chron, pages_registry
 from claiim_admin.feed import DecisionFeed
 from claiim_admin.monitor import CheckpointMonitor
 from claiim_admin.sessions import Sessions
@@ -51,9 +51,12 @@ def routes(app: web.Application) -> None:
     r.add_get("/policies/{name}", pages_registry.policy)
     r.add_post("/skills", pages_registry.publish_skill)
     r.add_get("/skills/{name}", pages_registry.skill)
-    r.add_get("/approvals", pages_registry.approvals)
-    r.add_get("/approvals/{proposal_id}", pages_registry.proposal)
-    r.add_post("/approvals/{proposal_id}/{op}", pages_registry.decide_proposal)
+    r.add_get("/proposals", pages_registry.proposals)
+    r.add_get("/proposals/{proposal_id}", pages_registry.proposal)
+    r.add_post("/proposals/{proposal_id}/{op}", pages_registry.decide_proposal)
+    r.add_get("/approvals", pages_approvals.approvals)
+    r.add_get("/approvals/{approval_id}", pages_approvals.approval)
+    r.add_post("/approvals/{approval_id}/{op}", pages_approvals.decide)
     r.add_static("/static/", str(resources.files("claiim_admin").joinpath("static")))
 
 

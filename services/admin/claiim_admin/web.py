@@ -23,6 +23,10 @@ from claiim_admin.sessions import COOKIE, Session, Sessions
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = ("/login", "/static/", "/healthz")
+ANCHOR_PAGES = ("/approvals", "/search", "/decisions/", "/checkpoints", "/logout")
+"""The pages an anchor's session opens: its agents' approvals and records (the APIs narrow them to those)
+and the log's checkpoints. The overview and the live feed, which the UI reads from the decision stream
+itself, count and show every decision of the org; the other pages are refused by the admin API anyway."""
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
@@ -98,7 +102,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def require_session(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Pages need a live session; a POST also needs the session's CSRF token (form field or header)."""
+    """Pages need a live session; a POST also needs the session's CSRF token (form field or header). An
+    anchor's session opens :data:`ANCHOR_PAGES` only, and starts at its approvals."""
     if request.path.startswith(PUBLIC):
         return await handler(request)
     session = ui_of(request).sessions.get(request.cookies.get(COOKIE))
@@ -111,6 +116,11 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
         if not session.csrf_ok(sent):
             raise web.HTTPForbidden(text="the form is stale or not from this site (CSRF token mismatch); reload it")
     request[SESSION_KEY] = session
+    if session.role == "anchor" and not request.path.startswith(ANCHOR_PAGES):
+        if request.path == "/":
+            raise web.HTTPSeeOther("/approvals")
+        return render(request, "error.html", status=403, message=f"forbidden: {session.name} is an anchor and sees "
+                      "the approvals and records of the agents it anchors, nothing else")
     return await handler(request)
 
 

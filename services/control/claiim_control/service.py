@@ -154,8 +154,16 @@ class ControlService:
         for (kind, result), count in sorted(self.answered.items()):
             commands.add_metric([kind, result], count)
         pending = sum(1 for p in self.stream.registry.proposals.values() if p.status == "pending")
+        waiting = sum(1 for v in self.approvals.waiting() if (v.org, v.approval.id if v.approval else "")
+                      not in self.stream.registry.approvals)
         return [commands, GaugeMetricFamily("claiim_control_proposals_pending", "Proposals waiting for approvals",
-                                            pending)]
+                                            pending),
+                GaugeMetricFamily("claiim_control_approvals_waiting", "Approvals of single actions nobody has "
+                                  "decided yet (expired ones included until their expiry is recorded)", waiting),
+                CounterMetricFamily("claiim_control_webhook_posts", "Approval notices the org webhooks took",
+                                    self.notifier.posted),
+                CounterMetricFamily("claiim_control_webhook_failures", "Approval notice POSTs that failed (each is "
+                                    "retried)", self.notifier.failed)]
 
     def _responder(self, name: str) -> Callable[[Msg], Awaitable[None]]:
         async def respond(msg: Msg) -> None:

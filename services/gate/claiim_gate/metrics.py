@@ -12,7 +12,8 @@ class GateMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.decisions = Counter(
             "claiim_gate_decisions", "Decisions answered, by org, outcome and reason category "
-            "(policy, skill, auth, agent, request, chron, gate)", ["org", "outcome", "category"], registry=registry)
+            "(policy, skill, auth, agent, request, approval, chron, gate)", ["org", "outcome", "category"],
+            registry=registry)
         self.latency = Histogram("claiim_gate_decision_seconds", "From a request's arrival to its reply being sent",
                                  buckets=LATENCY_BUCKETS, registry=registry)
         self.puback = Histogram("claiim_gate_puback_seconds", "From publishing a decision to its PubAck",

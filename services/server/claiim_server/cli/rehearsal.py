@@ -204,6 +204,7 @@ class Rehearsal:
         await c("an admin of another org gets nothing of this one", self._outsider)
         await c("a rule's condition allows on the request's context and denies otherwise", self._condition)
         await c("a log-only candidate is recorded beside a decision and changes no answer", self._shadow)
+        await c("an approve rule holds a check until the anchor grants it; the grant works once", self._approval)
         return self.finish()
 
     async def _proof(self, decision: CheckResult) -> str:
@@ -248,6 +249,35 @@ class Rehearsal:
         event = msgspec.json.decode(bytes((await self.in_chron(decision.chron_id)).event), type=DecisionEvent)
         assert event.shadow and (event.shadow.policy, event.shadow.outcome) == ("main-only-v1", "DENY"), event.shadow
         return f"{decision.chron_id}: ALLOW, the candidate would have said DENY [{event.shadow.rule}]"
+
+    async def _approval(self) -> str:
+        """A fourth agent whose ship:release waits for its anchor, enrolled as an anchor: PENDING, granted,
+        ALLOW, and a second wait for the same grant refused; the three records share the approval id."""
+        agent, anchor = f"{self.agent}-approve", f"owner-{secrets.token_hex(3)}"
+        bundle = {"org": self.org, "policies": [{"name": "release-approved", "skill": "ship-v1",
+                                                 "allow": ["ship:build"], "approve": [{"action": "ship:release"}]}],
+                  "agents": [{"id": agent, "anchor": anchor, "skills": ["ship-v1"], "policy": "release-approved"}]}
+        token = (await self.admin.apply(bundle)).tokens[agent]
+        person = self._as(await self.admin.enrol_admin(anchor, "anchor"))
+        try:
+            async with AsyncGate(agent, token, self.admin.url, namespace=self.admin.names.namespace) as gate:
+                pending = await gate.check("ship:release", "rehearsal")
+                assert pending.outcome == "PENDING" and pending.approval_id, pending
+                assert [a.approval_id for a in await person.approvals()] == [pending.approval_id]
+                await person.grant(pending.approval_id, "rehearsal")
+                allowed = await gate.wait(pending.approval_id, 10)
+                again = await gate.wait(pending.approval_id, 5)
+        finally:
+            await person.close()
+        assert (allowed.outcome, allowed.reason) == ("ALLOW", f"approval:granted -- granted by {anchor}: rehearsal")
+        assert again.outcome == "DENY" and again.reason.startswith("approval:used"), again
+        for _ in range(100):
+            linked = await self.admin.chron_list(approval_id=pending.approval_id, kind=None)
+            if len(linked) == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(r.outcome or r.action for r in linked) == ["ALLOW", "PENDING", "approval.granted"], linked
+        return f"{pending.approval_id}: PENDING, granted by {anchor}, ALLOW {allowed.chron_id}"
 
     async def _mcp(self) -> str:
         """The proxy's handlers, in this process, in front of an MCP server of this process with three tools
