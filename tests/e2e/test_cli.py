@@ -18,7 +18,8 @@ from claiim_server.servers import free_port
 from tests.e2e.upstack import CLAIIM, Up, clean_env
 
 pytestmark = pytest.mark.e2e
-GROUPS = {"org": ["list", "show", "create"], "admin": ["list", "enrol", "revoke"],
+GROUPS = {"org": ["list", "show", "create", "set-webhook"], "admin": ["list", "enrol", "revoke"],
+          "approvals": ["list", "show", "grant", "refuse"],
           "agent": ["list", "show", "register", "set-anchor", "suspend", "reactivate", "rotate-token", "revoke-token"],
           "skill": ["list", "show", "versions", "publish"],
           "policy": ["list", "show", "versions", "publish", "diff", "test"], "chron": ["list", "show", "status"]}

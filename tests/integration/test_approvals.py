@@ -180,7 +180,7 @@ async def test_only_the_anchor_decides_an_anchor_approval(stack: Stack) -> None:
             with pytest.raises(NotFoundError):
                 await who.grant(pending.approval_id, "I approve")
             assert await who.approvals() == []
-        with pytest.raises(ForbiddenError, match="only deploy-bot's anchor s.emp1"):
+        with pytest.raises(ForbiddenError, match=r"only deploy-bot.s anchor s\.emp1"):
             await others[1].grant(pending.approval_id, "I approve")
         with pytest.raises(ForbiddenError, match="not the operator"):
             await stack.admin.grant(pending.approval_id, "break glass")

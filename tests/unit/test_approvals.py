@@ -98,7 +98,7 @@ def test_a_decision_is_refused_when_decided_expired_for_another_request_or_witho
     grant = plan_decision(registry, ANCHOR, event, None, True, "ok", T0, ids.__next__)
     assert isinstance(grant, ApprovalGranted) and grant.request_hash == event.approval.request_hash  # type: ignore[union-attr]
     apply_all(registry, [grant])
-    with pytest.raises(ApprovalError, match="already granted by s.emp1"):
+    with pytest.raises(ApprovalError, match=r"already granted by s\.emp1"):
         plan_decision(registry, ANCHOR, event, None, False, "no", T0, ids.__next__)
 
 

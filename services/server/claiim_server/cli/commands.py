@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -385,7 +385,7 @@ CONTROL_HEADERS = ("chron_id", "occurred_at", "actor", "event", "subject", "cont
 
 
 async def chron_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
-    kind = args.kind or (None if args.approval else "decision")
+    kind: Literal["decision", "control"] | None = args.kind or (None if args.approval else "decision")
     records = await admin.chron_list(agent_id=args.agent, anchor=args.anchor, action=args.action,
                                      outcome=args.outcome, since=args.since, until=args.until, kind=kind,
                                      trace_id=args.trace_id, approval_id=args.approval, before=args.before,
