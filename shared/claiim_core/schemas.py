@@ -169,6 +169,11 @@ class DecisionReply(Struct, frozen=True, kw_only=True):
     """When that approval expires (ISO 8601)."""
 
     @property
+    def allowed(self) -> bool:
+        """Whether the agent may act: ALLOW only. PENDING (a person must approve first) and DENY are not."""
+        return self.outcome == "ALLOW"
+
+    @property
     def category(self) -> str:
         """What decided, from the reason: ``policy``, ``skill``, ``auth``, ``agent``, ``request``,
         ``approval``, ``chron`` (the decision could not be recorded) or ``gate``."""

@@ -106,7 +106,7 @@ async def test_the_anchor_grants_in_the_cli_and_the_waiting_check_gets_allow_onc
             allowed = await asyncio.wait_for(waiting, 15)
             assert (allowed.outcome, allowed.approval_id, allowed.policy) == ("ALLOW", approval.approval_id,
                                                                                "gated-v1")
-            assert allowed.reason == "approval:granted -- granted by s.emp1: change CHG-1 ok"
+            assert allowed.reason == "approval:granted -- granted by s.emp1: change CHG-1 ok" and allowed.allowed
             again = await g.wait(approval.approval_id, 5)
             assert (again.outcome, again.reason.split(" --")[0]) == ("DENY", "approval:used")
             twice = await cli(stack, token, "approvals", "refuse", approval.approval_id, "--reason", "too late")
@@ -141,6 +141,7 @@ async def test_a_refusal_is_deny_with_the_anchors_reason_and_an_expiry_is_deny(s
         async with gate(stack) as g:
             first = await g.check("deploy:production", "api-v2")
             assert (first.outcome, first.reason) == ("PENDING", "policy:gated-v1 -- action needs approval")
+            assert not first.allowed, "PENDING is not permission"
             assert first.approval_id == first.chron_id and first.expires_at
             refused = await anchor.refuse(first.approval_id, "not during the freeze")
             assert refused.approvals[0].status == "refused"
@@ -219,14 +220,15 @@ async def test_a_gate_restart_while_an_approval_waits_loses_nothing(stack: Stack
     try:
         async with gate(stack) as g:
             pending = await g.check("deploy:production", "api-v2")
+            waiting = asyncio.create_task(g.wait(pending.approval_id, 20))  # held by the gate that stops
+            await asyncio.sleep(0.3)
             (first,) = stack.running.gates
             await first.stop()
             await stack.running.connections["gate"].close()
             stack.running.gates.clear()
+            assert not waiting.done(), "a stopping gate answers PENDING: the agent asks again"
             replacement = await start_services(stack.settings, ("gate",), instance="gate-after-restart")
             try:
-                waiting = asyncio.create_task(g.wait(pending.approval_id, 20))
-                await asyncio.sleep(0.3)
                 await anchor.grant(pending.approval_id, "after the restart")
                 allowed = await asyncio.wait_for(waiting, 15)
             finally:

@@ -75,14 +75,19 @@ class ApprovalDesk:
         self._now = now
         self._changed: dict[tuple[str, str], asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         follower.listen(self._on_control)
 
     async def stop(self) -> None:
-        """Answer no more waits: the ones held get no reply, and their agents ask again."""
-        for task in list(self._tasks):
-            task.cancel()
+        """Hold no more waits: each held one is answered with its PENDING decision at once, so that its
+        agent asks again (another replica) instead of waiting out its request's timeout."""
+        self._stopping = True
+        for changed in self._changed.values():
+            changed.set()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=0.5)
+        for task in list(self._tasks):
+            task.cancel()
 
     def _on_control(self, seq: int, event: ControlEvent) -> None:
         if isinstance(event, ApprovalGranted | ApprovalRefused | ApprovalExpired):
@@ -145,7 +150,7 @@ class ApprovalDesk:
                     return await self._end(last, seq, ending[0], ending[1], request, moment)
                 left = min(deadline - time.monotonic(),
                            (datetime.fromisoformat(last.approval.expires_at) - now).total_seconds() + 0.05)
-                if left <= 0:
+                if left <= 0 or self._stopping:
                     return reply_for(last)
                 try:
                     await asyncio.wait_for(changed.wait(), left)
