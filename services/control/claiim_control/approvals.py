@@ -204,7 +204,7 @@ class WebhookNotifier:
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
-                msgs = await sub.fetch(10, timeout=2.0)
+                msgs = await sub.fetch(5, timeout=2.0)
             except TimeoutError:
                 continue
             except Exception as e:
