@@ -7,7 +7,8 @@ Both files are YAML. Problems are reported as ``FILE:LINE: what is wrong``. A ca
 
 ``target`` defaults to the empty string. ``reason`` and ``rule``, when given, must be contained
 in the decision's reason and in the rule that decided (``rule: deny[0]``). The policy's skill is
-not consulted: this tests the policy's own rules (deny, then allow, then default deny).
+not consulted: this tests the policy's own rules (deny, then approve, then allow, then default
+deny); an action an ``approve`` rule holds is expected as ``PENDING``.
 
 Rules' conditions (``when``) are evaluated as the gate evaluates them, with what a case gives:
 ``context`` (a mapping of strings), ``agent``, ``anchor`` and ``time`` (RFC 3339; default
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import yaml
 
 from claiim_core.conditions import ConditionError, Conditions, Facts
@@ -30,8 +32,8 @@ from claiim_core.document import PolicyDocument, Rule, RuleLike
 from claiim_core.policy import check_rule, decide_policy
 from claiim_core.refs import parse_ref
 
-POLICY_KEYS = {"skill", "allow", "deny", "description", "name", "version"}
-RULE_KEYS = {"action", "target", "description", "when"}
+POLICY_KEYS = {"skill", "allow", "deny", "approve", "description", "name", "version"}
+RULE_KEYS = {"action", "target", "description", "when", "ttl", "approver"}
 CASE_KEYS = {"action", "target", "expect", "reason", "rule", "context", "agent", "anchor", "time"}
 
 
@@ -112,7 +114,7 @@ def _rules(node: yaml.Node, path: str, what: str, problems: list[str],
         if rule is None:
             continue
         try:
-            out.append(check_rule(rule))
+            out.append(check_rule(rule, approve=what == "approve"))
         except ValueError as e:
             problems.append(f"{path}:{_line(item)}: {what}: {e}")
             continue
@@ -133,21 +135,30 @@ def _rule(node: yaml.Node, path: str, what: str, problems: list[str]) -> RuleLik
                         "with action, target, description and when")
         return None
     values: dict[str, str] = {}
+    ttl = 0
     for key, value in node.value:
         if key.value not in RULE_KEYS:
             problems.append(f"{path}:{_line(key)}: {what}: unknown key {key.value!r} in a rule "
                             f"(expected one of {', '.join(sorted(RULE_KEYS))})")
         elif not isinstance(value, yaml.ScalarNode):
             problems.append(f"{path}:{_line(value)}: {what}: {key.value} must be a string")
+        elif key.value == "ttl" and not str(value.value).isdigit():
+            problems.append(f"{path}:{_line(value)}: {what}: ttl is a whole number of seconds")
         else:
             values[key.value] = str(value.value)
+            ttl = int(value.value) if key.value == "ttl" else ttl
+    if values.get("approver", "anchor") not in ("anchor", "admins"):
+        problems.append(f"{path}:{_line(node)}: {what}: approver is anchor or admins")
+        return None
     if "action" not in values:
         problems.append(f"{path}:{_line(node)}: {what}: a rule needs an action")
         return None
     if len(values) != len(node.value):
         return None
+    approver = values.get("approver", "")
     return Rule(action=values["action"], target=values.get("target"), description=values.get("description", ""),
-                when=values.get("when"))
+                when=values.get("when"), ttl=ttl, approver="admins" if approver == "admins" else
+                "anchor" if approver == "anchor" else "")
 
 
 def parse_policy(text: str, path: str, conditions: Conditions | None = None) -> PolicyFile:
@@ -162,7 +173,7 @@ def parse_policy(text: str, path: str, conditions: Conditions | None = None) -> 
         if key.value not in POLICY_KEYS:
             problems.append(f"{path}:{_line(key)}: unknown key {key.value!r} (expected one of "
                             f"{', '.join(sorted(POLICY_KEYS))})")
-        elif key.value in ("allow", "deny"):
+        elif key.value in ("allow", "deny", "approve"):
             fields[key.value] = _rules(value, path, key.value, problems, conditions)
         elif isinstance(value, yaml.ScalarNode):
             fields[key.value] = value.value
@@ -181,7 +192,8 @@ def parse_policy(text: str, path: str, conditions: Conditions | None = None) -> 
         raise DocumentError(problems)
     name = fields.get("name", path.rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml"))
     doc = PolicyDocument(skill=fields["skill"], allow=tuple(fields.get("allow", ())),
-                         deny=tuple(fields.get("deny", ())))
+                         deny=tuple(fields.get("deny", ())),
+                         approve=tuple(fields["approve"]) if "approve" in fields else msgspec.UNSET)
     version = int(fields["version"]) if "version" in fields else None
     return PolicyFile(name, version, fields.get("description", ""), doc)
 
@@ -203,8 +215,8 @@ def parse_cases(text: str, path: str) -> list[Case]:
         if action is None or expect is None:
             problems.append(f"{path}:{_line(item)}: a case needs action and expect")
             continue
-        if expect.value not in ("ALLOW", "DENY"):
-            problems.append(f"{path}:{_line(expect)}: expect must be ALLOW or DENY, not {expect.value!r}")
+        if expect.value not in ("ALLOW", "DENY", "PENDING"):
+            problems.append(f"{path}:{_line(expect)}: expect must be ALLOW, DENY or PENDING, not {expect.value!r}")
             continue
         facts = _case_facts(values, path, problems)
         if facts is None:

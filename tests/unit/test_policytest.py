@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from claiim_core.document import Rule
 from claiim_core.policytest import DocumentError, parse_cases, parse_policy, run_cases
 
 POLICY = """\
@@ -96,7 +97,7 @@ def test_bad_policy_documents_name_the_line(text: str, expected: list[str]) -> N
 
 
 @pytest.mark.parametrize(("text", "start"), [
-    ("- {action: a:b, expect: MAYBE}\n", "c.yaml:1: expect must be ALLOW or DENY"),
+    ("- {action: a:b, expect: MAYBE}\n", "c.yaml:1: expect must be ALLOW, DENY or PENDING"),
     ("- {action: a:b}\n", "c.yaml:1: a case needs action and expect"),
     ("- {action: a:b, expect: ALLOW}\n- {action: a:c, expect: DENY, colour: red}\n", "c.yaml:2: unknown key 'colour'"),
     ("[]\n", "c.yaml:1: cases are a non-empty list"),
@@ -120,3 +121,17 @@ def test_cli_exit_codes(tmp_path: Path, cases: str, code: int) -> None:
     out = subprocess.run([CLAIIM, "--env-file", os.devnull, "policy", "test", str(tmp_path / "p.yaml"),
                           str(tmp_path / "c.yaml")], capture_output=True, text=True, timeout=60)
     assert out.returncode == code, out.stdout + out.stderr
+
+
+def test_a_policy_file_holds_approve_rules_and_a_case_expects_pending() -> None:
+    text = ("skill: deploy-v2\nallow: [deploy:staging]\napprove:\n  - {action: deploy:production, ttl: 600, "
+            "approver: admins}\n")
+    policy = parse_policy(text, "gated.yaml")
+    assert policy.document.approve == (Rule(action="deploy:production", ttl=600, approver="admins"),)
+    cases = parse_cases("- {action: deploy:production, expect: PENDING, rule: 'approve[0]'}\n"
+                        "- {action: deploy:staging, expect: ALLOW}\n", "cases.yaml")
+    assert all(r.passed for r in run_cases(policy.label, policy.document, cases))
+    with pytest.raises(DocumentError, match=r"gated.yaml:2: allow: only approve rules have a ttl"):
+        parse_policy("skill: deploy-v2\nallow: [{action: deploy:staging, ttl: 5}]\n", "gated.yaml")
+    with pytest.raises(DocumentError, match="approver is anchor or admins"):
+        parse_policy("skill: deploy-v2\napprove: [{action: x, approver: bob}]\n", "gated.yaml")

@@ -335,6 +335,8 @@ async def policy_publish(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     spec: dict[str, Any] = {"name": args.name or policy.name, "skill": policy.document.skill,
                             "allow": msgspec.to_builtins(policy.document.allow),
                             "deny": msgspec.to_builtins(policy.document.deny), "description": policy.description}
+    if policy.document.approve:
+        spec["approve"] = msgspec.to_builtins(policy.document.approve)
     if policy.version is not None:
         spec["version"] = policy.version
     bundle = {"org": await _org(admin), "policies": [spec]}
