@@ -36,15 +36,6 @@ _skills = msgspec.json.Decoder(SkillsReply)
 _encode = msgspec.json.Encoder().encode
 
 
-def _unavailable(e: ServiceUnavailableError) -> GateUnavailableError:
-    """What a caller whose time is up gets for ``e``: no gate could be reached."""
-    if isinstance(e, GateUnavailableError):
-        return e
-    error = GateUnavailableError(str(e))
-    error.__cause__ = e
-    return error
-
-
 class AsyncGate:
     def __init__(self, agent_id: str, token: str, url: str | None = None, *,
                  timeout: float = 5.0, namespace: str = "claiim",
@@ -110,7 +101,9 @@ class AsyncGate:
                 raise
             except ServiceUnavailableError as e:
                 if loop.time() + pause >= deadline:
-                    raise _unavailable(e)
+                    if isinstance(e, GateUnavailableError):
+                        raise
+                    raise GateUnavailableError(str(e)) from e
             else:
                 if not retry:
                     continue
@@ -138,7 +131,9 @@ class AsyncGate:
                 raise
             except ServiceUnavailableError as e:
                 if loop.time() + pause >= deadline:
-                    raise _unavailable(e)
+                    if isinstance(e, GateUnavailableError):
+                        raise
+                    raise GateUnavailableError(str(e)) from e
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
 
