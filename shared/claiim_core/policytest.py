@@ -2,13 +2,15 @@
 
 Both files are YAML. Problems are reported as ``FILE:LINE: what is wrong``. A cases file::
 
-    - {action: deploy:staging, expect: ALLOW}
-    - {action: deploy:production, expect: DENY, reason: explicitly denied}
+    - {name: staging is fine, action: deploy:staging, expect: ALLOW}
+    - {name: production is not, action: deploy:production, expect: DENY, reason: explicitly denied}
 
+``name`` (default: the action, and the target if any) is what a report and ``--run`` go by.
 ``target`` defaults to the empty string. ``reason`` and ``rule``, when given, must be contained
 in the decision's reason and in the rule that decided (``rule: deny[0]``). The policy's skill is
 not consulted: this tests the policy's own rules (deny, then approve, then allow, then default
-deny); an action an ``approve`` rule holds is expected as ``PENDING``.
+deny); an action an ``approve`` rule holds is expected as ``PENDING``. Suites that give the agent's
+skills, so that cases are decided as the gate decides them, are :mod:`claiim_core.policysuite`.
 
 Rules' conditions (``when``) are evaluated as the gate evaluates them, with what a case gives:
 ``context`` (a mapping of strings), ``agent``, ``anchor`` and ``time`` (RFC 3339; default
@@ -34,7 +36,7 @@ from claiim_core.refs import parse_ref
 
 POLICY_KEYS = {"skill", "allow", "deny", "approve", "description", "name", "version"}
 RULE_KEYS = {"action", "target", "description", "when", "ttl", "approver"}
-CASE_KEYS = {"action", "target", "expect", "reason", "rule", "context", "agent", "anchor", "time"}
+CASE_KEYS = {"name", "action", "target", "expect", "reason", "rule", "context", "agent", "anchor", "time"}
 
 
 class DocumentError(ValueError):
@@ -71,6 +73,12 @@ class Case:
     agent: str = ""
     anchor: str = ""
     time: datetime = EPOCH
+    name: str = ""
+
+    @property
+    def title(self) -> str:
+        """The case's name, else its action (and target)."""
+        return self.name or self.action + (f" on {self.target}" if self.target else "")
 
 
 @dataclass(frozen=True)
@@ -199,7 +207,12 @@ def parse_policy(text: str, path: str, conditions: Conditions | None = None) -> 
 
 
 def parse_cases(text: str, path: str) -> list[Case]:
-    root = _load(text, path)
+    """The cases of a cases file (a list of cases); raises DocumentError."""
+    return parse_case_nodes(_load(text, path), path)
+
+
+def parse_case_nodes(root: yaml.Node, path: str) -> list[Case]:
+    """The cases of a YAML list of cases (a cases file, or a suite's ``cases``); raises DocumentError."""
     if not isinstance(root, yaml.SequenceNode) or not root.value:
         raise DocumentError([f"{path}:{_line(root)}: cases are a non-empty list of mappings"])
     problems: list[str] = []
@@ -211,18 +224,23 @@ def parse_cases(text: str, path: str) -> list[Case]:
         values = {k.value: v for k, v in item.value}
         for key in values.keys() - CASE_KEYS:
             problems.append(f"{path}:{_line(item)}: unknown key {key!r} in a case")
-        action, target, expect, reason, rule = (values.get(k) for k in ("action", "target", "expect", "reason", "rule"))
+        action, target, expect, reason, rule, name = (
+            values.get(k) for k in ("action", "target", "expect", "reason", "rule", "name"))
         if action is None or expect is None:
             problems.append(f"{path}:{_line(item)}: a case needs action and expect")
             continue
         if expect.value not in ("ALLOW", "DENY", "PENDING"):
             problems.append(f"{path}:{_line(expect)}: expect must be ALLOW, DENY or PENDING, not {expect.value!r}")
             continue
+        if name is not None and not (isinstance(name, yaml.ScalarNode) and str(name.value)):
+            problems.append(f"{path}:{_line(name)}: a case's name is a non-empty string")
+            continue
         facts = _case_facts(values, path, problems)
         if facts is None:
             continue
         cases.append(Case(_line(item), str(action.value), str(target.value) if target else "", expect.value,
-                          reason.value if reason else None, rule.value if rule else None, *facts))
+                          reason.value if reason else None, rule.value if rule else None, *facts,
+                          name=str(name.value) if name else ""))
     if problems:
         raise DocumentError(problems)
     return cases
