@@ -9,13 +9,16 @@ everything but creating and listing orgs.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 import msgspec
 from claiim_core.names import Names
 from claiim_core.schemas import (
+    MAX_TOKEN_GRACE_S,
     AdminCommand,
     AdminInfo,
     AgentCommand,
@@ -97,10 +100,10 @@ class AsyncAdmin:
         return await self._call(self.names.admin_apply, request, ApplyReply)
 
     async def agent_command(self, op: AgentOp, agent_id: str, reason: str = "",
-                            anchor: str = "", policy: str = "") -> AgentCommandReply:
+                            anchor: str = "", policy: str = "", grace: int = 0) -> AgentCommandReply:
         """Run one agent lifecycle command; rotate-token's reply carries the new token (shown once)."""
         cmd = AgentCommand(admin_token=self._token, op=op, agent_id=agent_id, org=self.org, reason=reason,
-                           anchor=anchor, policy=policy)
+                           anchor=anchor, policy=policy, grace=grace)
         return await self._call(self.names.admin_agent, cmd, AgentCommandReply)
 
     async def suspend(self, agent_id: str, reason: str = "") -> AgentCommandReply:
@@ -114,9 +117,14 @@ class AsyncAdmin:
         """Name another accountable human for the agent."""
         return await self.agent_command("set-anchor", agent_id, reason, anchor=anchor)
 
-    async def rotate_token(self, agent_id: str) -> str:
-        """Issue a new token; the old one is denied as rotated out from now on."""
-        token = (await self.agent_command("rotate-token", agent_id)).token
+    async def rotate_token(self, agent_id: str, grace: timedelta | float = 0) -> str:
+        """Issue a new token. The old one is denied as rotated out from now on or, with ``grace`` (a
+        timedelta or seconds, at most 7 days), from the end of that grace period: time to roll the new
+        token out with no outage. A later rotation or a revocation ends the grace at once."""
+        seconds = grace.total_seconds() if isinstance(grace, timedelta) else float(grace)
+        if not 0 <= seconds <= MAX_TOKEN_GRACE_S:
+            raise InvalidRequestError(f"a grace period is 0 to {MAX_TOKEN_GRACE_S // 86400} days, not {seconds}s")
+        token = (await self.agent_command("rotate-token", agent_id, grace=math.ceil(seconds))).token
         if token is None:
             raise ProtocolError("rotate-token answered without a token")
         return token
@@ -367,8 +375,8 @@ class Admin:
     def set_anchor(self, agent_id: str, anchor: str, reason: str = "") -> AgentCommandReply:
         return self._run(self._admin.set_anchor(agent_id, anchor, reason))
 
-    def rotate_token(self, agent_id: str) -> str:
-        return self._run(self._admin.rotate_token(agent_id))
+    def rotate_token(self, agent_id: str, grace: timedelta | float = 0) -> str:
+        return self._run(self._admin.rotate_token(agent_id, grace))
 
     def revoke_token(self, agent_id: str, reason: str = "") -> AgentCommandReply:
         return self._run(self._admin.revoke_token(agent_id, reason))

@@ -6,6 +6,7 @@ control event. Authorization happens before: :mod:`claiim_core.access`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from claiim_core.access import OPERATOR
@@ -23,9 +24,10 @@ from claiim_core.events import (
     AgentUpdated,
     OrgCreated,
 )
+from claiim_core.ids import rfc3339
 from claiim_core.registry import Registry
 from claiim_core.schemas import AdminCommand, AgentCommand
-from claiim_core.tokens import hash_token
+from claiim_core.tokens import hash_token, parse_time
 
 
 class CommandError(Refusal):
@@ -42,6 +44,8 @@ def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
         raise CommandError(f"no agent {cmd.agent_id!r} in org {org}", Code.NOT_FOUND)
     base: dict[str, Any] = {"event_id": ctx.new_id(), "at": ctx.now, "actor": ctx.actor, "org": org,
             "agent_id": agent.agent_id}
+    if cmd.grace and cmd.op != "rotate-token":
+        raise CommandError("only rotate-token takes a grace period", Code.INVALID)
     if cmd.op == "suspend":
         if agent.status == "suspended":
             raise CommandError(f"agent {agent.agent_id} is already suspended")
@@ -61,6 +65,9 @@ def plan_agent_command(registry: Registry, org: str, cmd: AgentCommand,
         return AgentShadowSet(policy=_candidate(registry, org, agent.shadow, cmd.policy), **base), None
     if cmd.op == "rotate-token":
         token = ctx.new_token("agent", org)
+        if cmd.grace:
+            until = parse_time(ctx.now) + timedelta(seconds=cmd.grace)
+            base["grace_until"] = rfc3339(round(until.timestamp() * 1_000_000))
         return AgentTokenRotated(token_hash=hash_token(ctx.token_secret, token), **base), token
     if not agent.token_hash:
         raise CommandError(f"agent {agent.agent_id} has no valid token to revoke")

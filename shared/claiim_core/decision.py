@@ -44,23 +44,28 @@ def deny(reason: str, rule: str, *, org: str = "", anchor: str = "", policy: str
     return Verdict("DENY", reason, rule, org=org, anchor=anchor, policy=policy, skill=skill)
 
 
-def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes, *, now: datetime = EPOCH,
+def evaluate(registry: Registry, request: CheckRequest, token_secret: bytes, *, now: datetime | None = None,
              conditions: Conditions | None = None) -> Verdict:
     """Decide one request. Pure: the same registry, request and time always give the same verdict.
 
     The agent is looked up in the org its token names. A request for an agent the org does not
     have is recorded under that org when the org exists (so its auditors see the attempt). Rules
-    with a condition are evaluated by ``conditions`` at the decision time ``now``.
+    with a condition are evaluated by ``conditions`` at the decision time ``now``, and a token
+    rotated out with a grace period is accepted only before its end; without ``now`` no grace
+    period holds and conditions see :data:`EPOCH`.
     """
-    agent = authenticate_agent(registry, request.agent_id, request.token, token_secret)
+    agent = authenticate_agent(registry, request.agent_id, request.token, token_secret, now=now)
     if isinstance(agent, Verdict):
         return agent
-    return evaluate_agent(registry, agent, request.action, request.target, context=request.context, now=now,
-                          conditions=conditions)
+    return evaluate_agent(registry, agent, request.action, request.target, context=request.context,
+                          now=EPOCH if now is None else now, conditions=conditions)
 
 
-def authenticate_agent(registry: Registry, agent_id: str, token: str, token_secret: bytes) -> AgentState | Verdict:
-    """The registered agent ``token`` proves to be ``agent_id``, or the DENY that says why not."""
+def authenticate_agent(registry: Registry, agent_id: str, token: str, token_secret: bytes, *,
+                       now: datetime | None) -> AgentState | Verdict:
+    """The registered agent ``token`` proves to be ``agent_id``, or the DENY that says why not. A token
+    rotated out with a grace period proves it until the grace ends, compared with the decision time
+    ``now`` (None: every grace has ended)."""
     org = token_org("agent", token)
     if org is None:
         return deny(reason("auth", "bad-token", f"not an agent token of any org (agent {agent_id})"), AUTHENTICATE)
@@ -69,10 +74,10 @@ def authenticate_agent(registry: Registry, agent_id: str, token: str, token_secr
         return deny(reason("agent", "unknown", f"no agent {agent_id!r} is registered in org {org}"),
                     AUTHENTICATE, org=org if org in registry.orgs else "")
     who = {"org": agent.org, "anchor": agent.anchor}
-    status = check_token(token_secret, token, agent.token_hash, agent.retired_tokens)
+    status = check_token(token_secret, token, agent.token_hash, agent.retired_tokens, now)
     if status == "bad":
         return deny(reason("auth", "bad-token", f"token does not match agent {agent.agent_id}"), AUTHENTICATE, **who)
-    if status != "ok":
+    if status not in ("ok", "grace"):
         return deny(reason("auth", f"{status}-token", f"this token of agent {agent.agent_id} was {status}"),
                     AUTHENTICATE, **who)
     return agent

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
-from msgspec import Struct
+from msgspec import UNSET, Struct, UnsetType
 
 from claiim_core.document import PolicyDocument
 from claiim_core.schemas import EventAuth
@@ -82,10 +82,14 @@ class AgentReactivated(ControlEventBase, tag="agent.reactivated", frozen=True):
 
 
 class AgentTokenRotated(ControlEventBase, tag="agent.token-rotated", frozen=True):
-    """A new token replaces the old one, which is denied from now on as rotated out."""
+    """A new token replaces the old one, which is denied as rotated out from now on, or from
+    ``grace_until`` (an RFC 3339 time) when the rotation gave it a grace period. ``grace_until`` is
+    left out of the encoding, not written as null, for an immediate rotation, so that such events
+    keep the bytes (and the signature) they had before the field existed."""
 
     agent_id: str
     token_hash: str
+    grace_until: str | UnsetType = UNSET
 
 
 class AgentTokenRevoked(ControlEventBase, tag="agent.token-revoked", frozen=True):

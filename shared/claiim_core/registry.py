@@ -37,6 +37,7 @@ from claiim_core.events import (
     SkillPublished,
 )
 from claiim_core.refs import label, parse_ref
+from claiim_core.tokens import Retired
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,10 @@ class AgentState:
     policy: str
     token_hash: str
     status: Literal["active", "suspended"] = "active"
-    retired_tokens: tuple[tuple[str, str], ...] = ()
-    """Hashes of tokens no longer valid, each with why: ``rotated`` or ``revoked``."""
+    retired_tokens: tuple[Retired, ...] = ()
+    """Hashes of tokens no longer current, each with why (``rotated`` or ``revoked``) and, for the one
+    last rotated out with a grace period, until when it is still accepted
+    (:func:`claiim_core.tokens.check_token`)."""
     shadow: str = ""
     """A candidate policy version (a label) evaluated log-only beside ``policy``; empty: none."""
 
@@ -209,7 +212,8 @@ class Registry:
             case AgentReactivated():
                 self._change_agent(event.org, event.agent_id, status="active")
             case AgentTokenRotated():
-                self._retire_token(event.org, event.agent_id, "rotated", event.token_hash)
+                self._retire_token(event.org, event.agent_id, "rotated", event.token_hash,
+                                   event.grace_until or "")
             case AgentTokenRevoked():
                 self._retire_token(event.org, event.agent_id, "revoked", "")
             case AgentShadowSet():
@@ -232,9 +236,13 @@ class Registry:
     def _change_agent(self, org: str, agent_id: str, **changes: Any) -> None:
         self.agents[(org, agent_id)] = replace(self.agents[(org, agent_id)], **changes)
 
-    def _retire_token(self, org: str, agent_id: str, why: str, new_hash: str) -> None:
+    def _retire_token(self, org: str, agent_id: str, why: str, new_hash: str, grace_until: str = "") -> None:
+        """Any later rotation or a revocation ends an earlier grace period: at most the token just
+        rotated out is still accepted, and a revoked (leaked) token's predecessors are not."""
         old = self.agents[(org, agent_id)]
-        retired = (*old.retired_tokens, (old.token_hash, why)) if old.token_hash else old.retired_tokens
+        retired = tuple((h, cause, "") for h, cause, _ in old.retired_tokens)
+        if old.token_hash:
+            retired = (*retired, (old.token_hash, why, grace_until))
         self._change_agent(org, agent_id, token_hash=new_hash, retired_tokens=retired)
 
     def resolve_skill(self, org: str, ref: str) -> SkillVersion | None:

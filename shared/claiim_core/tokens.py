@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Literal
 
 from claiim_core.names import TOKEN_RE
@@ -47,17 +48,29 @@ def hash_token(secret: bytes, token: str) -> str:
     return hmac.new(secret, token.encode(), hashlib.sha256).hexdigest()
 
 
-def check_token(secret: bytes, token: str, current_hash: str,
-                retired: tuple[tuple[str, str], ...] = ()) -> str:
-    """``"ok"`` when ``token`` is the current one, the retirement cause (``"rotated"``,
-    ``"revoked"``) when it is an old one, else ``"bad"``. Comparisons are constant-time."""
+Retired = tuple[str, str, str]
+"""A token no longer current: its hash, why (``rotated``, ``revoked``) and, for a token rotated out
+with a grace period, the RFC 3339 time until which it is still accepted (else "")."""
+
+
+def check_token(secret: bytes, token: str, current_hash: str, retired: tuple[Retired, ...] = (),
+                now: datetime | None = None) -> str:
+    """``"ok"`` when ``token`` is the current one; ``"grace"`` when it was rotated out with a grace
+    period that has not ended at ``now`` (the decision time; None: every grace has ended); the
+    retirement cause (``"rotated"``, ``"revoked"``) when it is an old one; else ``"bad"``.
+    Comparisons are constant-time."""
     presented = hash_token(secret, token)
     if current_hash and hmac.compare_digest(presented, current_hash):
         return "ok"
-    for old_hash, why in retired:
+    for old_hash, why, until in retired:
         if hmac.compare_digest(presented, old_hash):
-            return why
+            return "grace" if until and now is not None and now < parse_time(until) else why
     return "bad"
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time as control events write it (``...Z``), as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 INBOX_ROOT = "_INBOX_c"

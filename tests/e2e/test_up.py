@@ -149,8 +149,13 @@ def test_every_process_serves_metrics_and_health_and_one_check_counts_once(up: U
 
 
 def test_rehearsal_passes(up: Up) -> None:
-    """``claiim rehearsal`` against the running stack passes at least 13 checks and fails none."""
-    out = up.cli("rehearsal")
+    """``claiim rehearsal`` refuses to write into a stack without ``--yes``, saying what it would write;
+    with it, it passes at least 13 checks and fails none."""
+    refused = up.cli("rehearsal")
+    assert refused.returncode == 2 and "--yes" in refused.stderr and "rehearsal-<hex>" in refused.stderr, (
+        refused.stdout + refused.stderr)
+    assert "PASS" not in refused.stdout
+    out = up.cli("rehearsal", "--yes")
     assert out.returncode == 0, out.stdout + out.stderr
     last = out.stdout.strip().splitlines()[-1]
     passed, failed = (int(part.split(":")[1]) for part in last.split(" / "))

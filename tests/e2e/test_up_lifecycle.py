@@ -115,7 +115,7 @@ def test_a_three_node_cluster_runs_the_seed_example_and_the_rehearsal(tmp_path: 
                               env={**clean_env(), "CLAIIM_URL": up.env["CLAIIM_URL"]})
         assert seed.returncode == 0, seed.stderr
         assert [line.split()[0] for line in seed.stdout.splitlines()] == ["ALLOW", "DENY"]
-        rehearsal = up.cli("rehearsal")
+        rehearsal = up.cli("rehearsal", "--yes")
         assert rehearsal.returncode == 0 and "FAIL: 0" in rehearsal.stdout, rehearsal.stdout + rehearsal.stderr
         verify = up.cli("chron", "verify")
         assert verify.returncode == 0, verify.stdout + verify.stderr

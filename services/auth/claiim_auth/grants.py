@@ -14,17 +14,19 @@ claiim's event or service subjects, others' inboxes, Chron's consumers, or any c
 or changes a stream (:func:`operator_denied`).
 
 Each one's inbox is :func:`claiim_core.tokens.inbox_prefix` of its token. A suspended agent, a
-rotated or revoked token, an unknown name or a bad token gets no connection at all.
+rotated or revoked token, an unknown name or a bad token gets no connection at all. A token rotated
+out with a grace period still connects until the grace ends, with a user JWT that expires then.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from claiim_core.access import AccessError, authenticate
 from claiim_core.names import Names, service_inbox
 from claiim_core.registry import Registry
-from claiim_core.tokens import INBOX_ROOT, check_token, inbox_prefix, token_org
+from claiim_core.tokens import INBOX_ROOT, check_token, inbox_prefix, parse_time, token_org
 from claiim_runtime.natsconf import OCSF_DURABLE, SERVICE_USERS
 
 from claiim_auth.jwt import Permissions
@@ -39,6 +41,8 @@ class Grant:
     name: str
     """The NATS user name the server shows: ``agent:<org>/<id>``, ``admin:<org>/<name>``, ``operator``."""
     permissions: Permissions
+    expires: int | None = None
+    """Unix seconds at which the connection's access ends (a token in its grace period), or None."""
 
 
 def agent_name(org: str, agent_id: str) -> str:
@@ -53,12 +57,13 @@ OPERATOR_NAME = "operator"
 
 
 def grant(registry: Registry, token_secret: bytes, operator_token: str, names: Names, user: str,
-          password: str) -> Grant:
-    """The grant of a client presenting ``user`` and ``password``; raises :class:`Denied`."""
+          password: str, now: datetime | None = None) -> Grant:
+    """The grant of a client presenting ``user`` and ``password`` at ``now`` (None: no agent token's
+    grace period holds); raises :class:`Denied`."""
     if not password:
         raise Denied("no token given (the password is the claiim token)")
     if token_org("agent", password) is not None:
-        return _agent(registry, token_secret, names, user, password)
+        return _agent(registry, token_secret, names, user, password, now)
     try:
         principal = authenticate(registry, token_secret, operator_token, password)
     except AccessError as e:
@@ -71,19 +76,23 @@ def grant(registry: Registry, token_secret: bytes, operator_token: str, names: N
     return Grant(admin_name(principal.org, principal.name), Permissions(publish=admin_api, subscribe=(inbox,)))
 
 
-def _agent(registry: Registry, token_secret: bytes, names: Names, user: str, token: str) -> Grant:
+def _agent(registry: Registry, token_secret: bytes, names: Names, user: str, token: str,
+           now: datetime | None) -> Grant:
     org = token_org("agent", token)
     agent = registry.agents.get((org or "", user))
     if agent is None:
         raise Denied(f"no agent {user!r} in org {org}")
-    status = check_token(token_secret, token, agent.token_hash, agent.retired_tokens)
-    if status != "ok":
+    status = check_token(token_secret, token, agent.token_hash, agent.retired_tokens, now)
+    if status not in ("ok", "grace"):
         raise Denied(f"agent {org}/{user}: {'bad' if status == 'bad' else status} token")
     if agent.status != "active":
         raise Denied(f"agent {org}/{user} is {agent.status}")
+    expires = None
+    if status == "grace":
+        expires = min(int(parse_time(until).timestamp()) for _, _, until in agent.retired_tokens if until)
     return Grant(agent_name(agent.org, agent.agent_id),
                  Permissions(publish=(names.gate_check, names.gate_skills, names.gate_wait),
-                             subscribe=(f"{inbox_prefix(token)}.>",)))
+                             subscribe=(f"{inbox_prefix(token)}.>",)), expires)
 
 
 def operator_denied(names: Names) -> tuple[str, ...]:

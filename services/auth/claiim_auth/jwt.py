@@ -102,14 +102,18 @@ class Permissions:
 
 
 def user_jwt(request: AuthRequest, name: str, account: str, permissions: Permissions, signer: KeyPair,
-             now: int) -> str:
-    """A user of ``account`` named ``name`` (what the server's monitoring shows) with ``permissions``."""
+             now: int, expires: int | None = None) -> str:
+    """A user of ``account`` named ``name`` (what the server's monitoring shows) with ``permissions``;
+    with ``expires`` (unix seconds) the server disconnects the user then."""
     pub: dict[str, list[str]] = {"allow": list(permissions.publish)}
     if permissions.publish_deny:
         pub["deny"] = list(permissions.publish_deny)
     nats = {"pub": pub, "sub": {"allow": list(permissions.subscribe)}, "subs": -1, "data": -1, "payload": -1,
             "type": "user", "version": 2}
-    return encode({"sub": request.user_nkey, "aud": account, "name": name, "nats": nats}, signer, now)
+    claims: dict[str, Any] = {"sub": request.user_nkey, "aud": account, "name": name, "nats": nats}
+    if expires is not None:
+        claims["exp"] = expires
+    return encode(claims, signer, now)
 
 
 def response(request: AuthRequest, signer: KeyPair, now: int, *, user: str = "", error: str = "") -> bytes:

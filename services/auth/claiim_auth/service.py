@@ -11,7 +11,9 @@ When an agent is suspended, its token rotated or revoked, or an admin revoked, t
 that principal's connections on every server (``$SYS.REQ.SERVER.PING.CONNZ``, by the user name it
 gave them) and disconnects them (``$SYS.REQ.SERVER.<id>.KICK``); a reconnect goes through the
 callout again and is refused. At start, once its registry is current, it does the same for every
-connection that is no longer valid (one that outlived a change while no auth service ran).
+connection that is no longer valid (one that outlived a change while no auth service ran). A token
+rotated out with a grace period keeps its connections until the grace ends: those opened before the
+rotation are disconnected then, and those opened during it hold a user JWT that expires then.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from claiim_core.events import (
@@ -67,7 +69,8 @@ class AuthService:
         self._issuer = issuer
         self._clock = clock
         self._live = False
-        self._token_changed: dict[tuple[str, str], str] = {}
+        self._token_changed: dict[tuple[str, str], tuple[str, str]] = {}
+        """Per agent: when its token was last replaced and, for a rotation with grace, when it ends."""
         self._sub: Subscription | None = None
         self._tasks: set[asyncio.Future[object]] = set()
         self.admitted = 0
@@ -86,6 +89,9 @@ class AuthService:
                         "reconnect")
         else:
             self._spawn(self.reconcile())
+            for (org, agent_id), (_, grace_until) in self._token_changed.items():
+                if grace_until and _time(grace_until) > self._now():  # graces that began before this start
+                    self._spawn(self._disconnect_later(org, agent_id, grace_until))
 
     async def stop(self) -> None:
         self._live = False
@@ -120,7 +126,8 @@ class AuthService:
             answer = response(request, self._issuer, now, error=str(e))
         else:
             self.admitted += 1
-            user = user_jwt(request, granted.name, ACCOUNT, granted.permissions, self._issuer, now)
+            user = user_jwt(request, granted.name, ACCOUNT, granted.permissions, self._issuer, now,
+                            granted.expires)
             answer = response(request, self._issuer, now, user=user)
         if msg.reply:
             await msg.respond(answer)
@@ -129,20 +136,31 @@ class AuthService:
         password = request.password or request.token
         registry = self._follower.registry
         try:
-            return grant(registry, self._secret, self._operator_token, self._names, request.user, password)
+            return grant(registry, self._secret, self._operator_token, self._names, request.user, password,
+                         self._now())
         except Denied:
             # A principal registered a moment ago may not be in this replica's registry yet.
             with contextlib.suppress(TimeoutError):
                 await self._follower.wait_caught_up(timeout=1.0)
             return grant(self._follower.registry, self._secret, self._operator_token, self._names, request.user,
-                         password)
+                         password, self._now())
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     # -- ending access -----------------------------------------------------------------------
 
     def _on_event(self, seq: int, event: ControlEvent) -> None:
         match event:
+            case AgentTokenRotated() if event.grace_until:
+                # The old token's connections stay until the grace ends; those it opens meanwhile
+                # hold a user JWT that expires then, those opened before are disconnected then.
+                self._token_changed[(event.org, event.agent_id)] = (event.at, event.grace_until)
+                if self._live and self._sys is not None:
+                    self._spawn(self._disconnect_later(event.org, event.agent_id, event.grace_until))
+                return
             case AgentTokenRotated() | AgentTokenRevoked():
-                self._token_changed[(event.org, event.agent_id)] = event.at
+                self._token_changed[(event.org, event.agent_id)] = (event.at, "")
                 name, why = agent_name(event.org, event.agent_id), "its token was replaced"
             case AgentSuspended():
                 name, why = agent_name(event.org, event.agent_id), "it was suspended"
@@ -152,6 +170,19 @@ class AuthService:
                 return
         if self._live and self._sys is not None:
             self._spawn(self._disconnect_user(name, why))
+
+    async def _disconnect_later(self, org: str, agent_id: str, grace_until: str) -> None:
+        """At the end of a rotation's grace period, disconnect the agent's connections opened before
+        the rotation (unless a later change has been handled since)."""
+        await asyncio.sleep(max(0.0, (_time(grace_until) - self._now()).total_seconds()))
+        if self._token_changed.get((org, agent_id), ("", ""))[1] != grace_until or self._sys is None:
+            return
+        try:
+            for server, conn in await self._connections({"user": agent_name(org, agent_id)}):
+                if self._ended(conn) is not None:
+                    await self._kick(server, conn, "its token's grace period ended")
+        except Exception as e:  # NATS unavailable: the reconcile at the next start catches it
+            log.error("could not disconnect agent %s/%s at the end of its grace: %r", org, agent_id, e)
 
     async def _disconnect_user(self, name: str, why: str) -> None:
         try:
@@ -186,8 +217,10 @@ class AuthService:
         agent = registry.agents.get((org, name))
         if agent is None or agent.status != "active" or not agent.token_hash:
             return "it is unknown, suspended or without a token"
-        changed = self._token_changed.get((org, name))
+        changed, grace_until = self._token_changed.get((org, name), ("", ""))
         started = str(conn.get("start", ""))
+        if grace_until and self._now() < _time(grace_until):
+            return None
         if changed and started and _time(started) < _time(changed):
             return "it connected before its token was replaced"
         return None

@@ -18,6 +18,7 @@ from claiim_core.codes import Code, Refusal
 from claiim_core.commands import plan_admin_command, plan_agent_command, plan_org_create
 from claiim_core.events import (
     AgentShadowSet,
+    AgentTokenRotated,
     ApprovalRuleSet,
     ChangeEvent,
     OrgWebhookSet,
@@ -66,7 +67,13 @@ async def apply(request: ApplyRequest, principal: Principal, stream: ControlStre
     async with stream.begin(principal) as work:
         plan = plan_bundle(work.registry, bundle, work.context)
         warnings = _warnings(work.registry, bundle.org, plan.events)
-        if request.dry_run or plan.unchanged:
+        if request.dry_run:
+            proposes = not plan.unchanged and work.proposes(plan.events)
+            return ApplyReply(ok=True, changed=plan.changes, changes=[c.would() for c in plan.changes],
+                              control_seq=work.registry.last_seq, warnings=warnings, dry_run=True,
+                              would_propose=proposes,
+                              approvals_required=work.registry.required_approvals(bundle.org) if proposes else 0)
+        if plan.unchanged:
             return ApplyReply(ok=True, changed=plan.changes, changes=[str(c) for c in plan.changes],
                               control_seq=work.registry.last_seq, warnings=warnings)
         changed = [c for c in plan.changes if c.op != "unchanged"]
@@ -107,6 +114,8 @@ async def agent_command(cmd: AgentCommand, principal: Principal, stream: Control
         if isinstance(event, AgentShadowSet):
             change = (f"{cmd.agent_id}: {event.policy} evaluated log-only beside its bound policy" if event.policy
                       else f"{cmd.agent_id}: log-only candidate removed")
+        elif isinstance(event, AgentTokenRotated) and event.grace_until:
+            change = f"{change}: the old token stays valid until {event.grace_until}"
         return await _committed(work, org, [event], change, token)
 
 

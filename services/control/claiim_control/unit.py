@@ -149,11 +149,15 @@ class Work:
     def registry(self) -> Registry:
         return self.stream.registry
 
+    def proposes(self, events: list[ChangeEvent]) -> bool:
+        """Whether :meth:`commit` would store ``events`` as a proposal rather than append them."""
+        return self.principal.org is not None and widens(events)
+
     async def commit(self, org: str, events: list[ChangeEvent],
                      summary: list[str]) -> tuple[int, ProposalCreated | None]:
         """Append ``events`` now or, when an org admin widens what agents may do, store them as a
         proposal. The operator's changes apply at once (break-glass, recorded with its name)."""
-        if self.principal.org is None or not widens(events):
+        if not self.proposes(events):
             return await self.stream.append(list(events)), None
         proposal = self.stream.proposal(self.principal, org, events, summary)
         return await self.stream.append([proposal]), proposal

@@ -129,7 +129,8 @@ class ApprovalDesk:
             return _refusal("chron", "unavailable", f"the approval cannot be read or ended now ({type(e).__name__})")
 
     async def _collect(self, request: WaitRequest, hold: bool) -> DecisionReply:
-        agent = authenticate_agent(self._follower.registry, request.agent_id, request.token, self._secret)
+        agent = authenticate_agent(self._follower.registry, request.agent_id, request.token, self._secret,
+                                   now=datetime.fromtimestamp(self._now().unix_us / 1_000_000, UTC))
         if isinstance(agent, Verdict):
             raise Unanswerable(agent.reason)
         subject = self._names.approval_subject(agent.org, agent.agent_id, request.approval_id)

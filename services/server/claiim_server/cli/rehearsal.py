@@ -1,5 +1,10 @@
 """``claiim rehearsal``: check a running stack end to end, one line per check.
 
+It writes to the stack it is pointed at (``REHEARSAL_WRITES`` in :mod:`claiim_server.cli.main` says
+what), and Chron is append-only: what it records stays in that log for good. So the CLI refuses to
+run it without ``--yes``; run it against a test or staging stack (``claiim up`` starts one of your
+own), not a production log.
+
 It provisions a fresh org with a sample skill, policy and two agents, fires ALLOW and DENY
 decisions and bad requests, and checks each returned chron id in Chron with its policy and skill
 versions. The agent asks over its own connection, logged in with its token. Requests that NATS
@@ -390,10 +395,13 @@ class Rehearsal:
 
 
 async def rehearsal() -> int:
+    """Run the rehearsal (the CLI has had ``--yes``): it says where it writes, and which org."""
     if not os.environ.get("CLAIIM_ADMIN_TOKEN"):
         print("CLAIIM_ADMIN_TOKEN is not set: source the stack's env file (claiim up writes .claiim/env)")
         return 2
     r = Rehearsal()
+    print(f"rehearsal against {r.admin.url} (namespace {r.admin.names.namespace}): writing org {r.org}, "
+          "recorded in Chron for good", flush=True)
     try:
         return await r.run()
     finally:
