@@ -6,6 +6,9 @@ Screenshots of the main pages go to ``test-output/screenshots/``.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import os
 import re
 import secrets
@@ -391,7 +394,8 @@ async def test_an_anchor_grants_an_approval_in_the_ui_and_the_waiting_agent_gets
         context, page = await ui.login("s.emp1")
         await expect(page).to_have_url(re.compile(r"/approvals$"))
         await expect(page.locator(".role")).to_have_text("anchor")
-        await expect(page.locator(".side a")).to_have_text(["Approvals", "Chron search", "Checkpoints"])
+        await expect(page.locator(".side a")).to_have_text([re.compile(r"^Approvals"), "Chron search", "Checkpoints"])
+        await expect(page.locator("#nav-approvals-count")).to_have_text("1")
         assert (await context.request.get(ui.url + "/live")).status == 403
         row = page.locator("#approvals tbody tr", has_text=pending.approval_id)
         await expect(row).to_contain_text("deploy:production")
@@ -419,3 +423,229 @@ async def test_an_anchor_grants_an_approval_in_the_ui_and_the_waiting_agent_gets
     await expect(page).to_have_url(re.compile(f"/decisions/{pending.approval_id}$"))
     await expect(page.locator("#approval")).to_have_attribute("href", f"/approvals/{pending.approval_id}")
     await context.close()
+
+
+CUT_CELLS = """() => Array.from(document.querySelectorAll("table.grid td"))
+  .filter((td) => !td.hidden && td.offsetParent !== null && td.scrollWidth > td.clientWidth + 1)
+  .map((td) => ({title: td.title, text: td.textContent.trim()}))"""
+"""The table cells the browser cut short (their content is wider than the cell), with title and text."""
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+"""How far the page is wider than the window: above 0 the whole page scrolls sideways."""
+
+
+async def test_the_main_pages_fit_wide_and_narrow_screens_and_cut_cells_carry_their_value(ui: UiStack) -> None:
+    """At 1280 and 1440 px every main page fits the window, its tables cut long values to one line and every cut
+    cell holds the whole value in its title; at 420 px no page scrolls sideways (tables scroll in their box)."""
+    async with ui.gate("deploy-bot") as gate:
+        denied = await gate.check("deploy:production", "api-" + "very-long-target-name-" * 3)
+    context, page = await ui.login("alice")
+    pages = [("overview", "/"), ("live", "/live"), ("search", "/search?agent=deploy-bot"), ("agents", "/agents"),
+             ("agent", "/agents/deploy-bot"), ("policies", "/policies"), ("policy", "/policies/no-prod"),
+             ("proposals", "/proposals"), ("approvals", "/approvals?closed=1"), ("explain", "/explain"),
+             ("admins", "/admins"), ("register", "/register"), ("checkpoints", "/checkpoints"),
+             ("decision", f"/decisions/{denied.chron_id}")]
+    cut_on: dict[str, int] = {}
+    for width in (1440, 1280, 420):
+        await page.set_viewport_size({"width": width, "height": 900})
+        for name, path in pages:
+            await page.goto(ui.url + path)
+            await expect(page.locator("main h1")).to_be_visible()
+            assert await page.evaluate(OVERFLOW) <= 0, f"{path} at {width} px scrolls sideways"
+            if width == 420:
+                await shot(page, f"narrow-{name}")
+                continue
+            cut = await page.evaluate(CUT_CELLS)
+            assert all(c["title"] == c["text"] for c in cut), f"{path} at {width} px: {cut}"
+            cut_on[name] = max(cut_on.get(name, 0), len(cut))
+            if width == 1440:
+                await shot(page, f"wide-{name}")
+    assert cut_on["search"] > 0 and cut_on["live"] > 0, cut_on  # the chron ids at least are cut: the check ran
+    await page.set_viewport_size({"width": 420, "height": 900})
+    await page.goto(ui.url + "/search?agent=deploy-bot")
+    records = page.locator("#records").locator("xpath=..")
+    assert await records.evaluate("(box) => box.scrollWidth > box.clientWidth")  # the table scrolls in its box
+    await context.close()
+
+
+async def test_unknown_pages_and_records_get_a_page_of_the_site_and_the_icon_is_served(ui: UiStack) -> None:
+    """An unknown URL and an unknown chron id answer 404 with the site's layout; the icon is linked and served."""
+    context, page = await ui.login("alice")
+    for path, text in (("/no-such-page", "there is no page /no-such-page"),
+                       ("/decisions/chr_00000000000000000000000000", "no record chr_00000000000000000000000000"),
+                       ("/agents/no-such-agent", "no-such-agent")):
+        response = await page.goto(ui.url + path)
+        assert response is not None and response.status == 404, path
+        await expect(page.locator("#error-heading")).to_contain_text("Not found")
+        await expect(page.locator("#error-message")).to_contain_text(text)
+        await expect(page.locator("nav.side")).to_be_visible()
+    await shot(page, "not-found")
+    assert await page.locator('link[rel="icon"]').get_attribute("href") == "/static/favicon.svg"
+    for path in ("/favicon.ico", "/static/favicon.svg"):
+        icon = await context.request.get(ui.url + path)
+        assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        assert (await icon.text()).startswith("<svg")
+    await context.close()
+
+
+async def test_a_refused_proposal_keeps_what_the_admin_typed(ui: UiStack) -> None:
+    """A policy the API refuses (its skill does not exist) and one that does not parse come back in the form as
+    typed, with the reason; nothing is proposed."""
+    before = await ui.operator.proposals("pending")
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/policies")
+    typed = "skill: no-such-skill-v9\nallow:\n  - deploy:staging\ndeny: []"
+    await page.fill("#new-policy input[name=name]", "kept-typed")
+    await page.fill("#new-policy textarea", typed)
+    await page.click("#new-policy button")
+    await expect(page.locator("#new-policy-error")).to_contain_text("no-such-skill-v9")
+    await expect(page.locator("#new-policy input[name=name]")).to_have_value("kept-typed")
+    assert (await page.locator("#new-policy textarea").input_value()).strip() == typed
+    await shot(page, "policy-refused")
+    await page.goto(ui.url + "/policies/no-prod")
+    await page.fill("#new-version textarea", "skill: [unclosed")
+    await page.click("#new-version button")
+    await expect(page.locator("#new-version-error")).to_contain_text("problems")
+    await expect(page.locator("#new-version textarea")).to_have_value("skill: [unclosed")
+    assert len(await ui.operator.proposals("pending")) == len(before)
+    await context.close()
+
+
+async def test_the_live_feed_pauses_and_filters(ui: UiStack) -> None:
+    """Paused, the feed holds new decisions and says how many; resumed, they appear; the filter shows only the
+    rows whose agent, outcome, action or target contain every word typed, new rows included."""
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/live")
+    await expect(page.locator("#live-state")).to_have_class(re.compile(r"\bon\b"))
+    await page.click("#feed-pause")
+    await expect(page.locator("#feed-pause")).to_have_text("Resume")
+    async with ui.gate("deploy-bot") as deploy:  # review-bot is suspended by an earlier test
+        held = await deploy.check("deploy:staging", "repo-" + secrets.token_hex(3))
+        await expect(page.locator("#feed-held")).to_have_text("1 new while paused")
+        assert await page.locator(f'#feed tr[data-chron-id="{held.chron_id}"]').count() == 0
+        await page.click("#feed-pause")
+        await expect(page.locator(f'#feed tr[data-chron-id="{held.chron_id}"]')).to_be_visible()
+        await page.fill("#feed-filter", "deploy-bot deny")
+        later = await deploy.check("deploy:production", "filtered")
+        other = await deploy.check("deploy:staging", "filtered")
+    await expect(page.locator(f'#feed tr[data-chron-id="{later.chron_id}"]')).to_be_visible()
+    await expect(page.locator(f'#feed tr[data-chron-id="{other.chron_id}"]')).to_be_hidden()
+    await expect(page.locator(f'#feed tr[data-chron-id="{held.chron_id}"]')).to_be_hidden()
+    await expect(page.locator("#feed-shown")).to_contain_text(" shown")
+    assert await page.locator("#feed").get_attribute("data-cap") == "200"
+    await shot(page, "live-filtered")
+    await context.close()
+
+
+async def test_a_search_is_exported_as_json_lines_and_csv(ui: UiStack, tmp_path: Path) -> None:
+    """The export links download every record the search finds, across pages, in both formats."""
+    target = "export-" + secrets.token_hex(3)
+    async with ui.gate("deploy-bot") as gate:
+        ids = [(await gate.check("deploy:staging", target)).chron_id for _ in range(60)]
+    for _ in range(100):  # the last decision reaches Chron a moment after the reply
+        if [r.chron_id for r in await ui.operator.chron_list(agent_id="deploy-bot", limit=1)] == ids[-1:]:
+            break
+        await asyncio.sleep(0.1)
+    expected = [r.chron_id for r in await ui.operator.chron_list(agent_id="deploy-bot", action="deploy:staging",
+                                                                 limit=1000)]
+    assert set(ids) <= set(expected) and len(expected) > 50  # more than one page of the search
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/search?agent=deploy-bot&action=deploy:staging")
+    await expect(page.locator("#export")).to_contain_text("100,000 records at most")
+    async with page.expect_download() as info:
+        await page.click("#export-jsonl")
+    saved = tmp_path / "export.jsonl"
+    await (await info.value).save_as(saved)
+    lines = saved.read_bytes().splitlines()
+    assert [msgspec.json.decode(line)["chron_id"] for line in lines] == expected
+    async with page.expect_download() as info:
+        await page.click("#export-csv")
+    saved = tmp_path / "export.csv"
+    await (await info.value).save_as(saved)
+    rows = list(csv.DictReader(io.StringIO(saved.read_text())))
+    assert [r["chron_id"] for r in rows] == expected and {r["agent_id"] for r in rows} == {"deploy-bot"}
+    await context.close()
+
+
+async def test_agents_admins_and_the_approval_rule_are_proposed_in_the_ui_and_explain_records_nothing(
+        ui: UiStack) -> None:
+    """Alice registers an agent with the form: it becomes a proposal, its token is shown once, the navigation
+    counts the proposal, and the agent works once Bob approves. A bundle with a problem comes back as typed.
+    She enrols an auditor and sets the approval rule (proposals too) and revokes an admin (at once). Explain
+    shows the steps and records nothing; a bad context line comes back with what was typed."""
+    agent = "ui-bot-" + secrets.token_hex(3)
+    context, page = await ui.login("alice")
+    await page.goto(ui.url + "/agents")
+    await page.click("#register-link")
+    await page.fill("#register-form input[name=id]", agent)
+    await page.fill("#register-form input[name=anchor]", "j.smith")
+    await page.fill("#register-form input[name=skills]", "review-v1")
+    await page.fill("#register-form input[name=policy]", "review-v2")
+    await page.click("#register")
+    await expect(page).to_have_url(re.compile(r"/proposals/\S+$"))
+    pid = page.url.rsplit("/", 1)[1]
+    secret = await page.locator(".flash-secret").inner_text()
+    assert f"token for {agent} (shown once" in secret and "valid once the proposal is applied" in secret
+    token = secret.rsplit(": ", 1)[1].strip()
+    await expect(page.locator("#nav-proposals-count")).to_be_visible()
+    await shot(page, "registered-proposal")
+    await page.reload()
+    await expect(page.locator(".flash-secret")).to_have_count(0)  # shown once
+
+    await page.goto(ui.url + "/register")
+    broken = f"agents:\n  - id: {agent}-2\n    anchor: j.smith\n    skills: [review-v1]\n    policy: no-such-v1\n"
+    await page.fill("#bundle-form textarea", broken)
+    await page.click("#apply-bundle")
+    await expect(page.locator("#register-error")).to_contain_text("no-such-v1")
+    await expect(page.locator("#bundle-form textarea")).to_have_value(broken)
+    await shot(page, "register-refused")
+    await page.set_input_files("#bundle-form input[type=file]", files=[{
+        "name": "bundle.yaml", "mimeType": "text/yaml",
+        "buffer": broken.replace("no-such-v1", "review-v2").encode()}])
+    await page.click("#apply-bundle")
+    await expect(page.locator(".flash-secret")).to_contain_text(f"token for {agent}-2")
+
+    ui.admins["dave"] = await ui.operator.enrol_admin("dave", "auditor")
+    await page.goto(ui.url + "/admins")
+    await expect(page.locator("#admins")).to_contain_text("dave")
+    await page.fill("#enrol-form input[name=name]", "carol")
+    await page.select_option("#enrol-form select[name=role]", "auditor")
+    await page.click("#enrol")
+    await expect(page.locator(".flash-ok")).to_contain_text("proposal")
+    await expect(page.locator(".flash-secret")).to_contain_text("token for carol")
+    await page.goto(ui.url + "/admins")
+    await page.fill("#approvals-rule input[name=approvals]", "1")
+    await page.click("#set-approvals")
+    await expect(page.locator(".flash-ok")).to_contain_text("proposal")
+    await page.goto(ui.url + "/admins")
+    row = page.locator("#admins tbody tr", has_text="dave")
+    await row.locator("input[name=reason]").fill("left the team")
+    await row.locator("button").click()
+    await expect(page.locator(".flash-ok")).to_contain_text("dave")
+    await expect(page.locator("#admins")).not_to_contain_text("dave")
+    await shot(page, "admins")
+
+    await page.goto(ui.url + "/explain")
+    await page.fill("#explain-form input[name=agent]", "deploy-bot")
+    await page.fill("#explain-form input[name=action]", "deploy:production")
+    await page.fill("#explain-form input[name=target]", "api-v2")
+    await page.fill("#explain-form textarea", "ticket=CHG-1\nnot a pair")
+    await page.click("#explain")
+    await expect(page.locator("#explain-error")).to_contain_text("context line 2")
+    await expect(page.locator("#explain-form input[name=action]")).to_have_value("deploy:production")
+    before = [r.chron_id for r in await ui.operator.chron_list(limit=1)]
+    await page.fill("#explain-form textarea", "ticket=CHG-1")
+    await page.click("#explain")
+    await expect(page.locator("#explain-result .pill")).to_have_text("DENY")
+    await expect(page.locator("#explain-steps li").first).to_be_visible()
+    await shot(page, "explain")
+    assert [r.chron_id for r in await ui.operator.chron_list(limit=1)] == before
+    await context.close()
+
+    bob, page = await ui.login("bob")
+    await page.goto(f"{ui.url}/proposals/{pid}")
+    await page.fill("#approve-form input[name=reason]", "reviewed")
+    await page.click("#approve")
+    await expect(page.locator("#proposal-status")).to_have_text("applied")
+    await bob.close()
+    async with AsyncGate(agent, token, ui.settings.url, namespace=ui.settings.namespace) as gate:
+        assert (await gate.check("pr:comment", "repo-ui")).outcome == "ALLOW"

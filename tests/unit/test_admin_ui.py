@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 import msgspec
-from claiim_admin.diff import document, proposed, side_by_side
 from claiim_admin.sessions import Session, Sessions
 from claiim_admin.stats import MINUTES, DecisionStats
 from claiim_admin.web import templates
+from claiim_core.diff import document, proposed, side_by_side
 from claiim_core.policytest import parse_policy
 from claiim_core.schemas import ApprovalView, PolicyVersionInfo
 

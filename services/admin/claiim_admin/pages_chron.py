@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
@@ -17,6 +18,10 @@ from claiim_core.schemas import ChronRecord, PolicyVersionInfo, SkillVersionInfo
 from claiim_admin.web import admin_of, back, render, session_of, ui_of
 
 PAGE = 50
+LIVE_CAP = 200
+"""Rows the live page keeps (the newest); its script drops older ones, and holds at most as many while paused."""
+EXPORT_LIMIT = 100_000
+"""Records one export of a search holds at most (:mod:`claiim_admin.export`)."""
 SEARCH_FIELDS = ("agent", "anchor", "action", "outcome", "kind", "since", "until", "trace_id", "chron_id")
 KEEPALIVE = 15.0
 
@@ -51,7 +56,7 @@ async def _overview_data(request: web.Request) -> dict[str, Any]:
 async def live(request: web.Request) -> web.Response:
     session = session_of(request)
     rows = list(reversed(ui_of(request).feed.recent(session.org)))[:50]
-    return render(request, "live.html", rows=rows)
+    return render(request, "live.html", rows=rows, cap=LIVE_CAP)
 
 
 async def feed(request: web.Request) -> web.StreamResponse:
@@ -79,8 +84,16 @@ async def feed(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _filters(query: Any) -> dict[str, str]:
+def search_fields(query: Any) -> dict[str, str]:
     return {k: str(query.get(k, "")).strip() for k in SEARCH_FIELDS}
+
+
+def chron_filters(f: dict[str, str]) -> dict[str, Any]:
+    """The search form's fields (:func:`search_fields`) as ``chron_list`` arguments; raises AdminError for a time
+    that is not one. The search page and its export run exactly this search."""
+    return {"agent_id": f["agent"] or None, "anchor": f["anchor"] or None, "action": f["action"] or None,
+            "outcome": f["outcome"] or None, "kind": f["kind"] or None, "trace_id": f["trace_id"].lower() or None,
+            "since": _iso(f["since"], "since"), "until": _iso(f["until"], "until")}
 
 
 def _iso(value: str, field: str) -> str | None:
@@ -95,16 +108,13 @@ def _iso(value: str, field: str) -> str | None:
 
 
 async def search(request: web.Request) -> web.Response:
-    f = _filters(request.query)
+    f = search_fields(request.query)
     if f["chron_id"]:
         raise web.HTTPSeeOther(f"/decisions/{f['chron_id']}")
     error, records = "", []
     try:
         records = await admin_of(request).chron_list(
-            agent_id=f["agent"] or None, anchor=f["anchor"] or None, action=f["action"] or None,
-            outcome=f["outcome"] or None, kind=f["kind"] or None,  # type: ignore[arg-type]
-            trace_id=f["trace_id"].lower() or None,
-            since=_iso(f["since"], "since"), until=_iso(f["until"], "until"), limit=PAGE + 1,
+            **chron_filters(f), limit=PAGE + 1,
             before=_int(request.query.get("before")), after=_int(request.query.get("after")))
     except AdminError as e:
         error = str(e)
@@ -113,7 +123,9 @@ async def search(request: web.Request) -> web.Response:
     records = records[1:] if newer_page and more else records[:PAGE]
     older = records[-1].leaf_index if records and (more or newer_page) else None
     newer = records[0].leaf_index if records and ("before" in request.query or (newer_page and more)) else None
-    return render(request, "search.html", f=f, records=records, error=error, older=older, newer=newer)
+    return render(request, "search.html", f=f, records=records, error=error, older=older, newer=newer,
+                  export_query=urlencode({k: v for k, v in f.items() if v and k != "chron_id"}),
+                  export_limit=EXPORT_LIMIT)
 
 
 def _int(value: str | None) -> int | None:

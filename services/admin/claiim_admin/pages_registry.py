@@ -11,11 +11,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from claiim import AdminError, AsyncAdmin
+from claiim_core.diff import VersionDiff, document, proposed_versions, side_by_side, version_diff
 from claiim_core.policytest import DocumentError, parse_policy
 from claiim_core.schemas import AgentCommandReply, ApplyReply, PolicyVersionInfo, SkillVersionInfo
 
-from claiim_admin.diff import document, proposed, side_by_side
-from claiim_admin.web import admin_of, back, render, session_of
+from claiim_admin.web import admin_of, back, render, session_of, status_of
 
 AGENT_OPS = {"suspend", "reactivate", "rotate-token", "revoke-token", "set-anchor", "set-shadow"}
 
@@ -66,9 +66,23 @@ async def agent_command(request: web.Request) -> web.StreamResponse:
 
 
 async def catalogue(request: web.Request) -> web.Response:
+    return await _catalogue(request)
+
+
+async def _catalogue(request: web.Request, status: int = 200, **typed: Any) -> web.Response:
+    """The catalogue page; after a refused proposal, with what was typed in its form and why (``typed``)."""
     admin = admin_of(request)
-    return render(request, "policies.html", policies=await admin.policies(), skills=await admin.skills(),
-                  draft="skill: \nallow:\n  - \ndeny: []\n")
+    forms: dict[str, Any] = {"policy_form": {"document": "skill: \nallow:\n  - \ndeny: []\n"}, "policy_error": "",
+                             "skill_form": {}, "skill_error": ""}
+    return render(request, "policies.html", status=status, policies=await admin.policies(),
+                  skills=await admin.skills(), **(forms | typed))
+
+
+def _refused(e: DocumentError | AdminError) -> tuple[int, str]:
+    """The status and the text of a refused policy or skill: the problems one a line."""
+    if isinstance(e, DocumentError):
+        return 400, "the policy has problems:\n" + str(e)
+    return status_of(e), "\n".join([str(e), *e.problems]) if len(e.problems) > 1 else str(e)
 
 
 def _pick(versions: list[Any], value: str | None, default: int) -> Any:
@@ -89,15 +103,21 @@ def _history(request: web.Request, versions: list[PolicyVersionInfo] | list[Skil
 
 
 async def policy(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    return await _policy_page(request, request.match_info["name"])
+
+
+async def _policy_page(request: web.Request, name: str, status: int = 200, **typed: str) -> web.Response:
+    """A policy's history; after a refused new version, with the text typed (``draft``) and why (``error``)."""
     versions = await admin_of(request).policy_versions(name)
-    return render(request, "history.html", kind="policy", name=name, **_history(request, versions))
+    history = _history(request, versions)
+    return render(request, "history.html", status=status, kind="policy", name=name, **history,
+                  **({"draft": history["latest_text"], "error": ""} | typed))
 
 
 async def skill(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     versions = await admin_of(request).skill_versions(name)
-    return render(request, "history.html", kind="skill", name=name, **_history(request, versions))
+    return render(request, "history.html", kind="skill", name=name, draft="", error="", **_history(request, versions))
 
 
 async def publish_policy(request: web.Request) -> web.StreamResponse:
@@ -107,13 +127,15 @@ async def publish_policy(request: web.Request) -> web.StreamResponse:
     back_to = form.get("back", "/policies")
     try:
         parsed = parse_policy(text, "policy")
-    except DocumentError as e:
-        session_of(request).flash("error", "the policy has problems:\n" + str(e))
-        raise back(back_to) from e
-    spec: dict[str, Any] = {"name": name or parsed.name, "skill": parsed.document.skill,
-                            "allow": _plain(parsed.document.allow), "deny": _plain(parsed.document.deny),
-                            "description": parsed.description}
-    reply = await admin.apply({"org": admin.org, "policies": [spec]})
+        spec: dict[str, Any] = {"name": name or parsed.name, "skill": parsed.document.skill,
+                                "allow": _plain(parsed.document.allow), "deny": _plain(parsed.document.deny),
+                                "description": parsed.description}
+        reply = await admin.apply({"org": admin.org, "policies": [spec]})
+    except (DocumentError, AdminError) as e:  # the form comes back as typed, with why
+        status, error = _refused(e)
+        if back_to.startswith("/policies/"):
+            return await _policy_page(request, back_to.removeprefix("/policies/"), status, draft=text, error=error)
+        return await _catalogue(request, status, policy_form=form, policy_error=error)
     _report(request, reply, "; ".join(reply.changes) or "nothing changed")
     raise back(back_to)
 
@@ -123,7 +145,11 @@ async def publish_skill(request: web.Request) -> web.StreamResponse:
     actions = [line.strip().removeprefix("- ").strip() for line in form.get("actions", "").splitlines()]
     spec = {"name": form.get("name", ""), "actions": [a for a in actions if a],
             "description": form.get("description", "")}
-    reply = await admin.apply({"org": admin.org, "skills": [spec]})
+    try:
+        reply = await admin.apply({"org": admin.org, "skills": [spec]})
+    except AdminError as e:  # the form comes back as typed, with why
+        status, error = _refused(e)
+        return await _catalogue(request, status, skill_form=form, skill_error=error)
     _report(request, reply, "; ".join(reply.changes) or "nothing changed")
     raise back(form.get("back", "/policies"))
 
@@ -147,21 +173,16 @@ async def proposal(request: web.Request) -> web.Response:
                   diffs=await _proposed_diffs(admin, found.events))
 
 
-async def _proposed_diffs(admin: AsyncAdmin, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each policy or skill version in a proposal, its side-by-side diff against the version before it."""
+async def _proposed_diffs(admin: AsyncAdmin, events: list[dict[str, Any]]) -> list[VersionDiff]:
+    """For each policy or skill version in a proposal, its side-by-side diff against the version before it
+    (``claiim proposals show`` prints the same)."""
     diffs = []
-    for event in events:
-        new = proposed(event)
-        if new is None:
-            continue
+    for new in proposed_versions(events):
         versions: list[Any] = []
         with contextlib.suppress(AdminError):  # a new name: everything is added
             versions = await (admin.policy_versions(new.name) if isinstance(new, PolicyVersionInfo)
                               else admin.skill_versions(new.name))
-        old = next((v for v in reversed(versions) if v.version < new.version), None)
-        diffs.append({"title": f"{'policy' if isinstance(new, PolicyVersionInfo) else 'skill'} {new.label}",
-                      "left": old.label if old else "(none)", "right": new.label,
-                      "rows": side_by_side(document(old) if old else "", document(new))})
+        diffs.append(version_diff(new, versions))
     return diffs
 
 

@@ -15,11 +15,12 @@ from nats.aio.client import Client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from claiim_admin import auth, pages_approvals, pages_chron, pages_registry
+from claiim_admin import auth, export, pages_approvals, pages_chron, pages_forms, pages_registry
 from claiim_admin.feed import DecisionFeed
 from claiim_admin.monitor import CheckpointMonitor
 from claiim_admin.sessions import Sessions
-from claiim_admin.web import UI, UI_KEY, Handler, refusals, require_session, security_headers, templates
+from claiim_admin.web import UI, UI_KEY, Handler, nav_counts, not_found, refusals, require_session, security_headers
+from claiim_admin.web import templates as load_templates
 
 log = logging.getLogger("claiim.admin")
 SESSION_MAX = 12 * 3600.0
@@ -32,17 +33,27 @@ def routes(app: web.Application) -> None:
     r.add_post("/login", auth.login)
     r.add_post("/logout", auth.logout)
     r.add_get("/healthz", _ok)
+    r.add_get("/favicon.ico", _favicon)
     r.add_get("/", pages_chron.overview)
     r.add_get("/api/overview", pages_chron.overview_api)
     r.add_get("/live", pages_chron.live)
     r.add_get("/api/feed", pages_chron.feed)
     r.add_get("/search", pages_chron.search)
+    r.add_get("/search/export", export.download)
     r.add_get("/decisions/{chron_id}", pages_chron.decision)
     r.add_get("/decisions/{chron_id}/proof.json", pages_chron.proof)
     r.add_post("/decisions/{chron_id}/verify", pages_chron.verify_proof)
     r.add_get("/checkpoints", pages_chron.checkpoints)
     r.add_post("/checkpoints/verify", pages_chron.verify_now)
     r.add_get("/agents", pages_registry.agents)
+    r.add_get("/register", pages_forms.register_page)
+    r.add_post("/register", pages_forms.register)
+    r.add_get("/admins", pages_forms.admins)
+    r.add_post("/admins", pages_forms.enrol)
+    r.add_post("/admins/{name}/revoke", pages_forms.revoke)
+    r.add_post("/org/approvals", pages_forms.set_approvals)
+    r.add_get("/explain", pages_forms.explain_page)
+    r.add_post("/explain", pages_forms.explain)
     r.add_get("/agents/{agent_id}", pages_registry.agent)
     r.add_get("/agents/{agent_id}/shadow", pages_registry.shadow)
     r.add_post("/agents/{agent_id}/{op}", pages_registry.agent_command)
@@ -64,6 +75,12 @@ async def _ok(_: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
+async def _favicon(_: web.Request) -> web.Response:
+    """Browsers ask for /favicon.ico whatever the page links: the same SVG mark."""
+    icon = resources.files("claiim_admin").joinpath("static", "favicon.svg").read_bytes()
+    return web.Response(body=icon, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
 class AdminUI:
     """The web UI on ``host:port`` (port 0: any free port, see :attr:`url`), using ``nc`` for NATS."""
 
@@ -72,7 +89,7 @@ class AdminUI:
         self._feed = DecisionFeed(nc.jetstream(), names)
         self.ui = UI(names=names, url=url, transport=NatsTransport(url, client=nc),
                      sessions=Sessions(session_idle, SESSION_MAX, time.monotonic), feed=self._feed,
-                     monitor=CheckpointMonitor(verifier), templates=templates(), secure_cookies=secure_cookies)
+                     monitor=CheckpointMonitor(verifier), templates=load_templates(), secure_cookies=secure_cookies)
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -104,7 +121,8 @@ class AdminUI:
                                             "(-1: unknown)", self._feed.lag)]
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._count, security_headers, refusals, require_session],
+        app = web.Application(middlewares=[self._count, security_headers, refusals, require_session, nav_counts,
+                                           not_found],
                               client_max_size=256 * 1024)
         app[UI_KEY] = self.ui
         routes(app)

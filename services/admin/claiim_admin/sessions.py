@@ -26,6 +26,10 @@ class Session:
     seen: float
     flashes: list[tuple[str, str]] = field(default_factory=list)
     """(kind, text) messages to show once on the next page: ``ok``, ``error`` or ``secret``."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """What waits for this person, for the navigation (:mod:`claiim_admin.nav`): ``proposals``, ``approvals``."""
+    counted_at: float | None = None
+    """When :attr:`counts` was read (the sessions' clock); None: read them on the next page."""
 
     @property
     def read_only(self) -> bool:

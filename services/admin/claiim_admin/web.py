@@ -17,12 +17,13 @@ from claiim.transport import NatsTransport
 from claiim_core.codes import Code
 from claiim_core.names import Names
 
+from claiim_admin import nav
 from claiim_admin.feed import DecisionFeed
 from claiim_admin.monitor import CheckpointMonitor
 from claiim_admin.sessions import COOKIE, Session, Sessions
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC = ("/login", "/static/", "/healthz")
+PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico")
 ANCHOR_PAGES = ("/approvals", "/search", "/decisions/", "/checkpoints", "/logout")
 """The pages an anchor's session opens: its agents' approvals and records (the APIs narrow them to those)
 and the log's checkpoints. The overview and the live feed, which the UI reads from the decision stream
@@ -76,7 +77,8 @@ def admin_of(request: web.Request) -> AsyncAdmin:
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     session = request.get(SESSION_KEY)
     text = ui_of(request).templates.get_template(template).render(
-        session=session, flashes=session.take_flashes() if session else [], path=request.path, **context)
+        session=session, flashes=session.take_flashes() if session else [], path=request.path, status=status,
+        **context)
     return web.Response(text=text, content_type="text/html", status=status)
 
 
@@ -129,6 +131,11 @@ _STATUS: dict[str, int] = {Code.INVALID: 400, Code.UNAUTHENTICATED: 403, Code.FO
 """The HTTP status of an admin API refusal, by its code (400 for one without a code)."""
 
 
+def status_of(e: ClaiimError) -> int:
+    """The HTTP status of a page that shows ``e``: the refusal's, or 503 when nothing answered."""
+    return _STATUS.get(e.code, 400) if isinstance(e, AdminError) else 503
+
+
 @web.middleware
 async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
     """An admin API refusal or an unreachable service becomes a message, never a stack trace."""
@@ -139,5 +146,32 @@ async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse
         if request.method == "POST" and session is not None and not request.path.startswith("/api/"):
             session.flash("error", str(e))
             raise back(str((await request.post()).get("back", "/"))) from e
-        status = _STATUS.get(e.code, 400) if isinstance(e, AdminError) else 503
-        return render(request, "error.html", status=status, message=str(e))
+        return render(request, "error.html", status=status_of(e), message=str(e))
+
+
+@web.middleware
+async def nav_counts(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep the navigation's counts of what waits (:mod:`claiim_admin.nav`) fresh for the pages a person reads;
+    a form post may have decided something, so the next page reads them again."""
+    session = request.get(SESSION_KEY)
+    if session is not None and request.method == "POST":
+        session.counted_at = None
+    elif session is not None and request.method == "GET" and not request.path.startswith(("/api/", "/static/")):
+        now = time.monotonic()
+        if nav.due(session, now):
+            await nav.refresh(ui_of(request).admin(session), session, now)
+    return await handler(request)
+
+
+@web.middleware
+async def not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An unknown page, or a method a page does not take, is a page of the site (with its navigation), not
+    aiohttp's plain text; the JSON and event endpoints under /api/ keep their plain answers."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as e:
+        if request.path.startswith(("/api/", "/static/")):
+            raise
+        return render(request, "error.html", status=e.status,
+                      message=f"there is no page {request.path}" if e.status == 404
+                      else f"{request.path} does not take {request.method}")

@@ -11,6 +11,7 @@ function cell(text, cls) {
   const td = document.createElement("td");
   if (cls) td.className = cls;
   td.textContent = text;
+  td.title = text;  // cells are cut to one line: the whole value shows on hover
   return td;
 }
 
@@ -27,7 +28,7 @@ function decisionRow(d) {
   const tr = document.createElement("tr");
   tr.dataset.chronId = d.chron_id;
   tr.className = "fresh";
-  tr.appendChild(cell(d.decided_at.replace("T", " ").slice(0, 19), "mono nowrap"));
+  tr.appendChild(cell(d.decided_at.replace("T", " ").slice(0, 19), "mono"));
   tr.appendChild(outcomeCell(d.outcome));
   tr.appendChild(cell(d.agent_id));
   tr.appendChild(cell(d.action, "mono"));
@@ -39,22 +40,73 @@ function decisionRow(d) {
   link.href = "/decisions/" + encodeURIComponent(d.chron_id);
   link.textContent = d.chron_id;
   const td = cell("", "mono");
+  td.title = d.chron_id;
   td.appendChild(link);
   tr.appendChild(td);
   return tr;
 }
 
+// The live feed keeps the newest `cap` rows. Paused, it holds new decisions (the newest `cap` of them) and
+// shows how many; resumed, it puts them in. The filter hides the rows whose agent, outcome, action and
+// target do not contain every word typed; it applies to the rows that arrive later too.
 function startFeed(table) {
   const body = table.querySelector("tbody");
+  const cap = Number(table.dataset.cap) || 200;
   const state = document.getElementById("live-state");
+  const pause = document.getElementById("feed-pause");
+  const held = document.getElementById("feed-held");
+  const filter = document.getElementById("feed-filter");
+  const shown = document.getElementById("feed-shown");
+  let paused = false;
+  let waiting = [];
+  const words = () => filter.value.toLowerCase().split(/\s+/).filter(Boolean);
+  const matches = (tr, want) => {
+    const text = Array.from(tr.cells).slice(1, 5).map((c) => c.textContent).join(" ").toLowerCase();
+    return want.every((w) => text.includes(w));
+  };
+  const apply = () => {
+    const want = words();
+    let visible = 0;
+    for (const tr of body.rows) {
+      tr.hidden = !matches(tr, want);
+      if (!tr.hidden) visible += 1;
+    }
+    shown.textContent = want.length ? visible + " of " + body.rows.length + " shown" : "";
+  };
+  const add = (d) => {
+    if (body.querySelector('tr[data-chron-id="' + CSS.escape(d.chron_id) + '"]')) return;
+    body.insertBefore(decisionRow(d), body.firstChild);
+    while (body.rows.length > cap) body.deleteRow(body.rows.length - 1);
+  };
+  const showHeld = () => {
+    held.hidden = !paused;
+    held.textContent = waiting.length + " new while paused";
+  };
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.textContent = paused ? "Resume" : "Pause";
+    pause.setAttribute("aria-pressed", String(paused));
+    if (!paused) {
+      waiting.forEach(add);
+      waiting = [];
+      apply();
+    }
+    showHeld();
+  });
+  filter.addEventListener("input", apply);
   const source = new EventSource(table.dataset.src);
   source.onopen = () => { state.className = "live-dot on"; state.title = "live"; };
   source.onerror = () => { state.className = "live-dot off"; state.title = "reconnecting"; };
   source.addEventListener("decision", (event) => {
     const d = JSON.parse(event.data);
-    if (body.querySelector('tr[data-chron-id="' + CSS.escape(d.chron_id) + '"]')) return;
-    body.insertBefore(decisionRow(d), body.firstChild);
-    while (body.rows.length > 200) body.deleteRow(body.rows.length - 1);
+    if (paused) {
+      waiting.push(d);
+      if (waiting.length > cap) waiting.shift();
+      showHeld();
+      return;
+    }
+    add(d);
+    apply();
   });
 }
 
