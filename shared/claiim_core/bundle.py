@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
+from claiim_core.bundlecheck import bundle_problems
 from claiim_core.canonical import canonical_bytes
 from claiim_core.codes import Code, Refusal
 from claiim_core.conditions import ConditionError, Conditions
@@ -83,11 +84,17 @@ class BundleError(Refusal):
 
 
 def parse_bundle(data: Any) -> Bundle:
-    """Validate a bundle already loaded from YAML or JSON into plain data."""
+    """Validate the shape of a bundle already loaded from YAML or JSON into plain data.
+
+    A bundle that does not decode is refused with every problem in words, the values' too
+    (:func:`claiim_core.bundlecheck.bundle_problems`). One that decodes is returned even when an
+    action pattern or a reference is malformed: :func:`plan_bundle` reports those together with
+    the references that do not resolve.
+    """
     try:
         return msgspec.convert(data, Bundle)
     except msgspec.ValidationError as e:
-        raise BundleError([str(e)]) from e
+        raise BundleError(bundle_problems(data) or [str(e)]) from e
 
 
 @dataclass

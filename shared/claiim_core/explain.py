@@ -9,7 +9,7 @@ from datetime import datetime
 
 from claiim_core.conditions import Conditions
 from claiim_core.decision import EPOCH, Verdict, evaluate_agent
-from claiim_core.policy import rule_text
+from claiim_core.policy import approval_text, rule_text
 from claiim_core.registry import Registry
 from claiim_core.schemas import PolicyVersionInfo
 
@@ -36,7 +36,8 @@ def explain(registry: Registry, org: str, agent_id: str, action: str, target: st
 
 def _doc_lines(version: PolicyVersionInfo) -> list[str]:
     return ([f"description: {version.description}", f"skill: {version.skill}"]
-            + [f"allow: {rule_text(r)}" for r in version.allow] + [f"deny: {rule_text(r)}" for r in version.deny])
+            + [f"allow: {rule_text(r)}" for r in version.allow] + [f"deny: {rule_text(r)}" for r in version.deny]
+            + [f"approve: {approval_text(r)}" for r in version.approve])
 
 
 def policy_diff(old: PolicyVersionInfo, new: PolicyVersionInfo) -> list[str]:

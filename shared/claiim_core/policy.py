@@ -207,6 +207,12 @@ def rule_text(rule: RuleLike) -> str:
     return text
 
 
+def approval_text(rule: RuleLike) -> str:
+    """An ``approve`` rule on one line with its terms: ``deploy:production (ttl 900 s, approver admins)``."""
+    ttl, approver = (rule.ttl, rule.approver) if isinstance(rule, Rule) else (0, "")
+    return f"{rule_text(rule)} (ttl {ttl or DEFAULT_APPROVAL_TTL_S} s, approver {approver or 'anchor'})"
+
+
 def describe_rule(kind: str, i: int, rule: RuleLike) -> str:
     """How a decision names its rule: ``deny[0]: deploy:* @ prod-* -- why``."""
     return f"{kind}[{i}]: {rule_text(rule)}"

@@ -384,6 +384,12 @@ class Change(Struct, frozen=True, kw_only=True):
     def __str__(self) -> str:
         return f"{self.op} {self.kind} {self.name}" + (f"-v{self.version}" if self.version else "")
 
+    def would(self) -> str:
+        """The change as a dry run says it: ``would publish policy no-prod-v2`` (``unchanged ...`` as is)."""
+        verb = {"created": "would create", "published": "would publish", "registered": "would register",
+                "updated": "would update"}.get(self.op, self.op)
+        return f"{verb} {self.kind} {self.name}" + (f"-v{self.version}" if self.version else "")
+
 
 class ApplyReply(Struct, frozen=True, kw_only=True):
     """``tokens`` holds the token of each newly registered agent: it is shown once, here."""
@@ -406,6 +412,17 @@ class ApplyReply(Struct, frozen=True, kw_only=True):
     control_seq: int = 0
     warnings: list[str] = []
     """What is valid but will not work as meant: ``approve`` rules that nobody enrolled can grant."""
+    dry_run: bool = False
+    """Nothing was applied: ``changes`` say what would be (``would publish policy no-prod-v2``)."""
+    would_propose: bool = False
+    """Dry run: applied for real by the same admin, the change would wait as a proposal (it widens what
+    agents may do and the admin is an org admin; the operator's changes apply at once)."""
+    approvals_required: int = 0
+    """Dry run, when ``would_propose``: how many admins of the org other than the proposer must approve."""
+
+
+MAX_TOKEN_GRACE_S = 7 * 24 * 3600
+"""The longest grace period a rotated-out token can get."""
 
 
 class AgentCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -420,6 +437,8 @@ class AgentCommand(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     reason: Annotated[str, Meta(max_length=512)] = ""
     policy: Annotated[str, Meta(max_length=256)] = ""
     """set-shadow: the candidate policy version evaluated log-only (empty: remove the candidate)."""
+    grace: Annotated[int, Meta(ge=0, le=MAX_TOKEN_GRACE_S)] = 0
+    """rotate-token: seconds the old token stays valid beside the new one (0: denied at once)."""
 
 
 AdminName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.@+-]{1,128}\Z")]
@@ -579,6 +598,9 @@ class AgentInfo(Struct, frozen=True, kw_only=True):
     retired_tokens: int
     shadow: str = ""
     """The log-only candidate policy version, if any."""
+    grace_until: str = ""
+    """When the token last rotated out with a grace period stops being accepted (RFC 3339; it may have
+    passed); empty when no rotation gave one, or a later rotation or a revocation ended it."""
 
 
 class SkillVersionInfo(Struct, frozen=True, kw_only=True):
@@ -599,6 +621,8 @@ class PolicyVersionInfo(Struct, frozen=True, kw_only=True):
     allow: tuple[RuleLike, ...]
     deny: tuple[RuleLike, ...]
     content_hash: str
+    approve: tuple[RuleLike, ...] = ()
+    """Rules whose actions wait for a person's approval."""
 
 
 class AdminInfo(Struct, frozen=True, kw_only=True):

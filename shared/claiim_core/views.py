@@ -34,7 +34,8 @@ def agent_info(registry: Registry, agent: AgentState) -> AgentInfo:
                      status=agent.status, skills=agent.skills,
                      skill_versions=tuple(s.label if s else "" for s in skills), policy=agent.policy,
                      policy_version=policy.label if policy else "", has_token=bool(agent.token_hash),
-                     retired_tokens=len(agent.retired_tokens), shadow=agent.shadow)
+                     retired_tokens=len(agent.retired_tokens), shadow=agent.shadow,
+                     grace_until=next((until for _, _, until in agent.retired_tokens if until), ""))
 
 
 def agent_infos(registry: Registry, org: str) -> list[AgentInfo]:
@@ -49,7 +50,8 @@ def skill_info(v: SkillVersion) -> SkillVersionInfo:
 def policy_info(v: PolicyVersion) -> PolicyVersionInfo:
     d = v.document
     return PolicyVersionInfo(label=v.label, name=v.name, version=v.version, description=v.description,
-                             skill=d.skill, allow=d.allow, deny=d.deny, content_hash=v.content_hash)
+                             skill=d.skill, allow=d.allow, deny=d.deny, content_hash=v.content_hash,
+                             approve=d.approve or ())
 
 
 def latest_skills(registry: Registry, org: str) -> list[SkillVersionInfo]:

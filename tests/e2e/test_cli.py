@@ -159,6 +159,9 @@ def test_skill_and_policy_commands(cli: Cli, tmp_path: Path) -> None:
     cli.approved(published)
     diff = cli.ok("policy", "diff", "careful", "1", "2")
     assert "+ deny: notes:delete" in diff
+    as_json = json.loads(cli.ok("policy", "diff", "careful", "1", "2", "--json"))
+    assert (as_json["from"]["label"], as_json["to"]["label"]) == ("careful-v1", "careful-v2")
+    assert (as_json["removed"], as_json["added"]) == ([], ["deny: notes:delete"])
     assert json.loads(cli.ok("policy", "list", "--json"))[0]["label"] in {"careful-v2", "no-prod-v1"}
     assert "careful-v2" in cli.ok("policy", "list")
 
@@ -192,7 +195,8 @@ def test_bad_documents_are_reported_by_file_and_line(cli: Cli, tmp_path: Path) -
     assert f"{bundle}:11: agents[0] (lost-bot).skills[0]: no skill deploy-v9 in org demo" in err
     typed = tmp_path / "typed.yaml"
     typed.write_text("org: demo\nagents:\n  - id: x\n    anchor: 5\n    skills: [a]\n    policy: p\n")
-    assert f"{typed}:4: Expected `str`, got `int` - at `$.agents[0].anchor`" in cli.refused("apply", "-f", str(typed))
+    assert f"{typed}:4: agents[0] (x).anchor: anchor must be text, not a number" in cli.refused("apply", "-f",
+                                                                                               str(typed))
     assert "not valid YAML" in cli.refused("apply", "-f", str(_write(tmp_path / "y.yaml", "org: [demo\n")))
 
 
@@ -275,7 +279,7 @@ def test_chron_search_and_status_from_the_cli(cli: Cli) -> None:
     assert len(leaves) == 2 and int(str(newest["leaf_index"])) > leaves[0] > leaves[1]
     assert [r["chron_id"] for r in listed("--after", str(older[0]["leaf_index"]), "--limit", "1")] == [
         newest["chron_id"]]
-    assert "not an ISO 8601 time" in cli.refused("chron", "list", "--since", "yesterday")
+    assert "'yesterday' is neither a time such as" in cli.refused("chron", "list", "--since", "yesterday")
     assert [(r["chron_id"], r["trace_id"]) for r in listed("--trace-id", trace.upper())] == [(made[2], trace)]
     assert "32 lowercase hex digits" in cli.refused("chron", "list", "--trace-id", "abc")
 
@@ -311,3 +315,40 @@ def test_init_creates_an_org_whose_admins_can_run_two_person_control(cli: Cli) -
     approved = run(tokens["ben"], "proposals", "approve", proposal_id, "--reason", "ok")
     assert approved.returncode == 0 and f"applied proposal {proposal_id}" in approved.stdout
     assert "notes-v1" in run(tokens["ben"], "skill", "list").stdout
+
+
+def test_the_stack_found_by_data_dir_ages_reasons_and_a_proposals_diff(cli: Cli, tmp_path: Path) -> None:
+    """From another directory, `--data-dir` finds the stack's env file; `chron list --since 1h` shows each
+    decision's reason; `proposals show` prints the proposed policy version beside the one before it."""
+    found = subprocess.run([CLAIIM, "--data-dir", str(cli.up.data_dir), "whoami"], capture_output=True, text=True,
+                           env=clean_env(), cwd=tmp_path, timeout=120)
+    assert found.returncode == 0 and found.stdout.startswith("operator"), found.stderr
+    token = json.loads((cli.up.data_dir / "demo-tokens.json").read_text())["deploy-bot"]
+    script = ("from claiim import Gate\n"
+              f"g = Gate(agent_id='deploy-bot', token='{token}', url='nats://127.0.0.1:{cli.up.port}')\n"
+              "print(g.check(action='deploy:production', target='reasons').chron_id)\n")
+    made = subprocess.run([str(Path(CLAIIM).parent / "python"), "-c", script], capture_output=True, text=True,
+                          env=clean_env(), timeout=60).stdout.strip()
+    assert made.startswith("chr_")
+    for _ in range(50):  # the decision reaches Chron a moment after the reply
+        listed = json.loads(cli.ok("chron", "list", "--since", "1h", "--agent", "deploy-bot", "--json"))
+        if made in {r["chron_id"] for r in listed}:
+            break
+        time.sleep(0.1)
+    reason = next(r["reason"] for r in listed if r["chron_id"] == made)
+    table = cli.ok("chron", "list", "--since", "1h", "--agent", "deploy-bot").splitlines()
+    assert table[0].split()[-1] == "REASON"
+    row = next(line for line in table if line.startswith(made))
+    assert reason.startswith("policy:") and row.endswith(reason if len(reason) <= 48 else reason[:47].rstrip() + "…")
+    assert "(none)" in cli.ok("chron", "list", "--until", "30d", "--agent", "deploy-bot")
+
+    policy = _write(tmp_path / "diffed.yaml", "skill: deploy-v2\nallow:\n  - deploy:staging\n")
+    cli.approved(cli.ok("policy", "publish", str(policy), "--name", "diffed"))
+    _write(policy, "skill: deploy-v2\nallow:\n  - deploy:staging\n  - health:check\n")
+    proposed = cli.ok("policy", "publish", str(policy), "--name", "diffed")
+    proposal_id = proposed.split("proposed as ", 1)[1].split(":", 1)[0]
+    shown = cli.ok("proposals", "show", proposal_id).splitlines()
+    start = shown.index("policy diffed-v2 against diffed-v1")
+    rows = [line.split() for line in shown[start + 2:]]
+    assert ["1", "skill:", "deploy-v2", "1", "skill:", "deploy-v2"] in rows
+    assert [">", "4", "-", "health:check"] in rows

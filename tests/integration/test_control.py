@@ -63,7 +63,7 @@ async def test_new_policy_version_takes_effect_and_is_recorded(stack: Stack) -> 
     (lambda b: b["agents"][0].update(skills=["deploy-v9"]), "no skill deploy-v9"),
     (lambda b: b["policies"][0].update(allow=["bad action!"]), "not an action pattern"),
     (lambda b: b["agents"][0].update(policy="review-v2"), "governs skill review-v1"),
-    (lambda b: b.update(colour="blue"), "unknown field"),
+    (lambda b: b.update(colour="blue"), "unknown key 'colour'"),
 ])
 async def test_bad_bundles_are_refused_with_the_place_and_reason(stack: Stack, mutate, message) -> None:  # type: ignore[no-untyped-def]
     """A bad bundle is refused as a whole, naming what is wrong, and nothing is published."""

@@ -50,3 +50,14 @@ def test_a_bundle_publishes_approve_rules_and_refuses_a_ttl_elsewhere() -> None:
     bundle["policies"][0]["allow"] = [{"action": "pay:send", "ttl": 600}]  # type: ignore[index]
     with pytest.raises(BundleError, match=r"allow\[0\]: only approve rules have a ttl"):
         plan_bundle(Registry(), parse_bundle(bundle), ctx)
+
+
+def test_a_policy_versions_approve_rules_are_shown_and_diffed() -> None:
+    from claiim_core.explain import policy_diff
+    from claiim_core.registry import PolicyVersion
+    from claiim_core.views import policy_info
+
+    old = policy_info(PolicyVersion("acme", "pay", 1, "", PolicyDocument(skill="pay-v1", allow=("pay:send",)), "h1"))
+    new = policy_info(PolicyVersion("acme", "pay", 2, "", DOC, "h2"))
+    assert new.approve == DOC.approve and old.approve == ()
+    assert "+ approve: pay:send -- payments need their anchor (ttl 600 s, approver anchor)" in policy_diff(old, new)

@@ -100,7 +100,9 @@ def test_bad_rules_in_a_bundle_are_reported_with_their_path() -> None:
 
 
 def test_unknown_rule_keys_are_refused_when_the_bundle_is_parsed() -> None:
-    with pytest.raises(BundleError, match=r"policies\[0\].allow\[0\]"):
+    """A misspelt rule key is refused where it is, naming the key it was probably meant to be."""
+    with pytest.raises(BundleError, match=r"policies\[0\] \(careful\)\.allow\[0\]\.targets: unknown key 'targets' "
+                                          r"\(did you mean 'target'\?"):
         parse_bundle(bundle_with([{"action": "a:b", "targets": "x"}]))
 
 

@@ -212,7 +212,8 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, say: Any = print) -> None
         if opts.demo:
             await load_demo(nats_url, keys["admin_token"], data_dir, say)
         say(f"claiim ready at {nats_url} in {time.monotonic() - started:.1f}s "
-            f"(data in {data_dir}; `set -a; . {data_dir}/env; set +a` for the CLI)")
+            f"(data in {data_dir}; for the CLI elsewhere: `claiim --data-dir {data_dir} ...`, "
+            f"or `set -a; . {data_dir}/env; set +a`)")
         say(f"admin UI at {ui_url} (log in with a token from {data_dir / 'demo-admins.json'} or the operator "
             f"token CLAIIM_ADMIN_TOKEN in {data_dir / 'env'})")
         waiting = asyncio.create_task(stop.wait())

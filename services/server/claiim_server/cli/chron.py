@@ -1,10 +1,12 @@
 """``claiim chron ...``: proofs, checkpoints, whole-log verification, replay, export and rebuild.
 
-``verify-proof`` and ``verify-consistency`` work offline. ``verify``, ``replay``, ``export`` and
-``rebuild`` read the streams (and PostgreSQL) directly, as operators' tools; the others go through
-Chron's query API with an admin token. The tools that check events' authentication take the gate
-keyring (``--gate-keys``, default ``CLAIIM_GATE_KEYS(_FILE)``) and the control verifier keys
-(``--control-keys``, default ``CLAIIM_CONTROL_VERIFIERS(_FILE)``).
+``verify-proof`` and ``verify-consistency`` work offline. ``verify``, ``replay`` and ``rebuild``
+read the streams (and PostgreSQL) directly, as operators' tools; so does ``export`` for the operator,
+while an org admin, auditor or anchor exports through Chron's query API, which answers with its own
+org's records only. The others go through Chron's query API with an admin token. The tools that
+check events' authentication take the gate keyring (``--gate-keys``, default
+``CLAIIM_GATE_KEYS(_FILE)``) and the control verifier keys (``--control-keys``, default
+``CLAIIM_CONTROL_VERIFIERS(_FILE)``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from claiim.transport import connect_with_token, resolve_url
 from claiim_chron.rebuild import Message, rebuild, stream_messages
 from claiim_chron.rows import StreamAuthenticator
 from claiim_chron.verify import Evidence, IncompleteRead, evidence_from_stream, verify_log
+from claiim_core.access import OPERATOR
 from claiim_core.checkpoint import CheckpointError, Verifier
 from claiim_core.eventauth import (
     AuthError,
@@ -45,6 +48,7 @@ from claiim_core.schemas import DecisionEvent
 from nats.aio.client import Client
 
 from claiim_server.cli.output import fields, table, to_json
+from claiim_server.cli.usage import WHEN_HELP, when
 
 PROOF_WAIT_S = 12.0
 
@@ -52,29 +56,29 @@ PROOF_WAIT_S = 12.0
 def add_commands(chron: Any, leaf: Any) -> None:
     """Add the proof and operations commands to the ``chron`` group (``leaf`` makes a command)."""
     ls = leaf(chron, "checkpoints", "recent signed checkpoints, newest first", org=False)
-    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--limit", type=int, default=20, help="at most this many checkpoints (default 20)")
     leaf(chron, "status", "leaves stored, the newest checkpoint, messages still to store, and whether Chron is "
                           "ready (exit 3 if not)", org=False)
     parked = leaf(chron, "parked", "messages Chron did not make leaves (undecodable, not authentic, replayed); "
                                    "operator only", org=False)
     parked.add_argument("--all", action="store_true", help="also those already acknowledged")
-    parked.add_argument("--limit", type=int, default=100)
+    parked.add_argument("--limit", type=int, default=100, help="at most this many messages (default 100)")
     parked.add_argument("--ack", nargs="*", type=int, metavar="ID",
                         help="acknowledge these parked messages (none given: every one not yet acknowledged)")
     parked.add_argument("--reason", default="", help="why they are acknowledged (required with --ack)")
     prove = leaf(chron, "prove", "write a self-contained inclusion proof of one record", json=False)
-    prove.add_argument("chron_id")
-    prove.add_argument("-o", "--output", type=Path, required=True)
+    prove.add_argument("chron_id", help="chr_..., from `chron list`")
+    prove.add_argument("-o", "--output", type=Path, required=True, help="the file to write the proof (JSON) to")
     vp = chron.add_parser("verify-proof", help="verify an inclusion proof offline, with the log's public key")
-    vp.add_argument("proof", type=Path)
+    vp.add_argument("proof", type=Path, help="the proof file `chron prove` wrote")
     _key_option(vp)
     _event_key_options(vp)
     cons = leaf(chron, "consistency", "write a proof that one checkpoint extends another", org=False, json=False)
     cons.add_argument("first", type=int, help="tree size of the earlier checkpoint")
     cons.add_argument("second", type=int, nargs="?", default=0, help="tree size of the later one (default: newest)")
-    cons.add_argument("-o", "--output", type=Path, required=True)
+    cons.add_argument("-o", "--output", type=Path, required=True, help="the file to write the proof (JSON) to")
     vc = chron.add_parser("verify-consistency", help="verify a consistency proof offline")
-    vc.add_argument("proof", type=Path)
+    vc.add_argument("proof", type=Path, help="the proof file `chron consistency` wrote")
     _key_option(vc)
     verify = chron.add_parser("verify", help="check the whole database against the signed checkpoints")
     _key_option(verify)
@@ -85,18 +89,22 @@ def add_commands(chron: Any, leaf: Any) -> None:
                         help="seconds leaves may wait for a checkpoint before the log is stale (default 60)")
     _event_key_options(verify)
     for name, text in (("replay", "re-read the decision (or control) stream: print or republish events"),
-                       ("export", "print decisions as JSON lines, native or OCSF")):
+                       ("export", "print decisions as JSON lines, native or OCSF: the operator every org's "
+                                  "(from the stream), an org admin or auditor its own org's (through Chron)")):
         cmd = chron.add_parser(name, help=text, description=text)
         start = cmd.add_mutually_exclusive_group()
         start.add_argument("--from-seq", type=int, default=0, help="first stream sequence")
-        start.add_argument("--since", help="ISO 8601 time, e.g. 2026-11-25T10:00:00+00:00")
+        start.add_argument("--since", type=when, help="events from this time on: " + WHEN_HELP +
+                           ", e.g. 2h or 2026-11-25T10:00:00+00:00")
         cmd.add_argument("--limit", type=int, default=0, help="stop after this many events")
         if name == "replay":
-            cmd.add_argument("--stream", choices=["decisions", "control"], default="decisions")
+            cmd.add_argument("--stream", choices=["decisions", "control"], default="decisions",
+                             help="the stream to read (default: decisions)")
             cmd.add_argument("--republish", metavar="PREFIX",
                              help="publish each event to PREFIX.<its subject> instead of printing it")
         else:
-            cmd.add_argument("--format", choices=["jsonl", "ocsf"], default="jsonl")
+            cmd.add_argument("--format", choices=["jsonl", "ocsf"], default="jsonl",
+                             help="jsonl: the decision events as recorded (default); ocsf: OCSF API Activity")
     rb = chron.add_parser("rebuild", help="build a fresh Chron database from the streams and check it")
     rb.add_argument("--database", required=True, help="URL of an empty PostgreSQL database")
     _key_option(rb)
@@ -367,6 +375,14 @@ async def replay(args: argparse.Namespace) -> int:
 
 
 async def export(args: argparse.Namespace) -> int:
+    """The operator exports the whole decision stream; anyone else what Chron's query API lets them read
+    (an org admin or auditor: its org's decisions; an anchor: its agents'), scoped by Chron itself."""
+    admin = AsyncAdmin(namespace=_names().namespace)
+    try:
+        if (await admin.whoami()).role != OPERATOR:
+            return await _export_records(admin, args)
+    finally:
+        await admin.close()
     decode = msgspec.json.Decoder(DecisionEvent)
     async for m in _events(args, "decision"):
         try:
@@ -374,9 +390,39 @@ async def export(args: argparse.Namespace) -> int:
         except (msgspec.DecodeError, msgspec.ValidationError):
             print(f"skipped stream seq {m.seq}: not a decision event", file=sys.stderr)
             continue
-        value = ocsf_decision(event) if args.format == "ocsf" else msgspec.to_builtins(event)
-        print(json.dumps(value, separators=(",", ":"), sort_keys=True))
+        _print_decision(event, args.format)
     return 0
+
+
+def _print_decision(event: DecisionEvent, fmt: str) -> None:
+    value = ocsf_decision(event) if fmt == "ocsf" else msgspec.to_builtins(event)
+    print(json.dumps(value, separators=(",", ":"), sort_keys=True))
+
+
+EXPORT_PAGE = 1000
+
+
+async def _export_records(admin: AsyncAdmin, args: argparse.Namespace) -> int:
+    """Export through Chron's query API, oldest first: Chron answers only with the records the token may
+    read, so an org admin's export holds its org's decisions and nothing else. ``--from-seq`` and
+    ``--since`` then pick among those records."""
+    since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
+    decode = msgspec.json.Decoder(DecisionEvent)
+    page = await admin.chron_list(kind="decision", before=EXPORT_PAGE, limit=EXPORT_PAGE)  # leaves 0..PAGE-1
+    last, count = EXPORT_PAGE - 1, 0
+    while True:
+        for record in reversed(page):
+            if record.stream_seq < args.from_seq or (since and datetime.fromisoformat(
+                    record.occurred_at.replace("Z", "+00:00")) < since):
+                continue
+            _print_decision(decode.decode(record.event), args.format)
+            count += 1
+            if args.limit and count >= args.limit:
+                return 0
+        last = max([last, *(r.leaf_index for r in page)])
+        page = await admin.chron_list(kind="decision", after=last, limit=EXPORT_PAGE)
+        if not page:
+            return 0
 
 
 async def rebuild_cmd(args: argparse.Namespace) -> int:

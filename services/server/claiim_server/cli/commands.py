@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -15,14 +16,15 @@ import msgspec
 import yaml
 from claiim import AsyncAdmin
 from claiim.errors import AdminError
+from claiim_core.diff import VersionDiff, proposed_versions, version_diff
 from claiim_core.explain import policy_diff
-from claiim_core.policy import rule_text
+from claiim_core.policy import approval_text, rule_text
 from claiim_core.policytest import DocumentError, parse_policy
 from claiim_core.schemas import ApplyReply, ChronRecord, PolicyVersionInfo, SkillVersionInfo
 from claiim_core.sources import locate, yaml_lines
 
 from claiim_server.cli import chron
-from claiim_server.cli.output import fields, table, to_json
+from claiim_server.cli.output import fields, side_by_side, table, terminal_width, to_json
 
 Handler = Callable[[AsyncAdmin, argparse.Namespace], Awaitable[int]]
 
@@ -55,7 +57,24 @@ def _proposed(proposal_id: str, pending: str) -> list[str]:
             f"  another admin approves with `claiim proposals approve {proposal_id}`"]
 
 
+def _dry_run(reply: ApplyReply) -> str:
+    """A dry run's report: what would be done, and whether it would wait for approvals."""
+    lines = ["dry run: nothing was applied", *reply.changes]
+    if all(c.op == "unchanged" for c in reply.changed):
+        lines.append("nothing would change")
+    elif reply.would_propose:
+        n = reply.approvals_required
+        lines.append(f"applied for real, this would become a proposal: nothing changes until {n} other "
+                     f"admin{'s' if n > 1 else ''} of the org approve{'' if n > 1 else 's'} it")
+    else:
+        lines.append("applied for real, this would take effect at once (no approval needed)")
+    lines += [f"warning: {w}" for w in reply.warnings]
+    return "\n".join(lines)
+
+
 def _changes(reply: ApplyReply) -> str:
+    if reply.dry_run:
+        return _dry_run(reply)
     lines = list(reply.changes)
     if all(c.op == "unchanged" for c in reply.changed):
         lines.append("nothing to change")
@@ -218,7 +237,22 @@ async def proposals_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:
         lines.append(f"{'closed':>18}  {p.status} by {p.closed_by} at {p.closed_at}{why}")
     lines += [f"{'change':>18}  {line}" for line in p.summary]
     lines += [f"{'event':>18}  {json.dumps(e, sort_keys=True)}" for e in p.events]
+    if not args.json:
+        lines += ["\n" + side_by_side(d, terminal_width()) for d in await _proposed_diffs(admin, p.events)]
     return _say(args, p, "\n".join(lines))
+
+
+async def _proposed_diffs(admin: AsyncAdmin, events: list[dict[str, Any]]) -> list[VersionDiff]:
+    """Each policy and skill version the proposal would publish against the version before it, as the admin UI's
+    proposal page shows them (:mod:`claiim_core.diff`)."""
+    diffs = []
+    for new in proposed_versions(events):
+        versions: list[Any] = []
+        with contextlib.suppress(AdminError):  # a new name: every line is added
+            versions = await (admin.policy_versions(new.name) if isinstance(new, PolicyVersionInfo)
+                              else admin.skill_versions(new.name))
+        diffs.append(version_diff(new, versions))
+    return diffs
 
 
 async def proposals_decide(admin: AsyncAdmin, args: argparse.Namespace) -> int:
@@ -233,7 +267,7 @@ async def proposals_decide(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 
 AGENT_COLUMNS = ("agent_id", "status", "anchor", "skill_versions", "policy_version", "description")
 AGENT_FIELDS = ("org", "agent_id", "status", "anchor", "description", "skills", "skill_versions", "policy",
-                "policy_version", "has_token", "retired_tokens")
+                "policy_version", "has_token", "retired_tokens", "grace_until")
 
 
 async def agent_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
@@ -260,7 +294,7 @@ async def agent_register(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 
 async def agent_op(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     done = await admin.agent_command(args.subcommand, args.agent_id, getattr(args, "reason", ""),
-                                     anchor=getattr(args, "anchor", ""))
+                                     anchor=getattr(args, "anchor", ""), grace=getattr(args, "grace", 0))
     text = "\n".join([f"{done.change} (control seq {done.control_seq})", *_proposed(done.proposal_id, done.pending)])
     if done.token:
         text += f"\nnew token for {args.agent_id} (shown once): {done.token}"
@@ -276,7 +310,8 @@ def _skill_text(v: SkillVersionInfo) -> str:
 
 
 def _policy_text(v: PolicyVersionInfo) -> str:
-    rules = [f"{'allow':>12}  {rule_text(r)}" for r in v.allow] + [f"{'deny':>12}  {rule_text(r)}" for r in v.deny]
+    rules = ([f"{'allow':>12}  {rule_text(r)}" for r in v.allow] + [f"{'deny':>12}  {rule_text(r)}" for r in v.deny]
+             + [f"{'approve':>12}  {approval_text(r)}" for r in v.approve])
     return fields(v, ("label", "description", "skill", "content_hash")) + "\n" + "\n".join(rules)
 
 
@@ -362,9 +397,13 @@ async def policy_diff_cmd(admin: AsyncAdmin, args: argparse.Namespace) -> int:
     versions = await admin.policy_versions(args.name)
     old = _pick(versions, args.v1, f"policy {args.name}")
     new = _pick(versions, args.v2, f"policy {args.name}")
-    print(f"--- {old.label} {old.content_hash}\n+++ {new.label} {new.content_hash}")
-    print("\n".join(policy_diff(old, new)) or "(no difference)")
-    return 0
+    lines = policy_diff(old, new)
+    value = {"name": args.name, "from": {"label": old.label, "content_hash": old.content_hash},
+             "to": {"label": new.label, "content_hash": new.content_hash},
+             "removed": [line[2:] for line in lines if line.startswith("- ")],
+             "added": [line[2:] for line in lines if line.startswith("+ ")]}
+    return _say(args, value, f"--- {old.label} {old.content_hash}\n+++ {new.label} {new.content_hash}\n"
+                + ("\n".join(lines) or "(no difference)"))
 
 
 async def policy_shadow(admin: AsyncAdmin, args: argparse.Namespace) -> int:
@@ -381,7 +420,11 @@ async def policy_shadow_report(admin: AsyncAdmin, args: argparse.Namespace) -> i
 
 # -- chron -----------------------------------------------------------------------------------
 
-RECORD_COLUMNS = ("chron_id", "occurred_at", "outcome", "agent_id", "anchor", "action", "target", "policy", "skill")
+RECORD_COLUMNS = ("chron_id", "occurred_at", "outcome", "agent_id", "anchor", "action", "target", "policy", "skill",
+                  "reason")
+RECORD_WIDTHS = {"reason": 48}
+"""A reason (``policy:no-prod-v1 -- action explicitly denied``) is clipped in the table; ``chron show`` and
+``--json`` have all of it."""
 CONTROL_COLUMNS = ("chron_id", "occurred_at", "actor", "action", "target", "control_seq")
 CONTROL_HEADERS = ("chron_id", "occurred_at", "actor", "event", "subject", "control_seq")
 
@@ -394,7 +437,7 @@ async def chron_list(admin: AsyncAdmin, args: argparse.Namespace) -> int:
                                      after=args.after, limit=args.limit)
     if args.kind == "control":
         return _say(args, records, table(records, CONTROL_COLUMNS, CONTROL_HEADERS))
-    return _say(args, records, table(records, RECORD_COLUMNS))
+    return _say(args, records, table(records, RECORD_COLUMNS, clipped=RECORD_WIDTHS))
 
 
 async def chron_show(admin: AsyncAdmin, args: argparse.Namespace) -> int:

@@ -36,24 +36,25 @@ KINDS = {
 def add_commands(sub: Any) -> None:
     keygen = sub.add_parser("keygen", help="make a key (offline): " + ", ".join(KINDS),
                             description="Make a key. " + " ".join(f"{k}: {v}." for k, v in KINDS.items()))
-    keygen.add_argument("kind", choices=list(KINDS))
+    keygen.add_argument("kind", choices=list(KINDS), help="the key to make (see above)")
     keygen.add_argument("name", nargs="?", default="",
                         help="the key's name (checkpoint, control) or id (gate), e.g. acme-chron, gate-eu-1")
     keygen.add_argument("-o", "--output", type=Path, help="file for the secret key (mode 600; not for nats-password)")
     conf = sub.add_parser("nats-config", help="print the nats-server configuration for claiim (users, permissions, "
                                               "auth callout)")
-    conf.add_argument("--namespace", default=os.environ.get("CLAIIM_NAMESPACE") or "claiim")
+    conf.add_argument("--namespace", default=os.environ.get("CLAIIM_NAMESPACE") or "claiim",
+                      help="claiim's subject and stream prefix (default: CLAIIM_NAMESPACE, else claiim)")
     conf.add_argument("--issuer", default="$NATS_ISSUER",
                       help="the public account key printed by `claiim keygen nats-issuer` (default: $NATS_ISSUER)")
-    conf.add_argument("--store-dir", default="/data")
-    conf.add_argument("--port", type=int, default=4222)
-    conf.add_argument("--http-port", type=int, default=8222)
+    conf.add_argument("--store-dir", default="/data", help="JetStream's storage directory (default /data)")
+    conf.add_argument("--port", type=int, default=4222, help="the client port (default 4222)")
+    conf.add_argument("--http-port", type=int, default=8222, help="the monitoring port (default 8222)")
     conf.add_argument("--server-name", default="claiim-nats-1",
                       help="this node's name, or a $VARIABLE (one file for every node of a cluster)")
     conf.add_argument("--cluster", metavar="HOST:PORT,...",
                       help="every node's route address: a cluster node, whose routes log in with "
                            "$CLUSTER_NATS_PASSWORD and whose route URLs come from $NATS_ROUTE_1...")
-    conf.add_argument("--cluster-port", type=int, default=6222)
+    conf.add_argument("--cluster-port", type=int, default=6222, help="the route port of a cluster node (default 6222)")
 
 
 def keygen(args: argparse.Namespace) -> int:
