@@ -88,7 +88,7 @@ def test_seed_example_runs_verbatim_and_lands_in_chron(up: Up) -> None:
     assert listed.returncode == 0 and deny_id in listed.stdout and allow_id not in listed.stdout
     header = listed.stdout.splitlines()[0].split()
     assert header == ["CHRON_ID", "OCCURRED_AT", "OUTCOME", "AGENT_ID", "ANCHOR", "ACTION", "TARGET", "POLICY",
-                      "SKILL"]
+                      "SKILL", "REASON"]
 
 
 def test_the_ocsf_feed_process_publishes_each_decision(up: Up) -> None:
