@@ -47,16 +47,17 @@ def serve_backend(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 @asynccontextmanager
-async def backend_stack(prefix: str) -> AsyncIterator[Settings]:
+async def backend_stack(prefix: str, **update: object) -> AsyncIterator[Settings]:
     """nats-server and PostgreSQL of their own, and control, Chron, the OCSF feed and the auth service in a
-    ``claiim serve`` process: the settings for a gate in this process."""
+    ``claiim serve`` process: the settings for a gate in this process (with ``update`` applied)."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         credentials = stack.credentials()
         nats_server = start_nats(free_port(), Path(tmp) / "nats", credentials=credentials, names=Names())
         pg, server_url = await asyncio.to_thread(start_postgres, Path(tmp) / "pg")
         backend: subprocess.Popen[bytes] | None = None
         try:
-            settings = stack.settings(nats_server.url, await ensure_database(server_url, "claiim_bench"), credentials)
+            settings = stack.settings(nats_server.url, await ensure_database(server_url, "claiim_bench"),
+                                      credentials).model_copy(update=update)
             log = Path(tmp) / "backend.log"
             backend = serve_backend(serve_env(settings), log)
             deadline = time.monotonic() + 60

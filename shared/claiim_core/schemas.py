@@ -327,6 +327,10 @@ class ChronStatus(Struct, frozen=True, kw_only=True):
     """Parked messages no operator has acknowledged yet."""
     problems: list[str] = []
     """Why Chron is not ready (empty: ready): unacknowledged parked messages, a refused checkpoint."""
+    disk: dict[str, int] = {}
+    """Bytes each store holds: every claiim stream by name (one copy; a replicated stream takes this on
+    each node that holds it) and each of Chron's tables as ``table:<name>`` (with its indexes and
+    TOAST); a store that could not be read is left out."""
 
 
 class ParkedInfo(Struct, frozen=True, kw_only=True):

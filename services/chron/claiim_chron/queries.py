@@ -45,8 +45,10 @@ class ChronQueries:
 
     def __init__(self, store: ChronStore, follower: RegistryFollower, token_secret: bytes, operator_token: str,
                  checkpoint_interval: float, pending: Callable[[], Awaitable[int]],
-                 problems: Callable[[], Awaitable[list[str]]]) -> None:
+                 problems: Callable[[], Awaitable[list[str]]],
+                 streams: Callable[[], Awaitable[dict[str, int]]]) -> None:
         self._problems = problems
+        self._streams = streams
         self._store = store
         self._follower = follower
         self._secret = token_secret
@@ -141,7 +143,8 @@ class ChronQueries:
         return ChronStatus(tree_size=size, last_recorded_at=recorded_at.isoformat() if recorded_at else "",
                            checkpoint_size=latest[0].size if latest else 0,
                            checkpoint_signed_at=latest[0].signed_at.isoformat() if latest else "", pending=pending,
-                           parked=await self._store.unacknowledged_parked(), problems=await self._problems())
+                           parked=await self._store.unacknowledged_parked(), problems=await self._problems(),
+                           disk={**await self._streams(), **await self._store.table_sizes()})
 
 
 def _anchored(q: ChronQuery, principal: Principal) -> tuple[ChronQuery, str]:

@@ -459,6 +459,17 @@ class ChronStore:
             raise StoreError(f"query failed: {e}") from e
         return [dict(r) for r in rows]
 
+    async def table_sizes(self) -> dict[str, int]:
+        """Bytes of each of Chron's tables with its indexes and TOAST (``pg_total_relation_size``)."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch("SELECT c.relname, pg_total_relation_size(c.oid) AS size FROM pg_class c "
+                                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+                                        "AND n.nspname = current_schema() AND c.relname LIKE 'chron\\_%'")
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read the tables' sizes: {e}") from e
+        return {f"table:{r['relname']}": int(r["size"]) for r in sorted(rows, key=lambda r: r["relname"])}
+
     async def unacknowledged_parked(self) -> int:
         try:
             async with self._pool.acquire() as conn:

@@ -7,6 +7,8 @@ import contextlib
 import itertools
 import json
 import logging
+from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import nats
@@ -25,11 +27,12 @@ from nats.js.api import (
     DiscardPolicy,
     RetentionPolicy,
     StorageType,
+    StoreCompression,
     StreamConfig,
 )
 from nats.js.errors import APIError, ServiceUnavailableError
 
-from claiim_runtime.settings import ConfigError
+from claiim_runtime.settings import ConfigError, Settings
 
 DUPLICATE_WINDOW_S = 120.0
 log = logging.getLogger("claiim.nats")
@@ -60,18 +63,40 @@ async def connect(url: str, name: str, first_wait: float = 30.0, inbox_prefix: s
                               f"within {first_wait:g} s{last}") from None
 
 
-async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1, wait: float = 20.0) -> None:
+@dataclass(frozen=True)
+class StreamOptions:
+    """How claiim's streams are stored: copies, compression, and the OCSF stream's limits."""
+
+    replicas: int = 1
+    compression: Literal["none", "s2"] = "none"
+    ocsf_max_age: float = 0.0
+    """Seconds (0: for ever)."""
+    ocsf_max_bytes: int = -1
+    """-1: no limit."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> StreamOptions:
+        return cls(settings.stream_replicas, settings.stream_compression, settings.ocsf_max_age,
+                   settings.ocsf_max_bytes)
+
+
+async def ensure_streams(js: JetStreamContext, names: Names, options: StreamOptions | None = None,
+                         wait: float = 20.0) -> None:
     """Create claiim's streams if they do not exist (idempotent): decisions, control events,
     Chron's proofs feed (leaf batches and signed checkpoints) and the OCSF rendering of decisions,
-    each with ``replicas`` copies (3 on a NATS cluster: a majority of nodes must store a message
-    before its PubAck).
+    each with ``options.replicas`` copies (3 on a NATS cluster: a majority of nodes must store a
+    message before its PubAck) and its compression.
 
-    Retention is unlimited: Chron can always be rebuilt from the streams, and its checkpoints and
-    leaves checked against them (docs/chron.md says what a rebuild needs). An existing stream with
-    other limits (an operator's choice) is kept as it is, but not with other replicas than asked:
-    raises :class:`StreamReplicasError`. A JetStream that is not ready yet (a cluster electing its
-    first leader) gets ``wait`` seconds.
+    The decision, control and proofs streams keep everything: Chron can always be rebuilt from them,
+    and its checkpoints and leaves checked against them (docs/chron.md says what a rebuild needs).
+    The OCSF stream is derived from Chron's data and keeps ``ocsf_max_age`` seconds and
+    ``ocsf_max_bytes`` (docs/operations.md); an OCSF stream made without limits by an older claiim
+    gets them. Any other existing stream with other limits (an operator's choice) is kept as it is,
+    but not with other replicas than asked: raises :class:`StreamReplicasError`. A JetStream that is
+    not ready yet (a cluster electing its first leader) gets ``wait`` seconds.
     """
+    options = options or StreamOptions()
+    replicas = options.replicas
     loop = asyncio.get_running_loop()
     until = loop.time() + wait
     for stream, subjects in (
@@ -80,10 +105,13 @@ async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1, 
         (names.proofs_stream, [names.chron_leaves, names.chron_checkpoint]),
         (names.ocsf_stream, [names.ocsf_wildcard]),
     ):
+        ocsf = stream == names.ocsf_stream
         config = StreamConfig(
             name=stream, subjects=subjects, retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE, discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S, allow_direct=True, num_replicas=replicas,
+            compression=StoreCompression(options.compression),
+            max_age=options.ocsf_max_age if ocsf else None, max_bytes=options.ocsf_max_bytes if ocsf else None,
         )
         while True:
             try:
@@ -96,7 +124,21 @@ async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1, 
                 continue
             except APIError as e:
                 await _check_existing(js, e, stream, replicas)
+                if ocsf:
+                    await _limit_ocsf(js, stream, options)
             break
+
+
+async def _limit_ocsf(js: JetStreamContext, stream: str, options: StreamOptions) -> None:
+    """Give an OCSF stream that keeps everything (made by an older claiim) the configured limits."""
+    config = (await js.stream_info(stream)).config
+    if (config.max_age or 0) == 0 and (config.max_bytes or -1) == -1 and (options.ocsf_max_age or
+                                                                          options.ocsf_max_bytes != -1):
+        config.max_age = options.ocsf_max_age
+        config.max_bytes = options.ocsf_max_bytes
+        await js.update_stream(config)
+        log.info("stream %s now keeps %s s and %s bytes", stream, options.ocsf_max_age or "unlimited",
+                 options.ocsf_max_bytes if options.ocsf_max_bytes != -1 else "unlimited")
 
 
 async def _check_existing(js: JetStreamContext, e: APIError, stream: str, replicas: int) -> None:

@@ -33,7 +33,7 @@ from claiim_runtime.follower import RegistryFollower
 from claiim_runtime.observe import HealthServer, Reading, nats_check
 from claiim_runtime.settings import ConfigError, Settings
 from claiim_runtime.stopping import Deadline
-from claiim_runtime.streams import connect, ensure_streams
+from claiim_runtime.streams import StreamOptions, connect, ensure_streams
 from nats.aio.client import Client
 from prometheus_client import CollectorRegistry
 
@@ -118,7 +118,7 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
                            inbox_prefix=service_inbox(user), user=user, password=settings.nats_password(user))
         running.connections[user] = nc
         if user != "sys":
-            await ensure_streams(nc.jetstream(), names, settings.stream_replicas)
+            await ensure_streams(nc.jetstream(), names, StreamOptions.of(settings))
             if http is not None:
                 http.checks.append(nats_check(user, nc, names, streams))
         return nc

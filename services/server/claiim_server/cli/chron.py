@@ -255,6 +255,11 @@ async def status(admin: AsyncAdmin, args: argparse.Namespace) -> int:
         print("ready:              " + ("yes" if not found.problems else "NO"))
         for problem in found.problems:
             print(f"  - {problem}")
+        if found.disk:
+            print("disk:")
+            width = max(len(name) for name in found.disk)
+            for name, size in found.disk.items():
+                print(f"  {name:<{width}}  {size / 2**20:10.1f} MiB")
     return NOT_READY if found.problems else 0
 
 

@@ -1,0 +1,112 @@
+"""Bytes per decision in each store: the decision, control, proofs and OCSF streams and Chron's tables, with
+JetStream's stream compression off and on (S2), in one run.
+
+Run: ``.venv/bin/python bench/storage.py [--decisions 50000] [--inflight 128]``
+
+For each compression it starts its own nats-server and PostgreSQL, runs control, Chron, the OCSF feed and the
+auth service as a ``claiim serve`` process and the gate in this process, sends ``--decisions`` checks of the demo
+agents (three of four ALLOW, as the fault suite mixes them; a context of two entries, as a deploy bot sends)
+from a spawned process, waits until Chron has stored and checkpointed them all, and reads what each store
+holds: the streams' bytes from JetStream (one copy) and the tables' from PostgreSQL
+(``pg_total_relation_size``: heap, indexes and TOAST), less what they held before the load. PostgreSQL's
+WAL is not counted. Prints bytes per decision per store and in total, and the ratio of S2 to none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from claiim import AsyncAdmin, AsyncGate
+from claiim_runtime.settings import Settings
+from claiim_server.bootstrap import start_services
+from claiim_server.stack import demo_bundle
+from gate_profile import backend_stack
+
+CHECKS = (("deploy-bot", "deploy:staging"), ("deploy-bot", "health:check"), ("review-bot", "pr:comment"),
+          ("deploy-bot", "deploy:production"))
+CONTEXT = {"ticket": "CHG-4711", "pipeline": "api-v2/main#1234"}
+
+
+def load(url: str, tokens: dict[str, str], decisions: int, inflight: int) -> float:
+    """Send ``decisions`` checks with ``inflight`` in flight; the decisions per second."""
+    return asyncio.run(_load(url, tokens, decisions, inflight))
+
+
+async def _load(url: str, tokens: dict[str, str], decisions: int, inflight: int) -> float:
+    gates = {agent: AsyncGate(agent, tokens[agent], url, timeout=30) for agent, _ in CHECKS}
+    sent = 0
+    started = time.perf_counter()
+
+    async def caller() -> None:
+        nonlocal sent
+        while sent < decisions:
+            agent, action = CHECKS[sent % len(CHECKS)]
+            sent += 1
+            await gates[agent].check(action, "api-v2", CONTEXT)
+
+    try:
+        await asyncio.gather(*(caller() for _ in range(inflight)))
+    finally:
+        for gate in gates.values():
+            await gate.close()
+    return decisions / (time.perf_counter() - started)
+
+
+async def sizes(admin: AsyncAdmin) -> dict[str, int]:
+    return dict((await admin.chron_status()).disk)
+
+
+async def measure(compression: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
+    loop = asyncio.get_running_loop()
+    async with backend_stack(f"claiim-storage-{compression}-", stream_compression=compression) as settings:
+        running = await start_services(settings, ("gate",), instance="measured")
+        admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo")
+        try:
+            tokens = dict((await admin.apply(demo_bundle())).tokens)
+            before = await settled(admin, settings, 0)
+            with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                rate = await loop.run_in_executor(pool, load, settings.url, tokens, args.decisions, args.inflight)
+            after = await settled(admin, settings, before["tree"] + args.decisions)
+        finally:
+            await admin.close()
+            await running.stop()
+    per = {name: (after[name] - before.get(name, 0)) / args.decisions for name in after if name != "tree"}
+    return per, rate
+
+
+async def settled(admin: AsyncAdmin, settings: Settings, leaves: int) -> dict[str, int]:
+    """The stores' sizes once Chron holds ``leaves`` leaves, all checkpointed and nothing pending."""
+    deadline = time.monotonic() + 600
+    while True:
+        status = await admin.chron_status()
+        if (status.tree_size >= leaves and status.checkpoint_size == status.tree_size and status.pending == 0
+                and status.tree_size > 0):
+            await asyncio.sleep(2 * settings.checkpoint_interval)  # the OCSF feed and the proofs stream catch up
+            return {**await sizes(admin), "tree": status.tree_size}
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Chron did not settle: {status}")
+        await asyncio.sleep(0.5)
+
+
+async def main(args: argparse.Namespace) -> None:
+    results = {c: await measure(c, args) for c in ("none", "s2")}
+    names = sorted(results["none"][0])
+    print(f"{args.decisions:,} decisions; bytes per decision (one copy of each stream; WAL not counted)")
+    print(f"{'store':<34} {'none':>10} {'s2':>10} {'s2/none':>8}")
+    for name in [*names, "total"]:
+        none = sum(results["none"][0].values()) if name == "total" else results["none"][0][name]
+        s2 = sum(results["s2"][0].values()) if name == "total" else results["s2"][0][name]
+        print(f"{name:<34} {none:10,.0f} {s2:10,.0f} {s2 / none if none else 0:8.2f}")
+    print(f"load: {results['none'][1]:,.0f} decisions/s (none), {results['s2'][1]:,.0f} (s2)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decisions", type=int, default=50_000)
+    parser.add_argument("--inflight", type=int, default=128)
+    asyncio.run(main(parser.parse_args(sys.argv[1:])))
