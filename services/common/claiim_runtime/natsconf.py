@@ -47,6 +47,7 @@ def rights(names: Names) -> dict[str, Rights]:
     d, c, p, o = names.decisions_stream, names.control_stream, names.proofs_stream, names.ocsf_stream
     api = "$JS.API"
     create_streams = [f"{api}.STREAM.{op}.{s}" for s in (d, c, p, o) for op in ("CREATE", "INFO")]
+    create_streams.append(f"{api}.STREAM.UPDATE.{o}")  # an older claiim's unbounded OCSF stream gets its limits
 
     def ordered(stream: str) -> list[str]:  # an ordered push consumer, as the registry follower uses
         return [f"{api}.STREAM.INFO.{stream}", f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",

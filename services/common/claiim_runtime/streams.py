@@ -106,10 +106,11 @@ async def ensure_streams(js: JetStreamContext, names: Names, options: StreamOpti
         (names.ocsf_stream, [names.ocsf_wildcard]),
     ):
         ocsf = stream == names.ocsf_stream
+        window = min(DUPLICATE_WINDOW_S, options.ocsf_max_age) if ocsf and options.ocsf_max_age else DUPLICATE_WINDOW_S
         config = StreamConfig(
             name=stream, subjects=subjects, retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE, discard=DiscardPolicy.OLD,
-            duplicate_window=DUPLICATE_WINDOW_S, allow_direct=True, num_replicas=replicas,
+            duplicate_window=window, allow_direct=True, num_replicas=replicas,
             compression=StoreCompression(options.compression),
             max_age=options.ocsf_max_age if ocsf else None, max_bytes=options.ocsf_max_bytes if ocsf else None,
         )
@@ -136,6 +137,8 @@ async def _limit_ocsf(js: JetStreamContext, stream: str, options: StreamOptions)
                                                                           options.ocsf_max_bytes != -1):
         config.max_age = options.ocsf_max_age
         config.max_bytes = options.ocsf_max_bytes
+        if options.ocsf_max_age:
+            config.duplicate_window = min(config.duplicate_window or DUPLICATE_WINDOW_S, options.ocsf_max_age)
         await js.update_stream(config)
         log.info("stream %s now keeps %s s and %s bytes", stream, options.ocsf_max_age or "unlimited",
                  options.ocsf_max_bytes if options.ocsf_max_bytes != -1 else "unlimited")
