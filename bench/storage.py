@@ -7,17 +7,22 @@ For each compression it starts its own nats-server and PostgreSQL, runs control,
 auth service as a ``claiim serve`` process and the gate in this process, sends ``--decisions`` checks of the demo
 agents (three of four ALLOW, as the fault suite mixes them; a context of two entries, as a deploy bot sends)
 from a spawned process, waits until Chron has stored and checkpointed them all, and reads what each store
-holds: the streams' bytes from JetStream (one copy) and the tables' from PostgreSQL
-(``pg_total_relation_size``: heap, indexes and TOAST), less what they held before the load. PostgreSQL's
-WAL is not counted. Prints bytes per decision per store and in total, and the ratio of S2 to none.
+holds: the streams' message bytes from JetStream (``<stream>``: before compression, as ``chron status``
+reports them) and their files in the nats-server's store directory (``<stream> files``: on disk), and the
+tables' bytes from PostgreSQL (``pg_total_relation_size``: heap, indexes and TOAST), less what they held
+before the load. PostgreSQL's WAL is not counted. Prints bytes per decision per store, the total on disk
+(files and tables), and the ratio of S2 to none.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import multiprocessing as mp
+import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -57,8 +62,19 @@ async def _load(url: str, tokens: dict[str, str], decisions: int, inflight: int)
     return decisions / (time.perf_counter() - started)
 
 
-async def sizes(admin: AsyncAdmin) -> dict[str, int]:
-    return dict((await admin.chron_status()).disk)
+async def sizes(admin: AsyncAdmin, compression: str) -> dict[str, int]:
+    """What ``chron status`` reports (streams' message bytes before compression, tables' bytes on disk), and
+    each stream's files on disk (``<stream> files``), from the nats-server's store directory."""
+    found = dict((await admin.chron_status()).disk)
+    for stream in [name for name in found if not name.startswith("table:")]:
+        found[f"{stream} files"] = await asyncio.to_thread(files_size, compression, stream)
+    return found
+
+
+def files_size(compression: str, stream: str) -> int:
+    files = glob.glob(f"{tempfile.gettempdir()}/claiim-storage-{compression}-*/nats/**/streams/{stream}/**",
+                      recursive=True)
+    return sum(os.path.getsize(f) for f in files if os.path.isfile(f))
 
 
 async def measure(compression: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
@@ -68,10 +84,10 @@ async def measure(compression: str, args: argparse.Namespace) -> tuple[dict[str,
         admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo")
         try:
             tokens = dict((await admin.apply(demo_bundle())).tokens)
-            before = await settled(admin, settings, 0)
+            before = await settled(admin, settings, 0, compression)
             with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
                 rate = await loop.run_in_executor(pool, load, settings.url, tokens, args.decisions, args.inflight)
-            after = await settled(admin, settings, before["tree"] + args.decisions)
+            after = await settled(admin, settings, before["tree"] + args.decisions, compression)
         finally:
             await admin.close()
             await running.stop()
@@ -79,7 +95,7 @@ async def measure(compression: str, args: argparse.Namespace) -> tuple[dict[str,
     return per, rate
 
 
-async def settled(admin: AsyncAdmin, settings: Settings, leaves: int) -> dict[str, int]:
+async def settled(admin: AsyncAdmin, settings: Settings, leaves: int, compression: str) -> dict[str, int]:
     """The stores' sizes once Chron holds ``leaves`` leaves, all checkpointed and nothing pending."""
     deadline = time.monotonic() + 600
     while True:
@@ -87,7 +103,7 @@ async def settled(admin: AsyncAdmin, settings: Settings, leaves: int) -> dict[st
         if (status.tree_size >= leaves and status.checkpoint_size == status.tree_size and status.pending == 0
                 and status.tree_size > 0):
             await asyncio.sleep(2 * settings.checkpoint_interval)  # the OCSF feed and the proofs stream catch up
-            return {**await sizes(admin), "tree": status.tree_size}
+            return {**await sizes(admin, compression), "tree": status.tree_size}
         if time.monotonic() > deadline:
             raise TimeoutError(f"Chron did not settle: {status}")
         await asyncio.sleep(0.5)
@@ -98,9 +114,10 @@ async def main(args: argparse.Namespace) -> None:
     names = sorted(results["none"][0])
     print(f"{args.decisions:,} decisions; bytes per decision (one copy of each stream; WAL not counted)")
     print(f"{'store':<34} {'none':>10} {'s2':>10} {'s2/none':>8}")
-    for name in [*names, "total"]:
-        none = sum(results["none"][0].values()) if name == "total" else results["none"][0][name]
-        s2 = sum(results["s2"][0].values()) if name == "total" else results["s2"][0][name]
+    on_disk = [n for n in names if n.startswith("table:") or n.endswith(" files")]
+    for name in [*names, "total on disk"]:
+        none = sum(results["none"][0][n] for n in on_disk) if name.startswith("total") else results["none"][0][name]
+        s2 = sum(results["s2"][0][n] for n in on_disk) if name.startswith("total") else results["s2"][0][name]
         print(f"{name:<34} {none:10,.0f} {s2:10,.0f} {s2 / none if none else 0:8.2f}")
     print(f"load: {results['none'][1]:,.0f} decisions/s (none), {results['s2'][1]:,.0f} (s2)")
 
