@@ -25,8 +25,9 @@ class Settings(BaseSettings):
 
     url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s), comma-separated for a cluster")
     stream_replicas: int = Field(default=1, ge=1, le=5, description="copies of every stream (3 on a 3-node cluster)")
-    stream_compression: Literal["none", "s2"] = Field(default="none",
-        description="JetStream's compression of the streams claiim creates (s2: smaller files, a little more CPU)")
+    stream_compression: Literal["none", "s2"] = Field(default="s2",
+        description=("JetStream's compression of the streams claiim creates (s2 cuts the decision stream's files "
+                     "to about a third and the OCSF stream's to a ninth; none: as written)"))
     ocsf_max_age: float = Field(default=7 * 24 * 3600.0, ge=0,
         description=("seconds the OCSF stream keeps a rendered decision (0: for ever); a SIEM that falls behind "
                      "re-reads from Chron (`claiim chron export --since`)"))

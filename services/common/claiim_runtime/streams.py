@@ -68,7 +68,7 @@ class StreamOptions:
     """How claiim's streams are stored: copies, compression, and the OCSF stream's limits."""
 
     replicas: int = 1
-    compression: Literal["none", "s2"] = "none"
+    compression: Literal["none", "s2"] = "s2"
     ocsf_max_age: float = 0.0
     """Seconds (0: for ever)."""
     ocsf_max_bytes: int = -1
