@@ -285,10 +285,13 @@ def test_chron_search_and_status_from_the_cli(cli: Cli) -> None:
 
     status = json.loads(cli.ok("chron", "status", "--json", as_admin="audrey"))
     assert set(status) == {"tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending",
-                           "parked", "problems"}
+                           "parked", "problems", "disk"}
     assert status["tree_size"] >= 3 and status["pending"] >= 0 and (status["parked"], status["problems"]) == (0, [])
+    assert status["disk"]["CLAIIM_DECISIONS"] > 0 and status["disk"]["table:chron_events"] > 0, status["disk"]
     table = cli.ok("chron", "status").splitlines()
-    assert [line.split()[0] for line in table] == [*list(status)[:-1], "ready:"]
+    heads = [line.split()[0] for line in table]
+    assert heads[:len(status) - 2] == [k for k in status if k not in ("problems", "disk")]
+    assert heads[len(status) - 2:] == ["disk:", *status["disk"], "ready:"]
     assert table[-1].split() == ["ready:", "yes"]
 
 

@@ -252,14 +252,14 @@ async def status(admin: AsyncAdmin, args: argparse.Namespace) -> int:
         print(to_json(found))
     else:
         print(fields(found, STATUS_FIELDS))
-        print("ready:              " + ("yes" if not found.problems else "NO"))
-        for problem in found.problems:
-            print(f"  - {problem}")
         if found.disk:
             print("disk:")
             width = max(len(name) for name in found.disk)
             for name, size in found.disk.items():
                 print(f"  {name:<{width}}  {size / 2**20:10.1f} MiB")
+        print("ready:              " + ("yes" if not found.problems else "NO"))
+        for problem in found.problems:
+            print(f"  - {problem}")
     return NOT_READY if found.problems else 0
 
 
