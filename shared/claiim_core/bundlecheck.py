@@ -43,33 +43,33 @@ def _kind(value: Any) -> str:
         type(value), type(value).__name__)
 
 
-def _text(what: str, *, least: int = 0, most: int | None = None) -> Check:
+def _textual(what: str, fault: Callable[[str], str | None]) -> Check:
+    """A check that the value is text and that ``fault`` finds nothing wrong with it (else what is)."""
     def check(value: Any, where: str, problems: list[str]) -> None:
-        if not isinstance(value, str):
-            problems.append(f"{where}: {what} must be text, not {_kind(value)}")
-        elif len(value) < least or (most is not None and len(value) > most):
-            span = f"{least} to {most} characters" if most is not None else f"at least {least} character(s)"
-            problems.append(f"{where}: {what} must be {span} long (it has {len(value)})")
+        why = fault(value) if isinstance(value, str) else f"{what} must be text, not {_kind(value)}"
+        if why:
+            problems.append(f"{where}: {why}")
     return check
+
+
+def _text(what: str, *, least: int = 0, most: int | None = None) -> Check:
+    def fault(value: str) -> str | None:
+        if len(value) >= least and (most is None or len(value) <= most):
+            return None
+        span = f"{least} to {most} characters" if most is not None else f"at least {least} character(s)"
+        return f"{what} must be {span} long (it has {len(value)})"
+    return _textual(what, fault)
 
 
 def _id(what: str) -> Check:
-    def check(value: Any, where: str, problems: list[str]) -> None:
-        if not isinstance(value, str):
-            problems.append(f"{where}: {what} must be text, not {_kind(value)}")
-        elif not TOKEN_RE.match(value):
-            problems.append(f"{where}: {what} {value!r} may hold only letters, digits, '_' and '-' (1 to 64)")
-    return check
+    return _textual(what, lambda value: None if TOKEN_RE.match(value) else
+                    f"{what} {value!r} may hold only letters, digits, '_' and '-' (1 to 64)")
 
 
 def _name(what: str) -> Check:
-    def check(value: Any, where: str, problems: list[str]) -> None:
-        if not isinstance(value, str):
-            problems.append(f"{where}: {what} must be text, not {_kind(value)}")
-        elif not re.fullmatch(NAME_PATTERN, value) or len(value) > MAX_NAME:
-            problems.append(f"{where}: {what} {value!r} may hold only a-z, 0-9, '_' and '-' (at most {MAX_NAME}, "
-                            "starting with a letter or digit, not ending in -vN, which reads as a version)")
-    return check
+    return _textual(what, lambda value: None if re.fullmatch(NAME_PATTERN, value) and len(value) <= MAX_NAME else
+                    f"{what} {value!r} may hold only a-z, 0-9, '_' and '-' (at most {MAX_NAME}, starting with a "
+                    "letter or digit, not ending in -vN, which reads as a version)")
 
 
 def _version(value: Any, where: str, problems: list[str]) -> None:

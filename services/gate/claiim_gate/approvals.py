@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 from claiim_core.approvals import conclude
@@ -130,7 +130,7 @@ class ApprovalDesk:
 
     async def _collect(self, request: WaitRequest, hold: bool) -> DecisionReply:
         agent = authenticate_agent(self._follower.registry, request.agent_id, request.token, self._secret,
-                                   now=datetime.fromtimestamp(self._now().unix_us / 1_000_000, UTC))
+                                   now=self._now().at)
         if isinstance(agent, Verdict):
             raise Unanswerable(agent.reason)
         subject = self._names.approval_subject(agent.org, agent.agent_id, request.approval_id)
@@ -144,7 +144,7 @@ class ApprovalDesk:
                 if last.outcome != "PENDING" or not last.approval:
                     return await self._ended(last, request)
                 moment = self._now()
-                now = datetime.fromtimestamp(moment.unix_us / 1_000_000, UTC)
+                now = moment.at
                 registry = self._follower.registry
                 ending = conclude(registry, agent, last, now, self._conditions)
                 if ending is not None:

@@ -7,7 +7,7 @@ reply and every reply is recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 from claiim_core.approvals import new_approval
@@ -29,6 +29,11 @@ class Moment:
     unix_us: int
     randomness: bytes
 
+    @property
+    def at(self) -> datetime:
+        """The decision time as the core takes it."""
+        return EPOCH + timedelta(microseconds=self.unix_us)
+
 
 def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now: Moment,
            trace_id: str | None = None, conditions: Conditions | None = None) -> DecisionEvent:
@@ -48,7 +53,7 @@ def decide(data: bytes, registry: Registry, token_secret: bytes, gate: str, now:
         except msgspec.DecodeError as e:
             verdict = deny(reason("request", "malformed", f"not a JSON request object: {e}"), REQUEST)
         else:
-            verdict = evaluate(registry, request, token_secret, now=EPOCH + timedelta(microseconds=now.unix_us),
+            verdict = evaluate(registry, request, token_secret, now=now.at,
                                conditions=conditions)
     return event_for(verdict, request, registry.last_seq, gate, now, trace_id)
 

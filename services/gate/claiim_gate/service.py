@@ -24,7 +24,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -133,9 +132,7 @@ class GateService:
             reply = SkillsReply(ok=False, code=Code.INVALID, error=f"malformed request: {e}")
         else:
             registry = self._follower.registry
-            moment = now()
-            agent = authenticate_agent(registry, request.agent_id, request.token, self._secret,
-                                       now=datetime.fromtimestamp(moment.unix_us / 1_000_000, UTC))
+            agent = authenticate_agent(registry, request.agent_id, request.token, self._secret, now=now().at)
             if isinstance(agent, Verdict):
                 reply = SkillsReply(ok=False, code=Code.UNAUTHENTICATED, error=agent.reason)
             else:
