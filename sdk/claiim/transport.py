@@ -41,14 +41,16 @@ async def connect_with_token(url: str, token: str, *, user: str = "admin", name:
 
     try:
         return await nats.connect(
-            nats_servers(url), name=name, connect_timeout=2, max_reconnect_attempts=reconnects, reconnect_time_wait=0.5,
+            # nats-py reads max_reconnect_attempts=0 as "for ever": one try more is the least it can be told
+            nats_servers(url), name=name, connect_timeout=2, max_reconnect_attempts=max(1, reconnects),
+            reconnect_time_wait=0.5,
             allow_reconnect=True, error_cb=remember, user=(user or None) if token else None, password=token or None,
             inbox_prefix=inbox_prefix(token) if token else "_INBOX",
         )
     except (NoServersError, OSError, NatsTimeout, NatsError) as e:
         if any("authorization violation" in str(x).lower() for x in [*errors, e]):
-            raise UnauthorizedError(f"unauthorized: NATS at {url} refused this token (unknown, rotated or "
-                                    "revoked, or its agent suspended)") from None
+            raise UnauthorizedError(f"unauthorized: NATS at {url} refused this token (unknown, rotated or revoked, "
+                                    "or its agent suspended; or no claiim auth service answers NATS)") from None
         last = errors[-1] if errors else e
         raise ServiceUnavailableError(f"cannot connect to {url}: {str(last) or type(last).__name__}") from e
 
