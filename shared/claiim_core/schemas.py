@@ -331,6 +331,11 @@ class ChronStatus(Struct, frozen=True, kw_only=True):
     """Bytes each store holds: every claiim stream by name (one copy; a replicated stream takes this on
     each node that holds it) and each of Chron's tables as ``table:<name>`` (with its indexes and
     TOAST); a store that could not be read is left out."""
+    archived: int = 0
+    """Leaves archived (``CLAIIM_ARCHIVE``): the log's first ``archived`` leaves are in the archive."""
+    archived_segments: int = 0
+    archived_bytes: int = 0
+    """The archive's segments, and their bytes."""
 
 
 class ParkedInfo(Struct, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ Every wait is bounded; every process signalled is one this module started (by it
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -16,10 +17,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import nats
 from claiim import AsyncAdmin
+from claiim_chron.eventcodec import unpack
 from claiim_core.names import Names, service_inbox
 from claiim_core.urls import nats_servers
 from claiim_runtime.natsconf import MAINTENANCE_USER, Cluster
@@ -194,15 +197,16 @@ class Deployment:
             inbox_prefix=service_inbox(user), max_reconnect_attempts=-1, reconnect_time_wait=0.2,
             allow_reconnect=True), 10)
 
-    async def rows(self) -> list[asyncpg.Record]:
-        """Chron's decision rows: chron id, outcome, request id, leaf index."""
+    async def rows(self) -> list[dict[str, Any]]:
+        """Chron's decision rows: chron id, outcome, request id (from the stored event), leaf index."""
         conn = await asyncpg.connect(self.settings.require_database_url(), timeout=5)
         try:
-            return list(await conn.fetch(
-                "SELECT chron_id, outcome, convert_from(event, 'UTF8')::json->>'request_id' AS request_id, "
-                "leaf_index FROM chron_events WHERE kind = 'decision'"))
+            rows = await conn.fetch("SELECT chron_id, outcome, event, leaf_index FROM chron_events "
+                                    "WHERE kind = 'decision'")
         finally:
             await conn.close()
+        return [{"chron_id": r["chron_id"], "outcome": r["outcome"], "leaf_index": r["leaf_index"],
+                 "request_id": json.loads(unpack(bytes(r["event"])))["request_id"]} for r in rows]
 
     async def leaves_dense(self) -> bool:
         conn = await asyncpg.connect(self.settings.require_database_url(), timeout=5)

@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 import pytest
 from claiim import AsyncAdmin, AsyncGate
+from claiim_chron.eventcodec import pack, unpack
 from claiim_chron.rebuild import rebuild
 from claiim_chron.rows import Row, StreamAuthenticator
 from claiim_chron.service import ChronService, ForkError
@@ -30,6 +31,7 @@ from claiim_chron.verify import Evidence, Report, evidence_from_stream, verify_l
 from claiim_core.checkpoint import Checkpoint, Signer, Verifier
 from claiim_core.eventauth import GateKey, GateKeyring, Trusted
 from claiim_core.ids import rfc3339
+from claiim_core.merkle import leaf_hash
 from claiim_core.names import Names
 from claiim_core.proofs import ConsistencyProof, InclusionProof, ProofError, check_consistency, check_inclusion
 from claiim_runtime.settings import Settings
@@ -93,6 +95,23 @@ async def tamper(db_url: str, *statements: str) -> None:
         await conn.close()
 
 
+async def edited(db_url: str, where: str, old: bytes, new: bytes) -> list[tuple[str, bytes, bytes]]:
+    """For each row ``where`` selects: its chron id, its event with ``old`` replaced by ``new``, and
+    that event's leaf hash (what an attacker computes to keep the row self-consistent)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch(f"SELECT chron_id, event FROM chron_events WHERE {where}")
+    finally:
+        await conn.close()
+    events = [(r["chron_id"], unpack(bytes(r["event"])).replace(old, new)) for r in rows]
+    return [(chron_id, event, leaf_hash(event)) for chron_id, event in events]
+
+
+def bytea(data: bytes) -> str:
+    """``data`` as a PostgreSQL bytea literal."""
+    return f"'\\x{data.hex()}'::bytea"
+
+
 async def stored(chron: ChronService, count: int) -> None:
     for _ in range(200):
         if chron.stored >= count:
@@ -151,6 +170,23 @@ async def test_the_untouched_log_verifies(log: SignedLog) -> None:
     assert report.events_checked == "checked for decisions and control events"
 
 
+async def test_events_are_stored_packed(log: SignedLog) -> None:
+    """Chron stores every event packed (format 1, smaller), its leaf hash over the event's own bytes."""
+    conn = await asyncpg.connect(with_database(log.server_url, log.template))
+    try:
+        rows = await conn.fetch("SELECT chron_id, event, leaf_hash FROM chron_events")
+    finally:
+        await conn.close()
+    assert len(rows) == log.size
+    for r in rows:
+        stored = bytes(r["event"])
+        event = unpack(stored)
+        assert stored[:1] == b"\x01" and len(stored) < len(event), r["chron_id"]
+        assert bytes(r["leaf_hash"]) == leaf_hash(event) and event.startswith(b'{"')
+    packed, original = sum(len(r["event"]) for r in rows), sum(len(unpack(bytes(r["event"]))) for r in rows)
+    assert packed < 0.6 * original, (packed, original)
+
+
 async def test_mirror_folder_is_the_same_evidence(log: SignedLog) -> None:
     assert log.settings.checkpoint_dir is not None
     mirrored = Evidence.from_dir(log.settings.checkpoint_dir)
@@ -186,13 +222,13 @@ async def test_an_inserted_row_is_named(log: SignedLog) -> None:
     """A forged decision slipped into the middle of history, later leaves shifted to make room."""
     db = await log.copy()
     k = log.size // 2
+    [(_, event, _)] = await edited(db, f"chron_id = '{log.chron_ids[1]}'", b"api-1", b"api-forged")
     await tamper(
         db,
         f"UPDATE chron_events SET leaf_index = -leaf_index - 1 WHERE leaf_index >= {k}",
         "UPDATE chron_events SET leaf_index = -leaf_index WHERE leaf_index < 0",
         f"INSERT INTO chron_events ({COPIED}, chron_id, stream_seq, leaf_index, event) SELECT {COPIED}, 'chr_forged', "
-        f"-1, {k}, convert_to(replace(convert_from(event, 'UTF8'), 'api-1', 'api-forged'), 'UTF8') "
-        f"FROM chron_events WHERE chron_id = '{log.chron_ids[1]}'",
+        f"-1, {k}, {bytea(event)} FROM chron_events WHERE chron_id = '{log.chron_ids[1]}'",  # plain JSON is read too
     )
     report = await log.verify(db)
     [inserted] = findings(report, "inserted")
@@ -235,16 +271,30 @@ async def test_a_rewritten_row_with_a_recomputed_leaf_hash_is_named(log: SignedL
     """The attacker keeps the row self-consistent: bytes, columns and stored leaf hash all agree."""
     db = await log.copy()
     target = log.chron_ids[4]  # a production deploy: DENY
-    await tamper(db, "UPDATE chron_events SET outcome = 'ALLOW', "
-                     "event = convert_to(replace(convert_from(event, 'UTF8'), '\"DENY\"', '\"ALLOW\"'), 'UTF8') "
-                     f"WHERE chron_id = '{target}'",
-                 f"UPDATE chron_events SET leaf_hash = sha256('\\x00'::bytea || event) WHERE chron_id = '{target}'")
+    [(_, event, h)] = await edited(db, f"chron_id = '{target}'", b'"DENY"', b'"ALLOW"')
+    await tamper(db, f"UPDATE chron_events SET outcome = 'ALLOW', event = {bytea(pack(event))}, leaf_hash = {bytea(h)} "
+                     f"WHERE chron_id = '{target}'")
     report = await log.verify(db)
     assert findings(report, "modified") == [f"leaf {_index(report, target)} ({target}): its bytes differ from what "
                                             "was signed"]
     assert findings(report, "root")
     [forged] = findings(report, "unauthenticated")
     assert target in forged and "the MAC does not verify with gate key 'test-gate'" in forged
+
+
+async def test_a_corrupted_packed_event_is_named(log: SignedLog) -> None:
+    """A stored event cut short does not unpack: the leaf is named as modified, and the rest still verifies."""
+    db = await log.copy()
+    target = log.chron_ids[6]
+    await tamper(db, f"UPDATE chron_events SET event = substr(event, 1, length(event) - 10) "
+                     f"WHERE chron_id = '{target}'")
+    report = await log.verify(db)
+    index = _index(report, target)
+    assert findings(report, "modified") == [
+        f"leaf {index} ({target}): the stored event does not unpack: truncated packed event: the DEFLATE stream "
+        "does not end", f"leaf {index} ({target}): its bytes differ from what was signed"]
+    assert findings(report, "root") and not findings(report, "unauthenticated")
+    assert report.leaves == log.size
 
 
 async def test_a_leaf_checked_with_a_wrong_gate_key_is_unauthenticated(log: SignedLog) -> None:
@@ -268,9 +318,9 @@ def _index(report: Report, chron_id: str) -> int:
 async def test_a_consistently_rewritten_table_is_caught(log: SignedLog) -> None:
     """Every DENY becomes ALLOW, columns, leaf hashes and the stored subtrees all recomputed."""
     db = await log.copy()
-    await tamper(db, "UPDATE chron_events SET outcome = 'ALLOW', event = convert_to(replace(convert_from(event, "
-                     "'UTF8'), '\"DENY\"', '\"ALLOW\"'), 'UTF8') WHERE outcome = 'DENY'",
-                 "UPDATE chron_events SET leaf_hash = sha256('\\x00'::bytea || event)",
+    rewritten = await edited(db, "outcome = 'DENY'", b'"DENY"', b'"ALLOW"')
+    await tamper(db, *(f"UPDATE chron_events SET outcome = 'ALLOW', event = {bytea(pack(event))}, "
+                       f"leaf_hash = {bytea(h)} WHERE chron_id = '{chron_id}'" for chron_id, event, h in rewritten),
                  "DELETE FROM chron_tree")
     store = await ChronStore.open(db)  # the attacker's Chron recomputes the subtrees from the new leaves
     await store.close()

@@ -140,11 +140,13 @@ class ChronQueries:
         pending = await self._pending()
         size, recorded_at = await self._store.tip()
         latest = await self._store.checkpoints(limit=1, newest_first=True)
+        segments, archived, archived_bytes = await self._store.archive_totals()
         return ChronStatus(tree_size=size, last_recorded_at=recorded_at.isoformat() if recorded_at else "",
                            checkpoint_size=latest[0].size if latest else 0,
                            checkpoint_signed_at=latest[0].signed_at.isoformat() if latest else "", pending=pending,
                            parked=await self._store.unacknowledged_parked(), problems=await self._problems(),
-                           disk={**await self._streams(), **await self._store.table_sizes()})
+                           disk={**await self._streams(), **await self._store.table_sizes()},
+                           archived=archived, archived_segments=segments, archived_bytes=archived_bytes)
 
 
 def _anchored(q: ChronQuery, principal: Principal) -> tuple[ChronQuery, str]:

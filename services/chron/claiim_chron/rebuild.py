@@ -1,12 +1,13 @@
-"""Rebuilding Chron from the streams, and re-reading them (replay, export).
+"""Rebuilding Chron from the streams (and the archive), and re-reading the streams (replay, export).
 
-A rebuild needs the decision and control streams from their first message (their retention is
-unlimited by default) and the proofs feed, whose leaf batches give the order in which Chron made
-the leaves. It stores the leaves in that order in an empty database, authenticating every event
-as Chron did (with the gate and control keyrings: what Chron parked is parked again), copies the
-checkpoints that verify with the log's key, and checks the result with
-:func:`claiim_chron.verify.verify_log`: the rebuilt tree must have the signed root at every
-checkpoint size.
+A rebuild needs every leaf's message: from the decision and control streams, and for a decision
+stream trimmed after archiving, from the archive's segments (:mod:`claiim_chron.archive`); and the
+proofs feed, whose leaf batches give the order in which Chron made the leaves. It stores the leaves
+in that order in an empty database, authenticating every event as Chron did (with the gate and
+control keyrings: what Chron parked is parked again), copies the checkpoints that verify with the
+log's key (the feed's and the archive's), records the archive's segments as archived, and checks the
+result with :func:`claiim_chron.verify.verify_log`: the rebuilt tree must have the signed root at
+every checkpoint size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from claiim_core.checkpoint import CheckpointError, Verifier
 from claiim_core.names import Names
 from nats.js import JetStreamContext
 
+from claiim_chron.archive import Segment
 from claiim_chron.rows import Parked, Row, StreamAuthenticator, to_row
 from claiim_chron.store import ChronStore, StoreError
 from claiim_chron.verify import Evidence, Report, evidence_from_stream, read_subject, verify_log
@@ -65,25 +67,41 @@ def _chron_id(data: bytes) -> str:
     return ids.chron_id or ids.event_id
 
 
+def _archived(names: Names, segments: list[Segment]) -> list[Message]:
+    """The leaves and parked messages the archive holds, as the streams had them."""
+    found = [Message(leaf.kind, leaf.stream, leaf.seq, leaf.subject, leaf.event, leaf.chron_id)
+             for s in segments for leaf in s.leaves]
+    found += [Message("decision" if p.stream == names.decisions_stream else "control", p.stream, p.stream_seq,
+                      p.subject, p.data, _chron_id(p.data)) for s in segments for p in s.parked]
+    return found
+
+
 async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifier: Verifier,
-                  auth: StreamAuthenticator) -> Report:
-    """Build Chron's tables in the empty database at ``database_url`` from the streams; raises
-    :class:`StoreError` when the database is not empty or a leaf's message is gone."""
+                  auth: StreamAuthenticator, archive: list[Segment] | None = None) -> Report:
+    """Build Chron's tables in the empty database at ``database_url`` from the streams and the ``archive``'s
+    segments (read and checked by :func:`claiim_chron.archive.read_archive`); raises :class:`StoreError`
+    when the database is not empty or a leaf's message is in neither."""
+    archive = archive or []
     evidence = await evidence_from_stream(js, names)
-    messages: dict[str, Message] = {}
-    unnamed: list[Message] = []
+    known = {(m.stream, m.seq): m for m in _archived(names, archive)}
     for kind in ("decision", "control"):
         async for m in stream_messages(js, names, kind):
-            if m.chron_id and m.chron_id not in messages:
-                messages[m.chron_id] = m
-            else:
-                unnamed.append(m)
+            known.setdefault((m.stream, m.seq), m)
+    messages: dict[str, Message] = {}
+    unnamed: list[Message] = []
+    for m in sorted(known.values(), key=lambda m: (m.kind != "decision", m.seq)):
+        if m.chron_id and m.chron_id not in messages:
+            messages[m.chron_id] = m
+        else:
+            unnamed.append(m)
     auth.learn_control((m.seq, m.subject) for m in [*messages.values(), *unnamed] if m.kind == "control")
     order = [chron_id for _, leaves in sorted(evidence.batches, key=lambda b: b[0]) for chron_id, _ in leaves]
     gone = [c for c in order if c not in messages]
     if gone:
-        raise StoreError(f"{len(gone)} leaves are no longer in the streams (e.g. {gone[0]}); a rebuild needs the "
-                         "streams' whole history")
+        where = "the streams or the archive" if archive else "the streams"
+        raise StoreError(f"{len(gone)} leaves are in neither {where} (e.g. {gone[0]}); a rebuild needs every "
+                         "leaf's message: the streams' whole history, or the archive (--from-archive) and the "
+                         "streams since")
     in_feed = set(order)
     rest = sorted((m for m in messages.values() if m.chron_id not in in_feed), key=lambda m: (m.kind, m.seq))
     store = await ChronStore.open(database_url)
@@ -98,12 +116,15 @@ async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifie
                 item = to_row(m.kind, m.stream, m.seq, m.subject, m.data, auth.check)
                 (parked if isinstance(item, Parked) else rows).append(item)  # type: ignore[arg-type]
             await store.append(rows, parked)
-        for note in evidence.notes:
+        notes = list(dict.fromkeys([*evidence.notes, *(n for s in archive for n in s.checkpoints)]))
+        for note in notes:
             try:
                 cp = verifier.open(note)
             except CheckpointError:
                 continue  # verify_log below names it
             await store.add_checkpoint(cp.size, cp.root, note)
+        for s in archive:
+            await store.add_archived(s.first, s.end, s.root, s.name, s.size, s.streams, s.newest)
     finally:
         await store.close()
     conn = await asyncpg.connect(database_url)
@@ -111,7 +132,6 @@ async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifie
         # Statistics of the new rows now, not when autovacuum gets to them: until then PostgreSQL
         # plans searches of a large log badly (an action prefix took 1 s instead of 5 ms at 1M rows).
         await conn.execute("ANALYZE chron_events")
-        return await verify_log(conn, verifier, Evidence(evidence.notes, evidence.batches), max_age=float("inf"),
-                                auth=auth)
+        return await verify_log(conn, verifier, Evidence(notes, evidence.batches), max_age=float("inf"), auth=auth)
     finally:
         await conn.close()

@@ -48,6 +48,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from claiim_chron.archive import Archiver, Trimmer
 from claiim_chron.metrics import ChronMetrics
 from claiim_chron.queries import ChronQueries
 from claiim_chron.rows import Check, Parked, Row, to_row
@@ -72,6 +73,8 @@ UNFED_BATCHES = 100
 """Most stored batches kept in memory for the proofs feed."""
 FEED_CHUNK = 1000
 """Most leaves in one proofs-feed message (about 100 KB)."""
+ARCHIVE_EVERY_S = 60.0
+"""Longest time between two looks at what to archive and trim."""
 
 
 async def _in_progress(msgs: list[Msg], puller: Puller) -> None:
@@ -92,8 +95,11 @@ class ChronService:
     def __init__(self, nc: Client, js: JetStreamContext, names: Names, store: ChronStore,
                  follower: RegistryFollower, gate_keys: GateKeyring, token_secret: bytes, operator_token: str,
                  batch: int, signer: Signer, origin: str, checkpoint_interval: float = 5.0,
-                 checkpoint_dir: Path | None = None, metrics: ChronMetrics | None = None) -> None:
-        """``follower`` must keep its rejections: Chron parks the control messages it refused."""
+                 checkpoint_dir: Path | None = None, metrics: ChronMetrics | None = None,
+                 archiver: Archiver | None = None, trimmer: Trimmer | None = None) -> None:
+        """``follower`` must keep its rejections: Chron parks the control messages it refused. With an
+        ``archiver``, sealed segments are archived after each checkpoint, and with a ``trimmer`` the
+        decision stream is trimmed of what is archived."""
         self._nc = nc
         self._follower = follower
         self._gate_keys = gate_keys
@@ -125,6 +131,11 @@ class ChronService:
         self._inflight: dict[int, list[Msg]] = {}
         """Each consumer's batch fetched and not yet acked (naked when Chron stops)."""
         self.metrics = metrics
+        self._archiver = archiver
+        self._trimmer = trimmer
+        self._archive_wanted = asyncio.Event()
+        self.archive_error: str | None = None
+        """Why the last archiving or trimming failed (None: it did not)."""
         self._reconnects_seen = 0
         self.stored = 0
         self.last_stored = time.monotonic()
@@ -154,6 +165,8 @@ class ChronService:
             self._tasks.append(asyncio.create_task(self._consume(kind, stream, puller)))
         self._tasks.append(asyncio.create_task(self._checkpoints()))
         self._tasks.append(asyncio.create_task(self._feeder()))
+        if self._archiver is not None:
+            self._tasks.append(asyncio.create_task(self._archiving()))
         self._sub = await self._nc.subscribe(self._names.chron_query, queue=self._names.chron_queue,
                                              cb=self._on_query)
 
@@ -256,6 +269,7 @@ class ChronService:
         await self._publish_checkpoint()
         if self._dir is not None:
             await asyncio.to_thread(self._mirror_checkpoint, checkpoint.size, note)
+        self._archive_wanted.set()
         return checkpoint
 
     def _mirror_checkpoint(self, size: int, note: str) -> None:
@@ -265,6 +279,32 @@ class ChronService:
         tmp = folder / f".{size:012d}.tmp"
         tmp.write_text(note)
         tmp.replace(folder / f"{size:012d}.txt")
+
+    # -- the archive -------------------------------------------------------------------------
+
+    async def _archiving(self) -> None:
+        """Archive (and trim) after each checkpoint, and every :data:`ARCHIVE_EVERY_S` (an archived range
+        becomes old enough to trim while no leaf comes); a failure is retried then, and reported meanwhile."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._archive_wanted.wait(), timeout=ARCHIVE_EVERY_S)
+            self._archive_wanted.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                await self.archive()
+            except Exception as e:
+                self.archive_error = f"archiving failed (retried every {ARCHIVE_EVERY_S:.0f} s): {e}"
+                log.error(self.archive_error)
+
+    async def archive(self) -> None:
+        """Archive every segment the newest checkpoint covers, then trim what may go."""
+        assert self._archiver is not None
+        signed = self.last_checkpoint.size if self.last_checkpoint else 0
+        await self._archiver.archive_sealed(signed)
+        if self._trimmer is not None:
+            await self._trimmer.trim(await self._archiver.archived_end())
+        self.archive_error = None
 
     # -- the proofs feed ---------------------------------------------------------------------
 
@@ -449,6 +489,8 @@ class ChronService:
             found.append(f"{unacknowledged} parked message(s) not acknowledged by an operator (claiim chron parked)")
         if self.checkpoint_error:
             found.append(self.checkpoint_error)
+        if self.archive_error:
+            found.append(self.archive_error)
         return found
 
     async def _on_query(self, msg: Msg) -> None:

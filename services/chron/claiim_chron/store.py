@@ -3,13 +3,15 @@
 The writer (one per database: it holds an advisory lock for its lifetime, so a second Chron
 waits as a standby) keeps the tree's right edge (:class:`claiim_core.merkle.Frontier`) in
 memory: appending a batch assigns dense leaf indexes, and its rows and newly complete subtrees
-are inserted in one transaction, with no read of earlier nodes. Every driver error is
+are inserted in one transaction, with no read of earlier nodes. Events are stored packed
+(:mod:`claiim_chron.eventcodec`) and read back as their original bytes. Every driver error is
 translated into :class:`StoreError` so that callers never see asyncpg's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import Any
 import asyncpg
 from claiim_core.merkle import Frontier, Node, leaf_hash, root_nodes
 
+from claiim_chron.eventcodec import EventCodecError, pack, unpack
 from claiim_chron.rows import ROW_COLUMNS, Parked, Row
 from claiim_chron.search import Search, search_sql
 
@@ -46,6 +49,14 @@ class NotWriterError(StoreError):
 
 _COLUMNS = (*ROW_COLUMNS, "leaf_index", "leaf_hash")
 _NODE_COLUMNS = ("level", "idx", "hash")
+
+
+def _event(chron_id: str, stored: bytes) -> bytes:
+    """A row's event bytes from the form ``chron_events.event`` holds them in (:mod:`claiim_chron.eventcodec`)."""
+    try:
+        return unpack(stored)
+    except EventCodecError as e:
+        raise StoreError(f"the stored event of {chron_id} does not unpack: {e}") from e
 _INSERT_NODES = ("INSERT INTO chron_tree (level, idx, hash) SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[]) "
                  "ON CONFLICT DO NOTHING")
 # What is already stored of a batch: rows of the same chron id or stream position, and parked
@@ -76,6 +87,31 @@ class StoredCheckpoint:
     root: bytes
     note: str
     signed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentLeaf:
+    """A leaf as the archive keeps it: its place in the tree and its stream, and its bytes."""
+
+    index: int
+    chron_id: str
+    kind: str
+    stream: str
+    seq: int
+    subject: str
+    event: bytes
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedSegment:
+    """A segment recorded in ``chron_archive``: leaves ``[first, end)``, and per stream the highest sequence
+    of a leaf or parked message up to its end."""
+
+    first: int
+    end: int
+    name: str
+    streams: dict[str, int]
 _HIGH = ("SELECT greatest((SELECT max(stream_seq) FROM chron_events WHERE stream = $1), "
          "(SELECT max(stream_seq) FROM chron_parked WHERE stream = $1), 0)")
 _PARK = (
@@ -344,8 +380,8 @@ class ChronStore:
             full: list[tuple[object, ...]] = []
             nodes: list[tuple[int, int, bytes]] = []
             for r in fresh:
-                h = leaf_hash(r.event)
-                full.append((*r, frontier.size, h))
+                h = leaf_hash(r.event)  # over the event's own bytes; the table holds them packed
+                full.append((*r._replace(event=pack(r.event)), frontier.size, h))
                 nodes += [n for n in frontier.append(h) if n[0] > 0]
                 leaves.append((r.chron_id, h))
             if full:  # binary COPY: no per-value array encoding, as an INSERT of arrays has
@@ -399,14 +435,14 @@ class ChronStore:
         return [(r["chron_id"], bytes(r["leaf_hash"])) for r in rows]
 
     async def leaf(self, chron_id: str) -> tuple[str, int, bytes] | None:
-        """The org, leaf index and stored bytes of a record."""
+        """The org, leaf index and bytes of a record."""
         try:
             async with self._pool.acquire() as conn:
                 row = await conn.fetchrow("SELECT org, leaf_index, event FROM chron_events WHERE chron_id = $1",
                                           chron_id)
         except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot read a leaf: {e}") from e
-        return None if row is None else (row["org"], row["leaf_index"], bytes(row["event"]))
+        return None if row is None else (row["org"], row["leaf_index"], _event(chron_id, bytes(row["event"])))
 
     async def add_checkpoint(self, size: int, root: bytes, note: str) -> None:
         try:
@@ -428,13 +464,17 @@ class ChronStore:
         return [StoredCheckpoint(r["size"], bytes(r["root"]), r["note"], r["signed_at"]) for r in rows]
 
     async def query(self, search: Search | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """The records ``search`` (or the :class:`Search` of ``filters``) finds, newest first."""
+        """The records ``search`` (or the :class:`Search` of ``filters``) finds, newest first, each with its
+        event's original bytes."""
         sql, args = search_sql(search or Search(**filters))
         try:
             async with self._pool.acquire() as conn:
-                return [dict(r) for r in await conn.fetch(sql, *args)]
+                rows = [dict(r) for r in await conn.fetch(sql, *args)]
         except _DRIVER_ERRORS as e:
             raise StoreError(f"query failed: {e}") from e
+        for r in rows:
+            r["event"] = _event(r["chron_id"], bytes(r["event"]))
+        return rows
 
     async def tip(self) -> tuple[int, datetime | None]:
         """The number of leaves stored, and when the newest was stored (None: no leaf yet)."""
@@ -491,3 +531,102 @@ class ChronStore:
         except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot acknowledge parked messages: {e}") from e
         return sorted(r["parked_id"] for r in rows)
+
+    # -- the archive (claiim_chron.archive) -------------------------------------------------------
+
+    async def newest_archived(self) -> ArchivedSegment | None:
+        try:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow("SELECT leaf_from, leaf_to, name, streams FROM chron_archive "
+                                          "ORDER BY leaf_from DESC LIMIT 1")
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read the archive's state: {e}") from e
+        return None if row is None else _archived(row)
+
+    async def segment_leaves(self, first: int, end: int) -> list[SegmentLeaf]:
+        """Leaves ``[first, end)`` with their bytes, in index order."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch("SELECT leaf_index, chron_id, kind, stream, stream_seq, subject, event, "
+                                        "occurred_at FROM chron_events WHERE leaf_index >= $1 AND leaf_index < $2 "
+                                        "ORDER BY leaf_index", first, end)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read leaves {first}..{end - 1}: {e}") from e
+        return [SegmentLeaf(r["leaf_index"], r["chron_id"], r["kind"], r["stream"], r["stream_seq"], r["subject"],
+                            _event(r["chron_id"], bytes(r["event"])), r["occurred_at"]) for r in rows]
+
+    async def parked_between(self, after: dict[str, int], upto: dict[str, int]) -> list[Parked]:
+        """Per stream, the parked messages above ``after`` and at or below ``upto`` (stream sequences)."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT p.stream, p.stream_seq, p.subject, p.data, p.error FROM chron_parked p "
+                    "JOIN unnest($1::text[], $2::int8[], $3::int8[]) AS b(stream, lo, hi) ON p.stream = b.stream "
+                    "AND p.stream_seq > b.lo AND p.stream_seq <= b.hi ORDER BY p.stream, p.stream_seq",
+                    list(upto), [after.get(s, 0) for s in upto], list(upto.values()))
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read parked messages: {e}") from e
+        return [Parked(r["stream"], r["stream_seq"], r["subject"], bytes(r["data"]), r["error"]) for r in rows]
+
+    async def covering_notes(self, first: int, end: int) -> list[str]:
+        """The signed notes of sizes ``first + 1`` up to the first at or past ``end``."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT note FROM chron_checkpoints WHERE size > $1 AND size <= "
+                    "(SELECT min(size) FROM chron_checkpoints WHERE size >= $2) ORDER BY size", first, end)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read checkpoints: {e}") from e
+        return [r["note"] for r in rows]
+
+    async def add_archived(self, first: int, end: int, root: bytes, name: str, size: int, streams: dict[str, int],
+                           newest: datetime) -> ArchivedSegment:
+        """Record a segment written and checked; ``newest`` is when its newest leaf occurred."""
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO chron_archive (leaf_from, leaf_to, root, name, bytes, streams, newest) "
+                    "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING",
+                    first, end, root, name, size, json.dumps(streams), newest)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot record archived leaves {first}..{end - 1}: {e}") from e
+        return ArchivedSegment(first, end, name, streams)
+
+    async def archive_totals(self) -> tuple[int, int, int]:
+        """Segments archived, the leaves they hold, and their bytes."""
+        try:
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow("SELECT count(*) AS n, coalesce(max(leaf_to), 0) AS leaves, "
+                                          "coalesce(sum(bytes), 0) AS bytes FROM chron_archive")
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read the archive's state: {e}") from e
+        assert row is not None
+        return int(row["n"]), int(row["leaves"]), int(row["bytes"])
+
+    async def first_seq_from(self, stream: str, leaf_index: int) -> int:
+        """The lowest sequence of ``stream`` among leaves ``leaf_index`` and after; past the stream's highest
+        stored sequence when there is none."""
+        try:
+            async with self._pool.acquire() as conn:
+                low = await conn.fetchval("SELECT min(stream_seq) FROM chron_events WHERE leaf_index >= $1 "
+                                          "AND stream = $2", leaf_index, stream)
+                high = await conn.fetchval(_HIGH, stream)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read stream positions: {e}") from e
+        return int(low) if low is not None else int(high) + 1
+
+    async def archived_seq_before(self, stream: str, before: datetime) -> int:
+        """The highest sequence of ``stream`` archived in a segment whose newest leaf occurred before ``before``
+        (0: none)."""
+        try:
+            async with self._pool.acquire() as conn:
+                seq = await conn.fetchval("SELECT (streams ->> $1)::int8 FROM chron_archive WHERE newest < $2 "
+                                          "ORDER BY leaf_from DESC LIMIT 1", stream, before)
+        except _DRIVER_ERRORS as e:
+            raise StoreError(f"cannot read the archive's state: {e}") from e
+        return int(seq or 0)
+
+
+def _archived(row: asyncpg.Record) -> ArchivedSegment:
+    return ArchivedSegment(row["leaf_from"], row["leaf_to"], row["name"],
+                           {k: int(v) for k, v in json.loads(row["streams"]).items()})

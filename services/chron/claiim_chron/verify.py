@@ -9,7 +9,8 @@ each changed leaf is named:
 - every checkpoint must carry a good signature by the key; two good ones of one size with
   different roots are a **fork**;
 - the database's tree must have the signed root at every checkpoint size;
-- every row must hash to its stored leaf hash, and its columns must be what its event bytes say;
+- every row's stored event must unpack (:mod:`claiim_chron.eventcodec`), its bytes must hash to its
+  stored leaf hash, and its columns must be what its event bytes say;
 - every leaf the feed authenticates must be in the database at its index: otherwise it is
   **modified**, **reordered** (another leaf's record), **inserted** (a record the log never
   had) or **missing**;
@@ -41,6 +42,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError as JetStreamServiceUnavailable
 
+from claiim_chron.eventcodec import EventCodecError, unpack
 from claiim_chron.rows import ROW_COLUMNS, Parked, StreamAuthenticator, to_row
 
 SHOWN_PER_KIND = 50
@@ -152,6 +154,33 @@ def _feed(batches: list[tuple[int, list[tuple[str, bytes]]]], good: dict[int, Ch
     return ids[:trusted], hashes[:trusted]
 
 
+def _check_row(row: asyncpg.Record, name: str, report: Report, auth: StreamAuthenticator | None) -> bytes:
+    """The leaf hash of a row's event bytes, reporting what is wrong with the row itself: bytes that
+    do not unpack (then the hash is of the bytes stored), a stored leaf hash or columns that do not
+    match the bytes, and (with ``auth``) an event that is not authentic."""
+    stored = bytes(row["event"])
+    try:
+        data = unpack(stored)
+    except EventCodecError as e:
+        report.add("modified", f"{name}: the stored event does not unpack: {e}")
+        return leaf_hash(stored)
+    h = leaf_hash(data)
+    if bytes(row["leaf_hash"]) != h:
+        report.add("modified", f"{name}: the stored leaf hash does not match the stored event bytes")
+    derived = to_row(row["kind"], row["stream"], row["stream_seq"], row["subject"], data)
+    if isinstance(derived, Parked):
+        report.add("modified", f"{name}: the stored event does not decode: {derived.error}")
+        return h
+    changed = [c for c, v in zip(ROW_COLUMNS, derived, strict=True) if c != "event" and row[c] != v]
+    if changed:
+        report.add("modified", f"{name}: column(s) {', '.join(changed)} differ from the event bytes")
+    if auth is not None:
+        checked = to_row(row["kind"], row["stream"], row["stream_seq"], row["subject"], data, auth.check)
+        if isinstance(checked, Parked):
+            report.add("unauthenticated", f"{name}: {checked.error}")
+    return h
+
+
 async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evidence, *, max_age: float = 60.0,
                      now: datetime | None = None, progress: Callable[[int, int, float], None] | None = None,
                      batch: int = 20_000, auth: StreamAuthenticator | None = None) -> Report:
@@ -177,22 +206,9 @@ async def verify_log(conn: asyncpg.Connection, verifier: Verifier, evidence: Evi
         cursor = conn.cursor(f"SELECT leaf_index, leaf_hash, {columns}, event FROM chron_events ORDER BY leaf_index",
                              prefetch=batch)
         async for row in cursor:
-            index, chron_id, data = row["leaf_index"], row["chron_id"], bytes(row["event"])
+            index, chron_id = row["leaf_index"], row["chron_id"]
             name = f"leaf {index} ({chron_id})"
-            h = leaf_hash(data)
-            if bytes(row["leaf_hash"]) != h:
-                report.add("modified", f"{name}: the stored leaf hash does not match the stored event bytes")
-            derived = to_row(row["kind"], row["stream"], row["stream_seq"], row["subject"], data)
-            if isinstance(derived, Parked):
-                report.add("modified", f"{name}: the stored event does not decode: {derived.error}")
-            else:
-                changed = [c for c, v in zip(ROW_COLUMNS, derived, strict=True) if c != "event" and row[c] != v]
-                if changed:
-                    report.add("modified", f"{name}: column(s) {', '.join(changed)} differ from the event bytes")
-                if auth is not None:
-                    checked = to_row(row["kind"], row["stream"], row["stream_seq"], row["subject"], data, auth.check)
-                    if isinstance(checked, Parked):
-                        report.add("unauthenticated", f"{name}: {checked.error}")
+            h = _check_row(row, name, report, auth)
             if index != frontier.size:
                 if index > frontier.size:
                     gap = (f"leaf {frontier.size} is" if index == frontier.size + 1

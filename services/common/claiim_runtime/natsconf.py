@@ -79,7 +79,8 @@ def rights(names: Names) -> dict[str, Rights]:
                            f"{api}.DIRECT.GET.{d}.>"], [f"{ns}.admin.>", inbox("control")], responses=True),
         "chron": Rights([names.chron_leaves, names.chron_checkpoint, *create_streams, *ordered(c),
                          *durable(d, names.chron_durable), *durable(c, names.chron_durable),
-                         f"{api}.STREAM.MSG.GET.{p}", f"{api}.DIRECT.GET.{p}", f"{api}.DIRECT.GET.{p}.>"],
+                         f"{api}.STREAM.MSG.GET.{p}", f"{api}.DIRECT.GET.{p}", f"{api}.DIRECT.GET.{p}.>",
+                         f"{api}.STREAM.PURGE.{d}"],  # trimming what is archived
                         [names.chron_query, inbox("chron")], responses=True),
         "ocsf": Rights([f"{ns}.ocsf.>", *create_streams, *durable(d, OCSF_DURABLE)], [inbox("ocsf")]),
         "ui": Rights([f"{ns}.admin.>", names.chron_query, *create_streams, *ordered(d)], [inbox("ui")],

@@ -16,7 +16,7 @@ from typing import Literal, TypeVar
 from claiim_core.checkpoint import CheckpointError, Signer, Verifier
 from claiim_core.eventauth import ControlKeyring, GateKey, GateKeyring, KeyFormatError, Trusted
 from claiim_core.names import Names
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,6 +54,21 @@ class Settings(BaseSettings):
         description="longest seconds between checkpoints while leaves come")
     checkpoint_dir: Path | None = Field(default=None,
         description="a folder Chron mirrors its checkpoints and leaf batches to")
+    archive: str | None = Field(default=None,
+        description=("where Chron archives sealed segments of the log: a folder, or s3://BUCKET/PREFIX for an "
+                     "S3-compatible bucket (`pip install 'claiim-server[s3]'`); unset: no archive, and the decision "
+                     "stream keeps everything"))
+    archive_endpoint: str | None = Field(default=None, pattern=r"^https?://",
+        description=("the URL of an S3-compatible server other than AWS's; credentials are boto3's usual ones "
+                     "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role)"))
+    archive_segment: int = Field(default=65_536, ge=16, le=1 << 24,
+        description="leaves per archive segment, a power of two")
+    archive_trim: bool = Field(default=True,
+        description=("with an archive, trim the decision stream of what is archived and older than "
+                     "CLAIIM_DECISIONS_KEEP"))
+    decisions_keep: float = Field(default=8 * 24 * 3600.0, ge=0,
+        description=("seconds an archived decision stays in the decision stream before it is trimmed (an approval's "
+                     "subject stays at least 8 days)"))
     chron_origin: str = Field(default="", description="the log's name in its checkpoints (default claiim/<namespace>)")
     proposal_ttl: float = Field(default=86_400.0, gt=0, le=7 * 86_400.0,
         description="seconds a proposal waits for approvals (at most 7 days)")
@@ -116,6 +131,13 @@ class Settings(BaseSettings):
         if self.admin_token is None or not self.admin_token.get_secret_value():
             raise ConfigError("CLAIIM_ADMIN_TOKEN is not set (see `claiim up`'s DIR/env)")
         return self.admin_token.get_secret_value()
+
+    @field_validator("archive_segment")
+    @classmethod
+    def _power_of_two(cls, size: int) -> int:
+        if size & (size - 1):
+            raise ValueError(f"must be a power of two (16, 32, ... 65536), not {size}")
+        return size
 
     @property
     def origin(self) -> str:

@@ -19,6 +19,7 @@ from functools import partial
 from claiim_admin.service import AdminUI
 from claiim_auth.nkeys import PREFIX_ACCOUNT, KeyPair, NkeyError
 from claiim_auth.service import AuthService
+from claiim_chron.archive import ArchiveError, Archiver, Trimmer, place_of
 from claiim_chron.metrics import ChronMetrics
 from claiim_chron.ocsf_feed import OcsfFeed
 from claiim_chron.service import ChronService
@@ -131,11 +132,21 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
             follower = RegistryFollower(nc.jetstream(), names, control_keys, keep_rejections=True)
             await follower.start()
             running.followers.append(follower)
+            archiver = trimmer = None
+            if settings.archive:
+                try:
+                    place = place_of(settings.archive, settings.archive_endpoint)
+                except ArchiveError as e:
+                    raise ConfigError(f"CLAIIM_ARCHIVE: {e}") from e
+                archiver = Archiver(store, place, settings.archive_segment, settings.origin)
+                if settings.archive_trim:
+                    trimmer = Trimmer(nc.jetstream(), names, store, settings.decisions_keep)
             running.chron = ChronService(nc, nc.jetstream(), names, store, follower, gate_keys, secret, admin_token,
                                          settings.chron_batch, signer, settings.origin, settings.checkpoint_interval,
                                          settings.checkpoint_dir,
                                          None if http is None else ChronMetrics(
-                                             http.registry, (names.decisions_stream, names.control_stream)))
+                                             http.registry, (names.decisions_stream, names.control_stream)),
+                                         archiver, trimmer)
             await running.chron.start()
             if http is not None:
                 http.refresh.append(running.chron.refresh_metrics)

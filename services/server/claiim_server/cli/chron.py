@@ -27,6 +27,7 @@ import msgspec
 from claiim import AsyncAdmin
 from claiim.errors import AdminError, NotCheckpointedError
 from claiim.transport import connect_with_token, resolve_url
+from claiim_chron.archive import ArchiveError, place_of, read_archive
 from claiim_chron.rebuild import Message, rebuild, stream_messages
 from claiim_chron.rows import StreamAuthenticator
 from claiim_chron.verify import Evidence, IncompleteRead, evidence_from_stream, verify_log
@@ -105,8 +106,12 @@ def add_commands(chron: Any, leaf: Any) -> None:
         else:
             cmd.add_argument("--format", choices=["jsonl", "ocsf"], default="jsonl",
                              help="jsonl: the decision events as recorded (default); ocsf: OCSF API Activity")
-    rb = chron.add_parser("rebuild", help="build a fresh Chron database from the streams and check it")
+    rb = chron.add_parser("rebuild", help="build a fresh Chron database from the streams (and an archive) and check it")
     rb.add_argument("--database", required=True, help="URL of an empty PostgreSQL database")
+    rb.add_argument("--from-archive", metavar="WHERE",
+                    help="the archive of the leaves the decision stream no longer holds: a folder or s3://BUCKET/PREFIX")
+    rb.add_argument("--archive-endpoint", metavar="URL", default=os.environ.get("CLAIIM_ARCHIVE_ENDPOINT"),
+                    help="an S3-compatible server's URL (default: CLAIIM_ARCHIVE_ENDPOINT; unset: AWS)")
     _key_option(rb)
     _event_key_options(rb)
 
@@ -257,6 +262,9 @@ async def status(admin: AsyncAdmin, args: argparse.Namespace) -> int:
             width = max(len(name) for name in found.disk)
             for name, size in found.disk.items():
                 print(f"  {name:<{width}}  {size / 2**20:10.1f} MiB")
+        if found.archived_segments:
+            print(f"archived:           leaves below {found.archived} in {found.archived_segments} segments, "
+                  f"{found.archived_bytes / 2**20:.1f} MiB")
         print("ready:              " + ("yes" if not found.problems else "NO"))
         for problem in found.problems:
             print(f"  - {problem}")
@@ -349,6 +357,11 @@ async def _events(args: argparse.Namespace, kind: str) -> AsyncIterator[Message]
     nc = await _connect()
     try:
         since = datetime.fromisoformat(args.since) if args.since else None
+        stream = _names().decisions_stream if kind == "decision" else _names().control_stream
+        first = (await nc.jetstream().stream_info(stream)).state.first_seq
+        if first > max(args.from_seq, 1):
+            print(f"note: {stream} starts at seq {first}: what came before was trimmed after archiving; it is in "
+                  "Chron (`claiim chron list`) and in the archive (docs/chron.md, \"The archive\")", file=sys.stderr)
         n = 0
         async for m in stream_messages(nc.jetstream(), _names(), kind, start_seq=args.from_seq, start_time=since):
             yield m
@@ -433,9 +446,18 @@ async def _export_records(admin: AsyncAdmin, args: argparse.Namespace) -> int:
 async def rebuild_cmd(args: argparse.Namespace) -> int:
     verifier = _verifier(args.key)
     auth = _authenticator(args, required=True)
+    segments = []
+    if args.from_archive:
+        try:
+            place = place_of(args.from_archive, args.archive_endpoint)
+            segments = await read_archive(place)
+        except ArchiveError as e:
+            raise AdminError(str(e)) from None
+        leaves = segments[-1].end if segments else 0
+        print(f"read {len(segments)} segments (leaves below {leaves}) from {place.where}", file=sys.stderr)
     nc = await _connect()
     try:
-        report = await rebuild(nc.jetstream(), _names(), args.database, verifier, auth)
+        report = await rebuild(nc.jetstream(), _names(), args.database, verifier, auth, segments)
     finally:
         await nc.close()
     print("\n".join(report.lines()))

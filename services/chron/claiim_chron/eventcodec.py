@@ -1,0 +1,111 @@
+"""How ``chron_events.event`` holds an event's bytes: packed with a preset dictionary (pure).
+
+A Chron event is a few hundred bytes of canonical JSON, too small for PostgreSQL's TOAST
+compression, and most of it (field names, the schema, the MAC's algorithm, the reason texts) is the
+same in every event. Raw DEFLATE (RFC 1951) primed with a dictionary of those strings stores it in
+a fraction of its size. The stored form says which way it is stored by its first byte:
+
+- ``{``: the event's bytes as they are (rows stored before packing, and events that packing would
+  not make smaller);
+- ``0x01``: raw DEFLATE (window bits -15) with dictionary version 1, :data:`DICTIONARY_V1`.
+
+Only the stored form changes: the leaf hash, the MAC or signature, proofs, ``chron show`` and
+exports are all over the event's original bytes, which :func:`unpack` gives back exactly. A
+different zlib build may pack an event to other bytes; both unpack to the same event.
+
+A dictionary, once released, never changes: the rows packed with it are read with it for ever. A
+better dictionary is added as a new one with a new format byte, next to the old ones.
+
+This module does no I/O and knows nothing of PostgreSQL; what to do with a stored form that does
+not unpack (``claiim chron verify`` reports the row as modified) is its callers' business.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+__all__ = ["DICTIONARY_V1", "MAX_EVENT_BYTES", "EventCodecError", "pack", "unpack"]
+
+MAX_EVENT_BYTES = 1 << 20
+"""The largest event :func:`unpack` gives back (bytes): NATS's ``max_payload`` as claiim configures it.
+A stored form that unpacks to more is refused (a decompression bomb), so :func:`pack` stores a
+larger event as it is."""
+
+_RAW = b"{"
+_DEFLATE_V1 = b"\x01"
+_WBITS = -15  # raw DEFLATE: no zlib header or checksum (the leaf hash checks the bytes)
+_LEVEL = 9
+
+DICTIONARY_V1 = (
+    # Control events: the rarer kind, so the farther from the end.
+    b'"approval_id":"chr_01","agent_id":"","request_hash":"sha256:","reason":"'
+    b'"proposal_id":"chr_01","summary":[],"events":[],"change_hash":"sha256:","base":{},"approvals_required":1,'
+    b'"expires_at":"2026-"type":"proposal.created"proposal.approved"approval.granted"approval.refused"'
+    b'"agent.suspended"agent.reactivated"agent.token-rotated"agent.token-revoked"agent.updated"admin.enrolled"'
+    b'"role":"admin"auditor"anchor","token_hash":"sha256:'
+    b'{"actor":"operator","at":"2026-01-01T00:00:00.000000Z","auth":{"alg":"ed25519","key":"claiim-control+",'
+    b'"prev":0,"sig":"=="},"description":"","document":{"allow":["deploy:staging"],"deny":["deploy:production"],'
+    b'"skill":"-v1"},"event_id":"chr_01","name":"","org":"","schema":"claiim.control/1","type":"policy.published",'
+    b'"version":1}'
+    b'{"actions":["deploy:"],"actor":"operator","at":"2026-01-01T00:00:00.000000Z","auth":{"alg":"ed25519",'
+    b'"key":"claiim-control+","prev":0,"sig":"=="},"agent_id":"","anchor":"","content_hash":"sha256:",'
+    b'"description":"","event_id":"chr_01","name":"","org":"","policy":"-v1","schema":"claiim.control/1",'
+    b'"skills":["-v1"],"token_hash":"sha256:","type":"agent.registered","version":1}'
+    # Decisions: the fields and texts of the rarer ones, then a denial, then an allowed action last.
+    b'"shadow":{"outcome":"DENY","policy":"-v2","rule":"default-deny"},"trace_id":"'
+    b'"approval":{"approver":"anchor","expires_at":"2026-","id":"chr_01","request_hash":"sha256:"},'
+    b'"outcome":"PENDING","reason":"policy:-v1 -- action needs approval","rule":"approve[0]: '
+    b'"reason":"skill: -- action outside the agent\'s skills"'
+    b'"reason":"auth:bad-token -- token does not match agent ","rule":"authenticate"'
+    b'"reason":"policy:-v1 -- action not in allow list","request_id":null,"rule":"default-deny"'
+    b'{"action":"deploy:production","agent_id":"","anchor":"","auth":{"alg":"hmac-sha256","key":"embedded","sig":"'
+    b'="},"chron_id":"chr_01","context":{},"control_seq":1,"decided_at":"2026-01-01T00:00:00.000000Z","gate":"",'
+    b'"org":"","outcome":"DENY","policy":"-v1","reason":"policy:-v1 -- action explicitly denied","request_id":"",'
+    b'"rule":"deny[0]: deploy:production","schema":"claiim.decision/1","skill":"-v1","target":"prod"}'
+    b'{"action":"deploy:staging","agent_id":"-agent","anchor":"","auth":{"alg":"hmac-sha256","key":"-gate","sig":"'
+    b'="},"chron_id":"chr_01","context":{"":""},"control_seq":1,"decided_at":"2026-01-01T00:00:00.000000Z",'
+    b'"gate":"","org":"","outcome":"ALLOW","policy":"-v1","reason":"policy:-v1 -- action allowed","request_id":"",'
+    b'"rule":"allow[0]: deploy:staging","schema":"claiim.decision/1","skill":"-v1","target":""}'
+)
+"""Dictionary version 1 (format byte ``0x01``): strings of canonical decision and control events,
+the most common last, where DEFLATE reaches them with the shortest distances. Never change it."""
+
+
+class EventCodecError(ValueError):
+    """A stored event that does not unpack: an unknown format byte, or a corrupt, truncated or
+    oversized packed stream."""
+
+
+def pack(data: bytes) -> bytes:
+    """The stored form of an event's bytes (deterministic). An event starting with ``{`` is stored as
+    it is when packing does not make it smaller, or when it is larger than :data:`MAX_EVENT_BYTES`."""
+    raw = data[:1] == _RAW
+    if len(data) > MAX_EVENT_BYTES:
+        if raw:
+            return data
+        raise EventCodecError(f"an event of {len(data):,} bytes that is not a JSON object cannot be stored "
+                              f"(the limit is {MAX_EVENT_BYTES:,})")
+    deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, zdict=DICTIONARY_V1)
+    packed = _DEFLATE_V1 + deflate.compress(data) + deflate.flush()
+    return data if raw and len(packed) >= len(data) else packed
+
+
+def unpack(stored: bytes) -> bytes:
+    """The event's original bytes from its stored form; raises :class:`EventCodecError`."""
+    head = stored[:1]
+    if head == _RAW:
+        return stored
+    if head != _DEFLATE_V1:
+        raise EventCodecError(f"unknown stored event format (first byte {head.hex() or 'none: empty'})")
+    inflate = zlib.decompressobj(_WBITS, zdict=DICTIONARY_V1)
+    try:
+        data = inflate.decompress(stored[1:], MAX_EVENT_BYTES + 1)
+    except zlib.error as e:
+        raise EventCodecError(f"corrupt packed event: {e}") from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise EventCodecError(f"the packed event unpacks to more than {MAX_EVENT_BYTES:,} bytes")
+    if not inflate.eof:
+        raise EventCodecError("truncated packed event: the DEFLATE stream does not end")
+    if inflate.unused_data:
+        raise EventCodecError(f"corrupt packed event: {len(inflate.unused_data)} bytes after the DEFLATE stream")
+    return data
