@@ -1,7 +1,7 @@
 """Bytes per decision in each store: the decision, control, proofs and OCSF streams and Chron's tables, with
 JetStream's stream compression off and on (S2), in one run.
 
-Run: ``.venv/bin/python bench/storage.py [--decisions 50000] [--inflight 128]``
+Run: ``.venv/bin/python bench/storage.py [--decisions 50000] [--inflight 128] [--compression both|none|s2]``
 
 For each compression it starts its own nats-server and PostgreSQL, runs control, Chron, the OCSF feed and the
 auth service as a ``claiim serve`` process and the gate in this process, sends ``--decisions`` checks of the demo
@@ -110,7 +110,18 @@ async def settled(admin: AsyncAdmin, settings: Settings, leaves: int, compressio
 
 
 async def main(args: argparse.Namespace) -> None:
-    results = {c: await measure(c, args) for c in ("none", "s2")}
+    compressions = ("none", "s2") if args.compression == "both" else (args.compression,)
+    results = {c: await measure(c, args) for c in compressions}
+    if len(results) == 1:
+        [(compression, (per, rate))] = results.items()
+        print(f"{args.decisions:,} decisions, compression {compression}; bytes per decision (one copy of each "
+              "stream; WAL not counted)")
+        on_disk = [n for n in per if n.startswith("table:") or n.endswith(" files")]
+        for name in sorted(per):
+            print(f"{name:<34} {per[name]:10,.0f}")
+        print(f"{'total on disk':<34} {sum(per[n] for n in on_disk):10,.0f}")
+        print(f"load: {rate:,.0f} decisions/s")
+        return
     names = sorted(results["none"][0])
     print(f"{args.decisions:,} decisions; bytes per decision (one copy of each stream; WAL not counted)")
     print(f"{'store':<34} {'none':>10} {'s2':>10} {'s2/none':>8}")
@@ -126,4 +137,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--decisions", type=int, default=50_000)
     parser.add_argument("--inflight", type=int, default=128)
+    parser.add_argument("--compression", choices=["both", "none", "s2"], default="both",
+                        help="the streams' compression to measure (default: both, side by side)")
     asyncio.run(main(parser.parse_args(sys.argv[1:])))

@@ -185,7 +185,7 @@ async def archived_trimmed_rebuilt(settings: Settings, running: RunningServices,
 
     # An archive whose segment was changed is refused, naming the segment.
     name = segment_name(SEGMENT, 2 * SEGMENT)
-    lines = gzip.decompress((archive / name).read_bytes()).decode().splitlines()
+    lines = gzip.decompress((archive / name).read_bytes()).decode().rstrip("\n").split("\n")
     leaf = json.loads(lines[3])
     assert '"target":"api-' in leaf["event"], leaf
     leaf["event"] = leaf["event"].replace('"target":"api-', '"target":"apx-')

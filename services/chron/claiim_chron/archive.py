@@ -210,7 +210,8 @@ class Segment:
     def decode(cls, name: str, data: bytes) -> Segment:
         """Read a segment and check it: its header, its leaves' indexes, and that they hash to its root."""
         try:
-            lines = gzip.decompress(data).decode().splitlines()
+            # split at "\n" only: an event's text may hold U+2028 and the like, which splitlines() splits at
+            lines = gzip.decompress(data).decode().rstrip("\n").split("\n")
             header = json.loads(lines[0])
             if header.get("format") != FORMAT:
                 raise ArchiveError(f"{name}: not a segment of this format ({header.get('format')!r}, "
