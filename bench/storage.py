@@ -1,7 +1,8 @@
 """Bytes per decision in each store: the decision, control, proofs and OCSF streams and Chron's tables, with
 JetStream's stream compression off and on (S2), in one run.
 
-Run: ``.venv/bin/python bench/storage.py [--decisions 50000] [--inflight 128] [--compression both|none|s2]``
+Run: ``.venv/bin/python bench/storage.py [--decisions 50000] [--inflight 128] [--compression both|none|s2]
+[--archive [--segment 65536]]``
 
 For each compression it starts its own nats-server and PostgreSQL, runs control, Chron, the OCSF feed and the
 auth service as a ``claiim serve`` process and the gate in this process, sends ``--decisions`` checks of the demo
@@ -11,7 +12,9 @@ holds: the streams' message bytes from JetStream (``<stream>``: before compressi
 reports them) and their files in the nats-server's store directory (``<stream> files``: on disk), and the
 tables' bytes from PostgreSQL (``pg_total_relation_size``: heap, indexes and TOAST), less what they held
 before the load. PostgreSQL's WAL is not counted. Prints bytes per decision per store, the total on disk
-(files and tables), and the ratio of S2 to none.
+(files and tables), and the ratio of S2 to none. With ``--archive``, Chron archives every sealed segment to a
+folder (``archive files``, counted in the total) and trims the decision stream of it at once
+(``CLAIIM_DECISIONS_KEEP=0``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from claiim import AsyncAdmin, AsyncGate
 from claiim_runtime.settings import Settings
@@ -62,13 +66,19 @@ async def _load(url: str, tokens: dict[str, str], decisions: int, inflight: int)
     return decisions / (time.perf_counter() - started)
 
 
-async def sizes(admin: AsyncAdmin, compression: str) -> dict[str, int]:
-    """What ``chron status`` reports (streams' message bytes before compression, tables' bytes on disk), and
-    each stream's files on disk (``<stream> files``), from the nats-server's store directory."""
+async def sizes(admin: AsyncAdmin, compression: str, archive: Path | None) -> dict[str, int]:
+    """What ``chron status`` reports (streams' message bytes before compression, tables' bytes on disk), each
+    stream's files on disk (``<stream> files``), from the nats-server's store directory, and the archive's."""
     found = dict((await admin.chron_status()).disk)
     for stream in [name for name in found if not name.startswith("table:")]:
         found[f"{stream} files"] = await asyncio.to_thread(files_size, compression, stream)
+    if archive is not None:
+        found["archive files"] = await asyncio.to_thread(folder_size, archive)
     return found
+
+
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 def files_size(compression: str, stream: str) -> int:
@@ -79,31 +89,40 @@ def files_size(compression: str, stream: str) -> int:
 
 async def measure(compression: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
     loop = asyncio.get_running_loop()
-    async with backend_stack(f"claiim-storage-{compression}-", stream_compression=compression) as settings:
-        running = await start_services(settings, ("gate",), instance="measured")
-        admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo")
-        try:
-            tokens = dict((await admin.apply(demo_bundle())).tokens)
-            before = await settled(admin, settings, 0, compression)
-            with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-                rate = await loop.run_in_executor(pool, load, settings.url, tokens, args.decisions, args.inflight)
-            after = await settled(admin, settings, before["tree"] + args.decisions, compression)
-        finally:
-            await admin.close()
-            await running.stop()
+    with tempfile.TemporaryDirectory(prefix="claiim-archive-") as folder:
+        archive = Path(folder) if args.archive else None
+        update: dict[str, object] = {"stream_compression": compression}
+        if archive is not None:  # archive every sealed segment, and trim the decision stream of it at once
+            update |= {"archive": str(archive), "archive_segment": args.segment, "decisions_keep": 0.0}
+        async with backend_stack(f"claiim-storage-{compression}-", **update) as settings:
+            running = await start_services(settings, ("gate",), instance="measured")
+            admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo")
+            try:
+                tokens = dict((await admin.apply(demo_bundle())).tokens)
+                before = await settled(admin, settings, 0, compression, archive)
+                with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                    rate = await loop.run_in_executor(pool, load, settings.url, tokens, args.decisions,
+                                                      args.inflight)
+                after = await settled(admin, settings, before["tree"] + args.decisions, compression, archive)
+            finally:
+                await admin.close()
+                await running.stop()
     per = {name: (after[name] - before.get(name, 0)) / args.decisions for name in after if name != "tree"}
     return per, rate
 
 
-async def settled(admin: AsyncAdmin, settings: Settings, leaves: int, compression: str) -> dict[str, int]:
-    """The stores' sizes once Chron holds ``leaves`` leaves, all checkpointed and nothing pending."""
+async def settled(admin: AsyncAdmin, settings: Settings, leaves: int, compression: str,
+                  archive: Path | None) -> dict[str, int]:
+    """The stores' sizes once Chron holds ``leaves`` leaves, all checkpointed and nothing pending (and, with an
+    archive, every whole segment archived)."""
     deadline = time.monotonic() + 600
     while True:
         status = await admin.chron_status()
+        whole = status.tree_size // settings.archive_segment * settings.archive_segment if archive else 0
         if (status.tree_size >= leaves and status.checkpoint_size == status.tree_size and status.pending == 0
-                and status.tree_size > 0):
-            await asyncio.sleep(2 * settings.checkpoint_interval)  # the OCSF feed and the proofs stream catch up
-            return {**await sizes(admin, compression), "tree": status.tree_size}
+                and status.tree_size > 0 and status.archived == whole):
+            await asyncio.sleep(2 * settings.checkpoint_interval)  # the OCSF feed, proofs stream and trim catch up
+            return {**await sizes(admin, compression, archive), "tree": status.tree_size}
         if time.monotonic() > deadline:
             raise TimeoutError(f"Chron did not settle: {status}")
         await asyncio.sleep(0.5)
@@ -139,4 +158,7 @@ if __name__ == "__main__":
     parser.add_argument("--inflight", type=int, default=128)
     parser.add_argument("--compression", choices=["both", "none", "s2"], default="both",
                         help="the streams' compression to measure (default: both, side by side)")
+    parser.add_argument("--archive", action="store_true",
+                        help="archive to a folder and trim the decision stream of what is archived at once")
+    parser.add_argument("--segment", type=int, default=65_536, help="leaves per archive segment (with --archive)")
     asyncio.run(main(parser.parse_args(sys.argv[1:])))

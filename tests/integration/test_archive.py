@@ -41,19 +41,27 @@ def auth(settings: Settings) -> StreamAuthenticator:
     return StreamAuthenticator(settings.names, settings.require_gate_keyring(), settings.require_control_keyring())
 
 
-async def load(settings: Settings, running: RunningServices, decisions: int) -> ChronStatus:
-    """Send ``decisions`` checks and one undecodable decision message (parked), then wait until Chron has
-    stored, checkpointed and archived every whole segment."""
+async def inject(settings: Settings, subject: str, data: bytes) -> int:
+    """Publish ``data`` as the maintenance user (not a gate: Chron parks it); its stream sequence."""
+    nc = await connect_as(settings)
+    try:
+        return (await nc.jetstream().publish(f"{settings.namespace}.{subject}", data)).seq
+    finally:
+        await nc.close()
+
+
+async def load(settings: Settings, running: RunningServices, decisions: int) -> tuple[ChronStatus, int]:
+    """Send ``decisions`` checks, a message on an approval's subject early and an undecodable decision message
+    half way (both parked), then wait until Chron has stored, checkpointed and archived every whole segment;
+    returns the status and the stream sequence of the approval subject's message."""
     tokens = await load_demo(settings)
     async with AsyncGate("deploy-bot", tokens["deploy-bot"], settings.url, namespace=settings.namespace) as gate:
         for i in range(decisions):
             await gate.check("deploy:production" if i % 4 == 0 else "deploy:staging", f"api-{i}")
+            if i == 2:
+                approval_seq = await inject(settings, "decision.demo.deploy-bot.approval.chr_x", b'{"forged":1}')
             if i == decisions // 2:
-                nc = await connect_as(settings)
-                try:
-                    await nc.jetstream().publish(f"{settings.namespace}.decision.demo.deploy-bot.allow", b"not json")
-                finally:
-                    await nc.close()
+                await inject(settings, "decision.demo.deploy-bot.allow", b"not json")
     admin = AsyncAdmin(settings.url, settings.require_admin_token(), namespace=settings.namespace)
     try:
         deadline = time.monotonic() + 30
@@ -64,7 +72,7 @@ async def load(settings: Settings, running: RunningServices, decisions: int) -> 
                     and status.archived == whole):
                 assert running.chron is not None
                 await running.chron.archive()  # and the trim after it has run, whatever the timing
-                return status
+                return status, approval_seq
             assert time.monotonic() < deadline, f"Chron did not archive every whole segment: {status}"
             await asyncio.sleep(0.1)
     finally:
@@ -128,7 +136,7 @@ async def test_a_trimmed_decision_stream_is_rebuilt_from_the_archive_with_every_
 
 
 async def archived_trimmed_rebuilt(settings: Settings, running: RunningServices, pg_url: str, archive: Path) -> None:
-    status = await load(settings, running, DECISIONS)
+    status, approval_seq = await load(settings, running, DECISIONS)
     bounds = await stream_bounds(settings)
     names = settings.names
     size = status.tree_size
@@ -138,14 +146,15 @@ async def archived_trimmed_rebuilt(settings: Settings, running: RunningServices,
     # The archive holds the sealed segments, each checked on reading; the parked message is in one of them.
     segments = await read_archive(Folder(archive))
     assert [(s.first, s.end) for s in segments] == [(i, i + SEGMENT) for i in range(0, whole, SEGMENT)]
-    assert sum(len(s.parked) for s in segments) == 1 and segments[0].checkpoints, "parked message and notes kept"
+    assert sum(len(s.parked) for s in segments) == 2 and segments[0].checkpoints, "parked messages and notes kept"
     original = await leaves(settings.database_url or "")
     assert [(leaf.index, leaf.chron_id) for s in segments for leaf in s.leaves] == [
         (i, c) for i, c, _ in original[:whole]]
 
-    # The decision stream lost what is archived (below the first leaf not archived); the control stream is whole.
+    # The decision stream lost what is archived (below the first leaf not archived) but the approval subject's
+    # message (younger than 8 days); the control stream is whole.
     first_seq, kept = bounds[names.decisions_stream]
-    assert first_seq > DECISIONS // 2 and kept < DECISIONS // 2, bounds
+    assert first_seq == approval_seq and kept < DECISIONS // 2, (bounds, approval_seq)
     assert bounds[names.control_stream][0] == 1, bounds
 
     # Without the archive a rebuild cannot find the trimmed leaves, and says where to look.
@@ -165,7 +174,7 @@ async def archived_trimmed_rebuilt(settings: Settings, running: RunningServices,
     assert await leaves(db) == original
     assert await fetch(db, "SELECT count(*) FROM chron_checkpoints") == await fetch(
         settings.database_url or "", "SELECT count(*) FROM chron_checkpoints")
-    assert await fetch(db, "SELECT count(*) FROM chron_parked") == 1
+    assert await fetch(db, "SELECT count(*) FROM chron_parked") == 2
     assert await fetch(db, "SELECT count(*) FROM chron_archive") == len(segments)
 
     # The CLI: rebuild from the archive into another empty database, then `chron verify` it.
@@ -247,7 +256,7 @@ async def test_an_s3_archive_keeps_the_stream_until_the_decisions_are_old_enough
                                                  "archive_segment": SEGMENT, "checkpoint_interval": 0.2})
     running = await start_services(settings, backend(settings))
     try:
-        status = await load(settings, running, 40)
+        status, _ = await load(settings, running, 40)
         bounds = await stream_bounds(settings)
         whole = status.tree_size // SEGMENT * SEGMENT
         assert status.archived == whole >= 3 * SEGMENT, status

@@ -33,6 +33,8 @@ CLOSE_WAIT_S = 2.0
 CONNECT_TIMEOUT_S = 5.0
 """How long a new PostgreSQL connection may take (an unreachable host must not stall a batch for a minute)."""
 _WRITER_LOCK = 0x636C61696E  # one leaf writer per database
+SEGMENT_CHUNK = 4096
+"""Leaves read in one query when a segment is archived."""
 _DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # Plan every statement for its values: asyncpg prepares statements, and PostgreSQL's generic plan of
 # a search cannot use an index for ``action LIKE $1`` or a partial index for ``kind = $1``.
@@ -544,16 +546,20 @@ class ChronStore:
         return None if row is None else _archived(row)
 
     async def segment_leaves(self, first: int, end: int) -> list[SegmentLeaf]:
-        """Leaves ``[first, end)`` with their bytes, in index order."""
-        try:
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch("SELECT leaf_index, chron_id, kind, stream, stream_seq, subject, event, "
-                                        "occurred_at FROM chron_events WHERE leaf_index >= $1 AND leaf_index < $2 "
-                                        "ORDER BY leaf_index", first, end)
-        except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot read leaves {first}..{end - 1}: {e}") from e
-        return [SegmentLeaf(r["leaf_index"], r["chron_id"], r["kind"], r["stream"], r["stream_seq"], r["subject"],
-                            _event(r["chron_id"], bytes(r["event"])), r["occurred_at"]) for r in rows]
+        """Leaves ``[first, end)`` with their bytes, in index order: read :data:`SEGMENT_CHUNK` at a time and
+        unpacked in a thread, so that a segment of 65,536 leaves does not hold up the event loop it shares."""
+        leaves: list[SegmentLeaf] = []
+        for lo in range(first, end, SEGMENT_CHUNK):
+            try:
+                async with self._pool.acquire() as conn:
+                    rows = await conn.fetch(
+                        "SELECT leaf_index, chron_id, kind, stream, stream_seq, subject, event, occurred_at "
+                        "FROM chron_events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY leaf_index",
+                        lo, min(end, lo + SEGMENT_CHUNK))
+            except _DRIVER_ERRORS as e:
+                raise StoreError(f"cannot read leaves {first}..{end - 1}: {e}") from e
+            leaves += await asyncio.to_thread(_segment_leaves, rows)
+        return leaves
 
     async def parked_between(self, after: dict[str, int], upto: dict[str, int]) -> list[Parked]:
         """Per stream, the parked messages above ``after`` and at or below ``upto`` (stream sequences)."""
@@ -625,6 +631,11 @@ class ChronStore:
         except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot read the archive's state: {e}") from e
         return int(seq or 0)
+
+
+def _segment_leaves(rows: list[asyncpg.Record]) -> list[SegmentLeaf]:
+    return [SegmentLeaf(r["leaf_index"], r["chron_id"], r["kind"], r["stream"], r["stream_seq"], r["subject"],
+                        _event(r["chron_id"], bytes(r["event"])), r["occurred_at"]) for r in rows]
 
 
 def _archived(row: asyncpg.Record) -> ArchivedSegment:
