@@ -72,7 +72,7 @@ CREATE TABLE plain_events (
     outcome text NOT NULL, action text NOT NULL, target text NOT NULL, anchor text NOT NULL, policy text NOT NULL,
     skill text NOT NULL, reason text NOT NULL, rule text NOT NULL, gate text NOT NULL, control_seq bigint NOT NULL,
     occurred_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), event bytea NOT NULL,
-    UNIQUE (stream, stream_seq));
+    trace_id text, approval_id text, UNIQUE (stream, stream_seq));
 CREATE INDEX plain_agent ON plain_events (agent_id, id);
 CREATE INDEX plain_occurred ON plain_events (occurred_at);
 CREATE INDEX plain_org ON plain_events (org, id);
@@ -109,10 +109,10 @@ async def plain_inserts(db_url: str, rows: list[Row], method: str) -> float:
         await conn.execute(PLAIN_TABLE)
         columns = ", ".join(ROW_COLUMNS)
         types = ["text", "text", "text", "int8", "text", "text", "text", "text", "text", "text", "text", "text",
-                 "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea"]
+                 "text", "text", "text", "text", "text", "int8", "timestamptz", "bytea", "text", "text"]
         arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
         unnest = f"INSERT INTO plain_events ({columns}) SELECT * FROM unnest({arrays})"
-        values = f"INSERT INTO plain_events ({columns}) VALUES ({', '.join(f'${i}' for i in range(1, 21))})"
+        values = f"INSERT INTO plain_events ({columns}) VALUES ({', '.join(f'${i}' for i in range(1, len(types) + 1))})"
         started = time.perf_counter()
         for k in range(0, len(rows), BATCH):
             batch = rows[k:k + BATCH]

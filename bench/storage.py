@@ -11,8 +11,9 @@ from a spawned process, waits until Chron has stored and checkpointed them all, 
 holds: the streams' message bytes from JetStream (``<stream>``: before compression, as ``chron status``
 reports them) and their files in the nats-server's store directory (``<stream> files``: on disk), and the
 tables' bytes from PostgreSQL (``pg_total_relation_size``: heap, indexes and TOAST), less what they held
-before the load. PostgreSQL's WAL is not counted. Prints bytes per decision per store, the total on disk
-(files and tables), and the ratio of S2 to none. With ``--archive``, Chron archives every sealed segment to a
+before the load. PostgreSQL's WAL is not counted in the total (it is recycled), but what was written to it
+is shown (``WAL written``). Prints bytes per decision per store, the total on disk (files and tables), and
+the ratio of S2 to none. With ``--archive``, Chron archives every sealed segment to a
 folder (``archive files``, counted in the total) and trims the decision stream of it at once
 (``CLAIIM_DECISIONS_KEEP=0``).
 """
@@ -30,6 +31,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import asyncpg
 from claiim import AsyncAdmin, AsyncGate
 from claiim_runtime.settings import Settings
 from claiim_server.bootstrap import start_services
@@ -66,10 +68,16 @@ async def _load(url: str, tokens: dict[str, str], decisions: int, inflight: int)
     return decisions / (time.perf_counter() - started)
 
 
-async def sizes(admin: AsyncAdmin, compression: str, archive: Path | None) -> dict[str, int]:
+async def sizes(admin: AsyncAdmin, settings: Settings, compression: str, archive: Path | None) -> dict[str, int]:
     """What ``chron status`` reports (streams' message bytes before compression, tables' bytes on disk), each
-    stream's files on disk (``<stream> files``), from the nats-server's store directory, and the archive's."""
+    stream's files on disk (``<stream> files``), from the nats-server's store directory, the archive's, and
+    PostgreSQL's WAL position (``WAL written``: its growth is what PostgreSQL wrote to its log)."""
     found = dict((await admin.chron_status()).disk)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        found["WAL written"] = int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+    finally:
+        await conn.close()
     for stream in [name for name in found if not name.startswith("table:")]:
         found[f"{stream} files"] = await asyncio.to_thread(files_size, compression, stream)
     if archive is not None:
@@ -122,7 +130,7 @@ async def settled(admin: AsyncAdmin, settings: Settings, leaves: int, compressio
         if (status.tree_size >= leaves and status.checkpoint_size == status.tree_size and status.pending == 0
                 and status.tree_size > 0 and status.archived == whole):
             await asyncio.sleep(2 * settings.checkpoint_interval)  # the OCSF feed, proofs stream and trim catch up
-            return {**await sizes(admin, compression, archive), "tree": status.tree_size}
+            return {**await sizes(admin, settings, compression, archive), "tree": status.tree_size}
         if time.monotonic() > deadline:
             raise TimeoutError(f"Chron did not settle: {status}")
         await asyncio.sleep(0.5)
