@@ -291,8 +291,8 @@ async def test_a_corrupted_packed_event_is_named(log: SignedLog) -> None:
     report = await log.verify(db)
     index = _index(report, target)
     assert findings(report, "modified") == [
-        f"leaf {index} ({target}): the stored event does not unpack: truncated packed event: the DEFLATE stream "
-        "does not end", f"leaf {index} ({target}): its bytes differ from what was signed"]
+        f"leaf {index} ({target}): the stored event does not unpack: truncated packed event: the frame does not "
+        "end", f"leaf {index} ({target}): its bytes differ from what was signed"]
     assert findings(report, "root") and not findings(report, "unauthenticated")
     assert report.leaves == log.size
 
