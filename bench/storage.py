@@ -73,13 +73,13 @@ async def sizes(admin: AsyncAdmin, settings: Settings, compression: str, archive
     stream's files on disk (``<stream> files``), from the nats-server's store directory, the archive's, and
     PostgreSQL's WAL position (``WAL written``: its growth is what PostgreSQL wrote to its log)."""
     found = dict((await admin.chron_status()).disk)
+    for stream in [name for name in found if not name.startswith("table:")]:
+        found[f"{stream} files"] = await asyncio.to_thread(files_size, compression, stream)
     conn = await asyncpg.connect(settings.database_url)
     try:
         found["WAL written"] = int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
     finally:
         await conn.close()
-    for stream in [name for name in found if not name.startswith("table:")]:
-        found[f"{stream} files"] = await asyncio.to_thread(files_size, compression, stream)
     if archive is not None:
         found["archive files"] = await asyncio.to_thread(folder_size, archive)
     return found
