@@ -285,13 +285,15 @@ def test_chron_search_and_status_from_the_cli(cli: Cli) -> None:
 
     status = json.loads(cli.ok("chron", "status", "--json", as_admin="audrey"))
     assert set(status) == {"tree_size", "last_recorded_at", "checkpoint_size", "checkpoint_signed_at", "pending",
-                           "parked", "problems", "disk"}
+                           "parked", "problems", "disk", "archived", "archived_segments", "archived_bytes"}
     assert status["tree_size"] >= 3 and status["pending"] >= 0 and (status["parked"], status["problems"]) == (0, [])
     assert status["disk"]["CLAIIM_DECISIONS"] > 0 and status["disk"]["table:chron_events"] > 0, status["disk"]
+    assert (status["archived"], status["archived_segments"]) == (0, 0), "no archive: nothing archived"
     table = cli.ok("chron", "status").splitlines()
     heads = [line.split()[0] for line in table]
-    assert heads[:len(status) - 2] == [k for k in status if k not in ("problems", "disk")]
-    assert heads[len(status) - 2:] == ["disk:", *status["disk"], "ready:"]
+    shown = [k for k in status if k not in ("problems", "disk") and not k.startswith("archived")]
+    assert heads[:len(shown)] == shown
+    assert heads[len(shown):] == ["disk:", *status["disk"], "ready:"], "no archived line without an archive"
     assert table[-1].split() == ["ready:", "yes"]
 
 

@@ -184,6 +184,8 @@ async def archived_trimmed_rebuilt(settings: Settings, running: RunningServices,
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"read {len(segments)} segments (leaves below {whole})" in done.stderr
     assert f"rebuilt {size} leaves; the roots equal all" in done.stdout
+    shown = await cli(env, "chron", "status")  # exit 3: the parked messages are not acknowledged
+    assert f"archived:           leaves below {whole} in {len(segments)} segments, " in shown.stdout, shown.stdout
     replayed = await cli(env, "chron", "replay", "--limit", "1")
     assert replayed.returncode == 0 and f"note: {names.decisions_stream} starts at seq {first_seq}:" in (
         replayed.stderr), replayed.stdout + replayed.stderr

@@ -544,13 +544,17 @@ class ChronStore:
 
     # -- the archive (claiim_chron.archive) -------------------------------------------------------
 
-    async def newest_archived(self) -> ArchivedSegment | None:
+    async def _run(self, what: str, call: str, sql: str, *args: Any) -> Any:
+        """``conn.<call>(sql, *args)`` on a pooled connection; a driver error becomes "cannot <what>"."""
         try:
             async with self._pool.acquire() as conn:
-                row = await conn.fetchrow("SELECT leaf_from, leaf_to, name, streams FROM chron_archive "
-                                          "ORDER BY leaf_from DESC LIMIT 1")
+                return await getattr(conn, call)(sql, *args)
         except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot read the archive's state: {e}") from e
+            raise StoreError(f"cannot {what}: {e}") from e
+
+    async def newest_archived(self) -> ArchivedSegment | None:
+        row = await self._run("read the archive's state", "fetchrow", "SELECT leaf_from, leaf_to, name, streams "
+                              "FROM chron_archive ORDER BY leaf_from DESC LIMIT 1")
         return None if row is None else _archived(row)
 
     async def segment_leaves(self, first: int, end: int) -> list[SegmentLeaf]:
@@ -558,86 +562,61 @@ class ChronStore:
         time, so that a segment of 65,536 leaves does not hold up the event loop it shares for long."""
         leaves: list[SegmentLeaf] = []
         for lo in range(first, end, SEGMENT_CHUNK):
-            try:
-                async with self._pool.acquire() as conn:
-                    rows = await conn.fetch(
-                        "SELECT leaf_index, chron_id, kind, stream, stream_seq, subject, event, occurred_at "
-                        "FROM chron_events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY leaf_index",
-                        lo, min(end, lo + SEGMENT_CHUNK))
-            except _DRIVER_ERRORS as e:
-                raise StoreError(f"cannot read leaves {first}..{end - 1}: {e}") from e
+            rows = await self._run(f"read leaves {first}..{end - 1}", "fetch",
+                                   "SELECT leaf_index, chron_id, kind, stream, stream_seq, subject, event, occurred_at "
+                                   "FROM chron_events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY leaf_index",
+                                   lo, min(end, lo + SEGMENT_CHUNK))
             leaves += _segment_leaves(rows)
         return leaves
 
     async def parked_between(self, after: dict[str, int], upto: dict[str, int]) -> list[Parked]:
         """Per stream, the parked messages above ``after`` and at or below ``upto`` (stream sequences)."""
-        try:
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT p.stream, p.stream_seq, p.subject, p.data, p.error FROM chron_parked p "
-                    "JOIN unnest($1::text[], $2::int8[], $3::int8[]) AS b(stream, lo, hi) ON p.stream = b.stream "
-                    "AND p.stream_seq > b.lo AND p.stream_seq <= b.hi ORDER BY p.stream, p.stream_seq",
-                    list(upto), [after.get(s, 0) for s in upto], list(upto.values()))
-        except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot read parked messages: {e}") from e
+        rows = await self._run(
+            "read parked messages", "fetch",
+            "SELECT p.stream, p.stream_seq, p.subject, p.data, p.error FROM chron_parked p "
+            "JOIN unnest($1::text[], $2::int8[], $3::int8[]) AS b(stream, lo, hi) ON p.stream = b.stream "
+            "AND p.stream_seq > b.lo AND p.stream_seq <= b.hi ORDER BY p.stream, p.stream_seq",
+            list(upto), [after.get(s, 0) for s in upto], list(upto.values()))
         return [Parked(r["stream"], r["stream_seq"], r["subject"], bytes(r["data"]), r["error"]) for r in rows]
 
     async def covering_notes(self, first: int, end: int) -> list[str]:
         """The signed notes of sizes ``first + 1`` up to the first at or past ``end``."""
-        try:
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT note FROM chron_checkpoints WHERE size > $1 AND size <= "
-                    "(SELECT min(size) FROM chron_checkpoints WHERE size >= $2) ORDER BY size", first, end)
-        except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot read checkpoints: {e}") from e
+        rows = await self._run("read checkpoints", "fetch",
+                               "SELECT note FROM chron_checkpoints WHERE size > $1 AND size <= "
+                               "(SELECT min(size) FROM chron_checkpoints WHERE size >= $2) ORDER BY size", first, end)
         return [r["note"] for r in rows]
 
     async def add_archived(self, first: int, end: int, root: bytes, name: str, size: int, streams: dict[str, int],
                            newest: datetime) -> ArchivedSegment:
         """Record a segment written and checked; ``newest`` is when its newest leaf occurred."""
-        try:
-            async with self._pool.acquire() as conn:
-                await conn.execute(
-                    "INSERT INTO chron_archive (leaf_from, leaf_to, root, name, bytes, streams, newest) "
-                    "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING",
-                    first, end, root, name, size, json.dumps(streams), newest)
-        except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot record archived leaves {first}..{end - 1}: {e}") from e
+        await self._run(f"record archived leaves {first}..{end - 1}", "execute",
+                        "INSERT INTO chron_archive (leaf_from, leaf_to, root, name, bytes, streams, newest) "
+                        "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) ON CONFLICT DO NOTHING",
+                        first, end, root, name, size, json.dumps(streams), newest)
         return ArchivedSegment(first, end, name, streams)
 
     async def archive_totals(self) -> tuple[int, int, int]:
         """Segments archived, the leaves they hold, and their bytes."""
-        try:
-            async with self._pool.acquire() as conn:
-                row = await conn.fetchrow("SELECT count(*) AS n, coalesce(max(leaf_to), 0) AS leaves, "
-                                          "coalesce(sum(bytes), 0) AS bytes FROM chron_archive")
-        except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot read the archive's state: {e}") from e
-        assert row is not None
+        row = await self._run("read the archive's state", "fetchrow",
+                              "SELECT count(*) AS n, coalesce(max(leaf_to), 0) AS leaves, "
+                              "coalesce(sum(bytes), 0) AS bytes FROM chron_archive")
         return int(row["n"]), int(row["leaves"]), int(row["bytes"])
 
     async def first_seq_from(self, stream: str, leaf_index: int) -> int:
         """The lowest sequence of ``stream`` among leaves ``leaf_index`` and after; past the stream's highest
         stored sequence when there is none."""
-        try:
-            async with self._pool.acquire() as conn:
-                low = await conn.fetchval("SELECT min(stream_seq) FROM chron_events WHERE leaf_index >= $1 "
-                                          "AND stream = $2", leaf_index, stream)
-                high = await conn.fetchval(_HIGH, stream)
-        except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot read stream positions: {e}") from e
-        return int(low) if low is not None else int(high) + 1
+        low = await self._run("read stream positions", "fetchval", "SELECT min(stream_seq) FROM chron_events "
+                              "WHERE leaf_index >= $1 AND stream = $2", leaf_index, stream)
+        if low is not None:
+            return int(low)
+        return int(await self._run("read stream positions", "fetchval", _HIGH, stream)) + 1
 
     async def archived_seq_before(self, stream: str, before: datetime) -> int:
         """The highest sequence of ``stream`` archived in a segment whose newest leaf occurred before ``before``
         (0: none)."""
-        try:
-            async with self._pool.acquire() as conn:
-                seq = await conn.fetchval("SELECT (streams ->> $1)::int8 FROM chron_archive WHERE newest < $2 "
-                                          "ORDER BY leaf_from DESC LIMIT 1", stream, before)
-        except _DRIVER_ERRORS as e:
-            raise StoreError(f"cannot read the archive's state: {e}") from e
+        seq = await self._run("read the archive's state", "fetchval",
+                              "SELECT (streams ->> $1)::int8 FROM chron_archive WHERE newest < $2 "
+                              "ORDER BY leaf_from DESC LIMIT 1", stream, before)
         return int(seq or 0)
 
 
