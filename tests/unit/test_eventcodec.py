@@ -9,7 +9,7 @@ import zlib
 import msgspec
 import pytest
 import zstandard as zstd
-from claiim_chron.eventcodec import DICTIONARY_V1, MAX_EVENT_BYTES, EventCodecError, pack, unpack
+from claiim_chron.eventcodec import DICTIONARY_V1, MAX_EVENT_BYTES, EventCodecError, pack, pack_many, unpack
 from claiim_core.checkpoint import Signer
 from claiim_core.eventauth import GateKey, seal_control, seal_decision
 from claiim_core.events import AgentRegistered
@@ -166,3 +166,15 @@ def test_an_event_of_the_largest_size_round_trips() -> None:
     assert pack(larger) == larger
     with pytest.raises(EventCodecError, match="cannot be stored"):
         pack(b"[" + larger)
+
+
+@given(st.lists(st.binary(max_size=300) | st.binary(max_size=300).map(lambda b: b"{" + b), max_size=20))
+def test_packing_many_gives_what_packing_each_gives(events: list[bytes]) -> None:
+    """pack_many (one compressor call for a batch) stores each event exactly as pack does, empty ones included."""
+    assert pack_many(events) == [pack(e) for e in events]
+    assert [unpack(p) for p in pack_many(events)] == events
+
+
+def test_packing_many_stores_a_too_large_json_object_raw() -> None:
+    larger = b'{"x":"' + b"a" * MAX_EVENT_BYTES + b'"}'
+    assert pack_many([decision(), larger]) == [pack(decision()), larger]
