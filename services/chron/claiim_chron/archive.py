@@ -271,16 +271,13 @@ class Archiver:
             self._read = True
         return self.archived.end if self.archived else 0
 
-    async def archive_sealed(self, signed_size: int) -> int:
+    async def archive_sealed(self, signed_size: int) -> None:
         """Archive every whole segment below ``signed_size`` (the newest signed checkpoint's size) that is not
-        archived yet; returns how many were written."""
-        written = 0
+        archived yet."""
         first = await self.archived_end()
         while first + self.size <= signed_size:
             await self.archive(first, first + self.size)
-            written += 1
             first += self.size
-        return written
 
     async def archive(self, first: int, end: int) -> None:
         started = time.monotonic()
@@ -330,15 +327,14 @@ class Trimmer:
         self.trimmed: dict[str, int] = {}
         """Per subject filter, the stream sequence below which messages were purged."""
 
-    async def trim(self, archived_end: int, now: float | None = None) -> dict[str, int]:
-        """Purge what may go; returns the new lower bounds by subject filter (empty: nothing purged)."""
+    async def trim(self, archived_end: int, now: float | None = None) -> None:
+        """Purge what may go."""
         now = time.time() if now is None else now
         stream = self._names.decisions_stream
         info = await self._js.consumer_info(stream, self._names.chron_durable)
         bound = min(int(info.ack_floor.stream_seq if info.ack_floor else 0),
                     await self._store.first_seq_from(stream, archived_end) - 1)
         ns = self._names.namespace
-        purged = {}
         for subjects, keep in ((f"{ns}.decision.*.*.*", self.keep),
                                (f"{ns}.decision.*.*.approval.*", max(self.keep, APPROVAL_KEEP_S))):
             before = datetime.fromtimestamp(now - keep, tz=UTC)
@@ -346,9 +342,8 @@ class Trimmer:
             if upto <= 0 or upto + 1 <= self.trimmed.get(subjects, 0):
                 continue
             await self._js.purge_stream(stream, seq=upto + 1, subject=subjects)
-            self.trimmed[subjects] = purged[subjects] = upto + 1
+            self.trimmed[subjects] = upto + 1
             log.info("trimmed %s below seq %d (%s): archived and older than %.0f s", stream, upto + 1, subjects, keep)
-        return purged
 
 
 async def read_archive(place: Place) -> list[Segment]:
