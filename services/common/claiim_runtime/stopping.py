@@ -26,8 +26,10 @@ class Deadline:
 
     async def step(self, what: str, awaitable: Awaitable[object]) -> None:
         """Await ``awaitable`` until the deadline; a timeout or an error is logged, not raised."""
+        began = time.monotonic()
         try:
             await asyncio.wait_for(awaitable, self.left())
+            log.debug("stopping: %s took %.3f s", what, time.monotonic() - began)
         except TimeoutError:
             log.warning("stopping: %s did not finish in time; going on", what)
         except Exception as e:

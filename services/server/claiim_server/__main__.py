@@ -1,5 +1,5 @@
 """``python -m claiim_server``: the ``claiim`` command."""
 
-from claiim_server.cli.main import main
+from claiim_server.cli.main import run
 
-main()
+run()
