@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import asyncpg
 import msgspec
 import pytest
+from claiim_chron.eventcodec import unpack
+from claiim_chron.rows import Row, to_row
+from claiim_chron.store import ChronStore
+from claiim_core.merkle import leaf_hash
 from claiim_core.schemas import DecisionEvent
 from claiim_runtime.settings import Settings
 from claiim_server.bootstrap import start_services
+from claiim_server.servers import ensure_database
 
 from tests.conftest import Stack, connect_as, sealed
 
@@ -172,3 +178,34 @@ async def test_undecodable_message_is_parked_not_lost(stack_settings: Settings) 
     finally:
         await running.stop()
         await nc.close()
+
+
+async def test_rows_are_stored_as_they_are_unless_packing_is_on_and_both_read_alike(pg_url: str) -> None:
+    """CLAIIM_CHRON_PACKING's two forms in one table: rows stored as they are (the default), then packed (zstd);
+    every row reads back as the event's own bytes, its leaf hash over them."""
+    db_url = await ensure_database(pg_url, f"t_{secrets.token_hex(6)}")
+    events = [msgspec.json.encode(event(i)) for i in range(6)]
+    rows = [to_row("decision", "DECISIONS", i + 1, "x.decision.demo.bot.a", data) for i, data in enumerate(events)]
+    assert all(isinstance(r, Row) for r in rows)
+    for packing, batch in ((False, rows[:3]), (True, rows[3:])):
+        store = await ChronStore.open(db_url, packing=packing)
+        try:
+            await store.append(batch, [])  # type: ignore[arg-type]
+        finally:
+            await store.close()
+    conn = await asyncpg.connect(db_url)
+    try:
+        stored = await conn.fetch("SELECT event, leaf_hash FROM chron_events ORDER BY leaf_index")
+    finally:
+        await conn.close()
+    assert [bytes(r["event"]) for r in stored[:3]] == events[:3]
+    assert all(bytes(r["event"])[:1] == b"\x01" and len(r["event"]) < len(e) for r, e in zip(stored[3:], events[3:],
+                                                                                             strict=True))
+    assert [unpack(bytes(r["event"])) for r in stored] == events
+    assert [bytes(r["leaf_hash"]) for r in stored] == [leaf_hash(e) for e in events]
+    store = await ChronStore.open(db_url)
+    try:
+        found = await store.query(org="demo", limit=10)
+    finally:
+        await store.close()
+    assert sorted(bytes(r["event"]) for r in found) == sorted(events)

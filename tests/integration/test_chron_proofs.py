@@ -128,7 +128,7 @@ async def log(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
     namespace = f"t{secrets.token_hex(5)}"
     with secured_nats(tmp_path_factory.mktemp("nats"), Names(namespace)) as (url, credentials):
         settings = Settings(**{**new_settings(url, db_url, namespace, credentials).model_dump(),
-                               "checkpoint_key": str(signer), "checkpoint_interval": 0.2,
+                               "checkpoint_key": str(signer), "checkpoint_interval": 0.2, "chron_packing": "zstd",
                                "checkpoint_dir": tmp_path_factory.mktemp("mirror")})
         running = await start_services(settings, backend(settings), instance="proofs")
         admin = AsyncAdmin(settings.url, settings.require_admin_token(), org="demo", namespace=settings.namespace)
@@ -171,7 +171,8 @@ async def test_the_untouched_log_verifies(log: SignedLog) -> None:
 
 
 async def test_events_are_stored_packed(log: SignedLog) -> None:
-    """Chron stores every event packed (format 1, smaller), its leaf hash over the event's own bytes."""
+    """With CLAIIM_CHRON_PACKING=zstd Chron stores every event packed (format 1, smaller), its leaf hash over the
+    event's own bytes."""
     conn = await asyncpg.connect(with_database(log.server_url, log.template))
     try:
         rows = await conn.fetch("SELECT chron_id, event, leaf_hash FROM chron_events")

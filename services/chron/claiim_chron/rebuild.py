@@ -77,10 +77,10 @@ def _archived(names: Names, segments: list[Segment]) -> list[Message]:
 
 
 async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifier: Verifier,
-                  auth: StreamAuthenticator, archive: list[Segment] | None = None) -> Report:
+                  auth: StreamAuthenticator, archive: list[Segment] | None = None, *, packing: bool = False) -> Report:
     """Build Chron's tables in the empty database at ``database_url`` from the streams and the ``archive``'s
-    segments (read and checked by :func:`claiim_chron.archive.read_archive`); raises :class:`StoreError`
-    when the database is not empty or a leaf's message is in neither."""
+    segments (read and checked by :func:`claiim_chron.archive.read_archive`), the events packed with
+    ``packing``; raises :class:`StoreError` when the database is not empty or a leaf's message is in neither."""
     archive = archive or []
     evidence = await evidence_from_stream(js, names)
     known = {(m.stream, m.seq): m for m in _archived(names, archive)}
@@ -104,7 +104,7 @@ async def rebuild(js: JetStreamContext, names: Names, database_url: str, verifie
                          "streams since")
     in_feed = set(order)
     rest = sorted((m for m in messages.values() if m.chron_id not in in_feed), key=lambda m: (m.kind, m.seq))
-    store = await ChronStore.open(database_url)
+    store = await ChronStore.open(database_url, packing=packing)
     try:
         if store.frontier.size:
             raise StoreError(f"the database already holds {store.frontier.size} leaves: rebuild into an empty one")

@@ -3,8 +3,9 @@
 The writer (one per database: it holds an advisory lock for its lifetime, so a second Chron
 waits as a standby) keeps the tree's right edge (:class:`claiim_core.merkle.Frontier`) in
 memory: appending a batch assigns dense leaf indexes, and its rows and newly complete subtrees
-are inserted in one transaction, with no read of earlier nodes. Events are stored packed
-(:mod:`claiim_chron.eventcodec`) and read back as their original bytes. Every driver error is
+are inserted in one transaction, with no read of earlier nodes. Events are stored as they are or,
+with packing on, packed (:mod:`claiim_chron.eventcodec`); both are read back as their original
+bytes. Every driver error is
 translated into :class:`StoreError` so that callers never see asyncpg's.
 """
 
@@ -36,7 +37,7 @@ _WRITER_LOCK = 0x636C61696E  # one leaf writer per database
 SEGMENT_CHUNK = 1024
 """Leaves read (and unpacked: about 6 ms) in one query when a segment is archived."""
 PACK_CHUNK = 1024
-"""Rows packed between two yields to the event loop (about 2 ms)."""
+"""Rows hashed (and packed) between two yields to the event loop (about 4 ms; 14 with packing)."""
 _DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # Plan every statement for its values: asyncpg prepares statements, and PostgreSQL's generic plan of
 # a search cannot use an index for ``action LIKE $1`` or a partial index for ``kind = $1``.
@@ -148,8 +149,10 @@ def _connection_lost(conn: asyncpg.Connection, error: BaseException | None) -> b
 
 
 class ChronStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, packing: bool = False) -> None:
         self._pool = pool
+        self._packing = packing
+        """Whether new rows' events are stored packed (:mod:`claiim_chron.eventcodec`)."""
         self._writer: asyncpg.Connection | None = None
         self._append_lock = asyncio.Lock()
         self.frontier = Frontier()
@@ -160,15 +163,16 @@ class ChronStore:
         """Times the writer connection broke and was dropped, to be replaced by the next batch."""
 
     @classmethod
-    async def open(cls, url: str) -> ChronStore:
+    async def open(cls, url: str, *, packing: bool = False) -> ChronStore:
         """Connect, migrate, wait for the writer lock (a second Chron waits here as a standby) and
-        load the tree."""
+        load the tree. With ``packing``, new rows' events are stored packed; rows of either form are
+        read alike."""
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=4, server_settings=_SESSION,
                                              timeout=CONNECT_TIMEOUT_S)
         except _DRIVER_ERRORS as e:
             raise StoreError(f"cannot connect to PostgreSQL: {e}") from e
-        store = cls(pool)
+        store = cls(pool, packing=packing)
         try:
             await store.migrate()
             try:
@@ -383,15 +387,15 @@ class ChronStore:
             leaves: list[tuple[str, bytes]] = []
             full: list[tuple[object, ...]] = []
             nodes: list[tuple[int, int, bytes]] = []
-            # Packed on the event loop, PACK_CHUNK rows in one compressor call with a yield between (about 2 µs a
-            # row): a thread would wait for the GIL after each compressor call while the loop is busy.
+            # Hashed (and packed) on the event loop, PACK_CHUNK rows at a time (one compressor call) with a yield
+            # between: a thread would wait for the GIL after each compressor call while the loop is busy.
             hashed: list[tuple[bytes, bytes]] = []
             for start in range(0, len(fresh), PACK_CHUNK):
                 if start:
                     await asyncio.sleep(0)
-                hashed += _hashed_packed(fresh[start:start + PACK_CHUNK])
-            for r, (h, packed) in zip(fresh, hashed, strict=True):
-                full.append((*r._replace(event=packed), frontier.size, h))
+                hashed += _hashed(fresh[start:start + PACK_CHUNK], self._packing)
+            for r, (h, stored) in zip(fresh, hashed, strict=True):
+                full.append((*r._replace(event=stored), frontier.size, h))
                 nodes += [n for n in frontier.append(h) if n[0] > 0]
                 leaves.append((r.chron_id, h))
             if full:  # binary COPY: no per-value array encoding, as an INSERT of arrays has
@@ -620,9 +624,10 @@ class ChronStore:
         return int(seq or 0)
 
 
-def _hashed_packed(rows: list[Row]) -> list[tuple[bytes, bytes]]:
-    """Each row's leaf hash (over the event's own bytes) and the packed form the table holds."""
-    return list(zip([leaf_hash(r.event) for r in rows], pack_many([r.event for r in rows]), strict=True))
+def _hashed(rows: list[Row], packing: bool) -> list[tuple[bytes, bytes]]:
+    """Each row's leaf hash (over the event's own bytes) and the form the table holds: packed, or as it is."""
+    events = [r.event for r in rows]
+    return list(zip([leaf_hash(e) for e in events], pack_many(events) if packing else events, strict=True))
 
 
 def _segment_leaves(rows: list[asyncpg.Record]) -> list[SegmentLeaf]:

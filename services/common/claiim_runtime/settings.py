@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     publish_timeout: float = Field(default=2.0, gt=0,
         description="seconds the gate waits for a PubAck before it answers DENY chron:unavailable")
     chron_batch: int = Field(default=1000, ge=1, le=10_000, description="messages per batch of Chron and the OCSF feed")
+    chron_packing: Literal["none", "zstd"] = Field(default="none",
+        description=("how Chron stores each event's bytes in chron_events: none (as they are), or zstd (Zstandard "
+                     "with a fixed dictionary: about 1,100 instead of 1,440 bytes a decision on disk, for about 10 µs "
+                     "of Chron's CPU a decision; rows of either form are read alike)"))
     checkpoint_key: SecretStr | None = Field(default=None,
         description="Chron's checkpoint signing key (`claiim keygen checkpoint NAME`); required by Chron")
     checkpoint_key_file: Path | None = Field(default=None,

@@ -127,7 +127,7 @@ async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,
         if "chron" in which:
             assert signer is not None and gate_keys is not None and control_keys is not None
             nc = await connection("chron")
-            store = await ChronStore.open(db_url)
+            store = await ChronStore.open(db_url, packing=settings.chron_packing == "zstd")
             follower = RegistryFollower(nc.jetstream(), names, control_keys, keep_rejections=True)
             await follower.start()
             running.followers.append(follower)

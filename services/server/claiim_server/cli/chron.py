@@ -112,6 +112,8 @@ def add_commands(chron: Any, leaf: Any) -> None:
                     help="the archive of the leaves the decision stream no longer holds: a folder or s3://BUCKET/PREFIX")
     rb.add_argument("--archive-endpoint", metavar="URL", default=os.environ.get("CLAIIM_ARCHIVE_ENDPOINT"),
                     help="an S3-compatible server's URL (default: CLAIIM_ARCHIVE_ENDPOINT; unset: AWS)")
+    rb.add_argument("--packing", choices=PACKINGS,
+                    help="how the rebuilt rows hold their events (default: CLAIIM_CHRON_PACKING, else none)")
     _key_option(rb)
     _event_key_options(rb)
 
@@ -165,6 +167,10 @@ def _verifier(text: str | None) -> Verifier:
         return Verifier.parse(value)
     except CheckpointError as e:
         raise AdminError(f"bad verifier key: {e}") from e
+
+
+PACKINGS = ("none", "zstd")
+"""What ``CLAIIM_CHRON_PACKING`` may say (claiim_runtime.settings)."""
 
 
 def _names() -> Names:
@@ -455,9 +461,13 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
             raise AdminError(str(e)) from None
         leaves = segments[-1].end if segments else 0
         print(f"read {len(segments)} segments (leaves below {leaves}) from {place.where}", file=sys.stderr)
+    packing = args.packing or os.environ.get("CLAIIM_CHRON_PACKING") or "none"
+    if packing not in PACKINGS:
+        raise AdminError(f"CLAIIM_CHRON_PACKING is {packing!r}: none or zstd")
     nc = await _connect()
     try:
-        report = await rebuild(nc.jetstream(), _names(), args.database, verifier, auth, segments)
+        report = await rebuild(nc.jetstream(), _names(), args.database, verifier, auth, segments,
+                               packing=packing == "zstd")
     finally:
         await nc.close()
     print("\n".join(report.lines()))
