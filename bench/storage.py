@@ -2,7 +2,7 @@
 JetStream's stream compression off and on (S2), in one run.
 
 Run: ``.venv/bin/python bench/storage.py [--decisions 50000] [--inflight 128] [--compression both|none|s2]
-[--archive [--segment 65536]]``
+[--packing none|zstd] [--archive [--segment 65536]]``
 
 For each compression it starts its own nats-server and PostgreSQL, runs control, Chron, the OCSF feed and the
 auth service as a ``claiim serve`` process and the gate in this process, sends ``--decisions`` checks of the demo
@@ -99,7 +99,7 @@ async def measure(compression: str, args: argparse.Namespace) -> tuple[dict[str,
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="claiim-archive-") as folder:
         archive = Path(folder) if args.archive else None
-        update: dict[str, object] = {"stream_compression": compression}
+        update: dict[str, object] = {"stream_compression": compression, "chron_packing": args.packing}
         if archive is not None:  # archive every sealed segment, and trim the decision stream of it at once
             update |= {"archive": str(archive), "archive_segment": args.segment, "decisions_keep": 0.0}
         async with backend_stack(f"claiim-storage-{compression}-", **update) as settings:
@@ -168,5 +168,7 @@ if __name__ == "__main__":
                         help="the streams' compression to measure (default: both, side by side)")
     parser.add_argument("--archive", action="store_true",
                         help="archive to a folder and trim the decision stream of what is archived at once")
+    parser.add_argument("--packing", choices=["none", "zstd"], default="none",
+                        help="how Chron stores the events (CLAIIM_CHRON_PACKING)")
     parser.add_argument("--segment", type=int, default=65_536, help="leaves per archive segment (with --archive)")
     asyncio.run(main(parser.parse_args(sys.argv[1:])))
