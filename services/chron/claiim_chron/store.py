@@ -5,8 +5,8 @@ waits as a standby) keeps the tree's right edge (:class:`claiim_core.merkle.Fron
 memory: appending a batch assigns dense leaf indexes, and its rows and newly complete subtrees
 are inserted in one transaction, with no read of earlier nodes. Events are stored as they are or,
 with packing on, packed (:mod:`claiim_chron.eventcodec`); both are read back as their original
-bytes. Every driver error is
-translated into :class:`StoreError` so that callers never see asyncpg's.
+bytes. Every driver error is translated into :class:`StoreError` so that callers never see
+asyncpg's.
 """
 
 from __future__ import annotations
