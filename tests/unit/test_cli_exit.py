@@ -39,6 +39,5 @@ def test_an_output_that_cannot_be_written_is_exit_code_120() -> None:
 
 
 def test_an_exit_message_is_printed_and_exit_code_1() -> None:
-    done = claiim(before="import claiim_server.cli.main as m; "
-                                      "m.main = lambda: sys.exit('the message')")
+    done = claiim(before="import claiim_server.cli.main as m; m.main = lambda: sys.exit('the message')")
     assert (done.returncode, done.stderr) == (1, "the message\n"), done

@@ -82,8 +82,9 @@ class RunningServices:
             await deadline.step("chron store", self.chron.store.close())
         for follower in self.followers:
             await deadline.step("registry follower", follower.stop())
-        for nc in self.connections.values():  # close writes what is still buffered; no flush, whose PING
-            await deadline.step("NATS close", nc.close())  # waits until the deadline once NATS is gone
+        # close writes what is still buffered; no flush first, whose PING waits until the deadline once NATS is gone
+        for nc in self.connections.values():
+            await deadline.step("NATS close", nc.close())
 
 
 async def start_services(settings: Settings, which: tuple[str, ...] = BACKEND,

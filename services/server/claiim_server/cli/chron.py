@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import asyncpg
 import msgspec
@@ -46,6 +46,7 @@ from claiim_core.names import Names
 from claiim_core.ocsf import ocsf_decision
 from claiim_core.proofs import ConsistencyProof, InclusionProof, ProofError, check_consistency, check_inclusion
 from claiim_core.schemas import DecisionEvent
+from claiim_runtime.settings import Settings
 from nats.aio.client import Client
 
 from claiim_server.cli.output import fields, table, to_json
@@ -169,8 +170,8 @@ def _verifier(text: str | None) -> Verifier:
         raise AdminError(f"bad verifier key: {e}") from e
 
 
-PACKINGS = ("none", "zstd")
-"""What ``CLAIIM_CHRON_PACKING`` may say (claiim_runtime.settings)."""
+PACKINGS: tuple[str, ...] = get_args(Settings.model_fields["chron_packing"].annotation)
+"""What ``CLAIIM_CHRON_PACKING`` may say."""
 
 
 def _names() -> Names:
@@ -463,7 +464,7 @@ async def rebuild_cmd(args: argparse.Namespace) -> int:
         print(f"read {len(segments)} segments (leaves below {leaves}) from {place.where}", file=sys.stderr)
     packing = args.packing or os.environ.get("CLAIIM_CHRON_PACKING") or "none"
     if packing not in PACKINGS:
-        raise AdminError(f"CLAIIM_CHRON_PACKING is {packing!r}: none or zstd")
+        raise AdminError(f"CLAIIM_CHRON_PACKING is {packing!r}: {' or '.join(PACKINGS)}")
     nc = await _connect()
     try:
         report = await rebuild(nc.jetstream(), _names(), args.database, verifier, auth, segments,

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -369,23 +370,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(code)
 
 
+EXIT_WAIT_S = 5.0
+"""How long the ``claiim`` command waits for threads still running when it exits."""
+
+
 def run() -> NoReturn:
     """The ``claiim`` command: :func:`main`, then an exit that skips tearing the interpreter down.
 
     Freeing the modules a claiim process imports (nats-py brings aiohttp) took 0.45-0.7 s here after
     every command, and more on a loaded machine: time a ``claiim serve`` stopping on SIGTERM does not
     have (its services stop within 1.5 s of the 2 s it is given). What an exit must still do is done
-    here: other threads are waited for, ``atexit`` functions run (logging flushes its handlers, an
-    embedded PostgreSQL is cleaned up) and standard output is flushed, whose failure (a closed pipe)
-    makes the exit code 120, as Python's own exit does."""
+    here: other threads are waited for (:data:`EXIT_WAIT_S` at most, all together), ``atexit``
+    functions run (logging flushes its handlers, an embedded PostgreSQL is cleaned up) and standard
+    output is flushed, whose failure (a closed pipe) makes the exit code 120, as Python's own exit
+    does."""
     try:
         main()
         code = 0
     except SystemExit as e:
         code = _exit_code(e.code)
+    deadline = time.monotonic() + EXIT_WAIT_S
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                print(f"warning: thread {thread.name} still runs after {EXIT_WAIT_S:.0f} s; exiting without it",
+                      file=sys.stderr)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
