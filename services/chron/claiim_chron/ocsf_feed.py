@@ -49,6 +49,8 @@ class OcsfFeed:
         self._batch = batch
         self._gate_keys = gate_keys
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Set by :meth:`stop`: the loop ends on it too, should a fetch swallow the cancellation."""
         self._puller: Puller | None = None
         self._inflight: list[Msg] = []
         self.published = 0
@@ -78,6 +80,7 @@ class OcsfFeed:
         and not published is handed back (nak) for the next feed."""
         deadline = deadline or Deadline(STOP_S)
         fetched = [*self._inflight]  # before a cancelled batch drops it
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=deadline.left())
@@ -88,7 +91,7 @@ class OcsfFeed:
         await deadline.step("OCSF PubAcks", self._acks.stop(wait=0))
 
     async def _run(self, puller: Puller) -> None:
-        while True:
+        while not self._stopping:
             try:
                 msgs = await puller.fetch(self._batch, timeout=1)
             except Exception as e:  # NATS down or reconnecting

@@ -179,6 +179,8 @@ class WebhookNotifier:
         self._names = names
         self._stream = stream
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Set by :meth:`stop`: the loop ends on it too, since nats-py's fetch can swallow a cancellation."""
         self._http: aiohttp.ClientSession | None = None
         self.posted = 0
         self.failed = 0
@@ -195,6 +197,7 @@ class WebhookNotifier:
         self._task = asyncio.create_task(self._run(sub))
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=1.0)
@@ -202,7 +205,7 @@ class WebhookNotifier:
             await self._http.close()
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
-        while True:
+        while not self._stopping:
             try:
                 msgs = await sub.fetch(5, timeout=2.0)
             except TimeoutError:
